@@ -1,0 +1,74 @@
+"""curate: curate LLM reasoning training data.
+
+Public names are imported lazily, so ``import curate`` stays fast and pulls in
+no heavy dependency (no torch, transformers, vllm or faiss; not even polars
+until a name that needs it is used).
+
+>>> import curate
+>>> curate.__version__
+'0.1.0'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from curate._version import __version__
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "read": "curate.io",
+    "Source": "curate.io",
+    "Recipe": "curate.run",
+    "Run": "curate.run",
+    "open_run": "curate.run",
+    "Stage": "curate.stage",
+    "Filter": "curate.stage",
+    "StageContext": "curate.stage",
+    "StageResult": "curate.stage",
+    "RequireGradable": "curate.filters",
+    "SQLFilter": "curate.filters",
+    "ExactDedup": "curate.dedup.exact",
+    "verify": "curate.verify",
+    "verify_many": "curate.verify",
+    "gradable": "curate.verify",
+    "extract_answer": "curate.verify",
+    "check_response": "curate.verify",
+    "Verdict": "curate.verify",
+    "CurateError": "curate.errors",
+    "InputError": "curate.errors",
+    "ConfigError": "curate.errors",
+    "RunError": "curate.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from curate.dedup.exact import ExactDedup
+    from curate.errors import ConfigError, CurateError, InputError, RunError
+    from curate.filters import RequireGradable, SQLFilter
+    from curate.io import Source, read
+    from curate.run import Recipe, Run, open_run
+    from curate.stage import Filter, Stage, StageContext, StageResult
+    from curate.verify import (
+        Verdict,
+        check_response,
+        extract_answer,
+        gradable,
+        verify,
+        verify_many,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'curate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,155 @@
+"""The canonical tables of `curate`, as Arrow schemas: the one place they are defined.
+
+- ``problems``: one row per input row (the output of every stage has these columns
+  first; stages add columns after them, never rename or drop these).
+- ``rejects``: every row a stage removed, with why: ``id``, ``stage``, ``reason``,
+  ``detail``, then the full row as it was when it was removed.
+- ``responses``: one row per generated response, keyed by (problem_id, model, sample).
+
+JSON Schema files for other tools are generated from these into ``schemas/``::
+
+    python -m curate.schema schemas/
+
+>>> [f.name for f in problems_schema()][:4]
+['id', 'text_hash', 'problem', 'answer']
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+PROBLEM_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("id", pa.string(), False,
+     "Unique per input row, stable across re-runs: '<source>:<row>:<text_hash[:8]>'."),
+    ("text_hash", pa.string(), False,
+     "Hash of the normalized problem text; equal for the same problem from any source."),
+    ("problem", pa.string(), False, "The problem statement."),
+    ("answer", pa.string(), True, "Gold final answer as LaTeX-ish text; null when unknown."),
+    ("solution", pa.string(), True, "Reference solution; null when unknown."),
+    ("source", pa.string(), False, "Name of the source the row was read from."),
+    ("subject", pa.string(), True, "Subject or category, as the source gives it."),
+    ("level", pa.string(), True, "Difficulty level, as the source gives it ('Level 3' -> '3')."),
+    ("meta", pa.string(), False,
+     "JSON object with every input field not mapped to a canonical column."),
+]
+
+REJECT_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("id", pa.string(), False, "The id of the removed row."),
+    ("stage", pa.string(), False, "Name of the stage that removed it."),
+    ("reason", pa.string(), False, "Short machine-readable reason, e.g. 'duplicate'."),
+    ("detail", pa.string(), True,
+     "Human-readable detail: the id it duplicates, the parse error, the benchmark item."),
+]
+
+RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("problem_id", pa.string(), False, "The `id` of the problem."),
+    ("model", pa.string(), False, "Model name or path that generated the response."),
+    ("sample", pa.int32(), False, "Sample index, 0..n-1, for this problem and model."),
+    ("text", pa.string(), True, "The generated text; null if generation failed."),
+    ("finish_reason", pa.string(), True, "'stop', 'length', 'error', ..."),
+    ("n_tokens", pa.int32(), True, "Number of generated tokens."),
+    ("extracted_answer", pa.string(), True, "Final answer extracted from the text."),
+    ("score", pa.float64(), True, "Reward in 0..1."),
+    ("correct", pa.bool_(), True, "Whether the extracted answer matches the gold answer."),
+    ("temperature", pa.float64(), True, "Sampling temperature."),
+    ("top_p", pa.float64(), True, "Nucleus sampling p."),
+    ("max_tokens", pa.int32(), True, "Generation limit."),
+    ("seed", pa.int64(), True, "Sampling seed."),
+]
+
+PROBLEM_COLUMNS: tuple[str, ...] = tuple(f[0] for f in PROBLEM_FIELDS)
+REJECT_COLUMNS: tuple[str, ...] = tuple(f[0] for f in REJECT_FIELDS)
+
+
+def _schema(fields: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(name, dtype, nullable=nullable, metadata={"description": doc})
+            for name, dtype, nullable, doc in fields
+        ]
+    )
+
+
+def problems_schema() -> pa.Schema:
+    """Arrow schema of the problems table (the canonical columns)."""
+    return _schema(PROBLEM_FIELDS)
+
+
+def rejects_schema() -> pa.Schema:
+    """Arrow schema of the leading columns of the rejects table.
+
+    The full row that was removed follows these columns.
+    """
+    return _schema(REJECT_FIELDS + [f for f in PROBLEM_FIELDS if f[0] != "id"])
+
+
+def responses_schema() -> pa.Schema:
+    """Arrow schema of the responses table (the generation cache)."""
+    return _schema(RESPONSE_FIELDS)
+
+
+_JSON_TYPES = {
+    pa.string(): "string",
+    pa.int32(): "integer",
+    pa.int64(): "integer",
+    pa.float64(): "number",
+    pa.bool_(): "boolean",
+}
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of one row of table ``name``.
+
+    >>> json_schema("problems")["required"][:2]
+    ['id', 'text_hash']
+    """
+    schemas = {
+        "problems": problems_schema,
+        "rejects": rejects_schema,
+        "responses": responses_schema,
+    }
+    if name not in schemas:
+        raise ValueError(f"unknown table {name!r}; expected one of {sorted(schemas)}")
+    schema = schemas[name]()
+    props: dict[str, Any] = {}
+    required = []
+    for field in schema:
+        jtype = _JSON_TYPES[field.type]
+        desc = (field.metadata or {}).get(b"description", b"").decode()
+        props[field.name] = {
+            "type": jtype if not field.nullable else [jtype, "null"],
+            "description": desc,
+        }
+        if not field.nullable:
+            required.append(field.name)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://github.com/curate/curate/schemas/{name}.schema.json",
+        "title": f"curate {name} row",
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": True,
+    }
+
+
+def write_json_schemas(directory: str | Path) -> list[Path]:
+    """Write ``<table>.schema.json`` for every table into ``directory``."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("problems", "rejects", "responses"):
+        path = out / f"{name}.schema.json"
+        path.write_text(json.dumps(json_schema(name), indent=2) + "\n")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for p in write_json_schemas(sys.argv[1] if len(sys.argv) > 1 else "schemas"):
+        print(p)

@@ -1,0 +1,647 @@
+#!/usr/bin/env python3
+"""Regenerate the bundled demo pool in data/demo/ from the shared public data.
+
+The demo pool is a small, deterministic subset of five real public math data
+sets, each kept in its ORIGINAL file format with its original field names and
+values, so that ``make demo`` exercises every reader (JSONL, JSON array,
+nested verl parquet) offline.
+
+Usage (from the repository root)::
+
+    python data/demo/make_demo.py                      # reads ../shared/data
+    python data/demo/make_demo.py --shared /path/to/shared/data
+    python data/demo/make_demo.py --check              # rebuild in a temp dir, compare sha256
+
+Only the standard library and pyarrow are used.  JSONL rows are copied as the
+original line bytes; parquet subsets are ``Table.take(indices)`` on the
+original table (schema and schema metadata unchanged) written with zstd; the
+AIME JSON array is re-serialised with ``json.dumps(ensure_ascii=False)``.
+Output is byte-for-byte reproducible for a given pyarrow version (the parquet
+footer records the writer version).
+
+The script also writes SOURCES.md (provenance, sizes, sha256) and LICENSES.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+DEFAULT_SHARED = REPO_ROOT.parent / "shared" / "data"
+
+# Inputs, with the sha256 recorded in shared/data/SOURCES.md.  The build
+# refuses to run on different bytes (use --allow-changed-inputs to override),
+# because the bundle would then no longer match the provenance written below.
+INPUTS = {
+    "math": ("hendrycks_math/train.jsonl",
+             "00aa30008a611172529ab775ed6f3af9efd32974625b19181c3ebfc724134e52"),
+    "gsm8k": ("grade_school_math/train.jsonl",
+              "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
+    "dapo": ("svs_dapo/dapo_math_17k.parquet",
+             "246ae23df97c9eae8126cb4da780e9a0a31d10110e16eed144bcecbf2132d535"),
+    "aime": ("rllm/train/aime.json",
+             "78f1b9bae6d00794b43e79a5842917f7ef4e355d9b705743c61f255f3c7c5d49"),
+    "deepscaler": ("deepscaler_partial/deepscaler_train.parquet",
+                   "f60e89acc6b9ee897c414d1d517f6427f60b054a6898b70b7cbbcc3800e0b2de"),
+}
+
+OUT_NAMES = {
+    "math": "math_train.jsonl",
+    "gsm8k": "gsm8k_train.jsonl",
+    "dapo": "dapo_math_17k.parquet",
+    "aime": "aime_1983_2023.json",
+    "deepscaler": "deepscaler_sample.parquet",
+}
+
+MATH_STEP = 5            # rows 0, 5, 10, ... -> 1,500 rows
+GSM8K_N = 1000           # first 1,000 rows
+AIME_STEP, AIME_N = 3, 300   # rows 0, 3, 6, ... first 300 of those
+DAPO_N = 1500            # total rows
+DAPO_MIN_DUP_GROUPS = 40  # all conflicting-answer groups + earliest others up to this
+DEEPSCALER_N = 600
+DEEPSCALER_SUFFIX = (" Let's think step by step and output the final answer "
+                     "within \\boxed{}.")
+PARQUET_COMPRESSION = "zstd"
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+def sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def sha256_file(p: Path) -> str:
+    return sha256_bytes(p.read_bytes())
+
+
+def ws(s: str) -> str:
+    """Collapse all whitespace runs to one space and strip."""
+    return " ".join(s.split())
+
+
+def jsonl_lines(raw: bytes) -> list[bytes]:
+    """Original line bytes (without the trailing newline), blank lines dropped."""
+    return [ln for ln in raw.split(b"\n") if ln.strip()]
+
+
+def write_parquet_subset(table: pa.Table, indices: list[int], out: Path) -> pa.Table:
+    sub = table.take(pa.array(indices, type=pa.int64()))
+    # take() keeps the schema, including the huggingface / pandas metadata.
+    assert sub.schema.equals(table.schema, check_metadata=True)
+    pq.write_table(sub, out, compression=PARQUET_COMPRESSION)
+    return sub
+
+
+def first_content(row: dict) -> str:
+    return row["prompt"][0]["content"]
+
+
+# --------------------------------------------------------------------------
+# builders; each returns a dict of facts used in SOURCES.md
+
+def build_math(src: Path, out: Path) -> dict:
+    lines = jsonl_lines(src.read_bytes())
+    picked = lines[::MATH_STEP]
+    out.write_bytes(b"".join(ln + b"\n" for ln in picked))
+    recs = [json.loads(ln) for ln in picked]
+    return {
+        "rows": len(picked),
+        "records": recs,
+        "all_records": [json.loads(ln) for ln in lines],
+        "subset": (f"every {MATH_STEP}th line of the original file "
+                   f"(lines 0, {MATH_STEP}, {2 * MATH_STEP}, ...; "
+                   f"{len(lines)} -> {len(picked)}), original line bytes unchanged"),
+    }
+
+
+def build_gsm8k(src: Path, out: Path) -> dict:
+    lines = jsonl_lines(src.read_bytes())
+    picked = lines[:GSM8K_N]
+    out.write_bytes(b"".join(ln + b"\n" for ln in picked))
+    return {
+        "rows": len(picked),
+        "records": [json.loads(ln) for ln in picked],
+        "all_records": [json.loads(ln) for ln in lines],
+        "subset": f"first {GSM8K_N} lines of the original file, original line bytes unchanged",
+    }
+
+
+def build_aime(src: Path, out: Path) -> dict:
+    rows = json.loads(src.read_text(encoding="utf-8"))
+    picked = rows[::AIME_STEP][:AIME_N]
+    # Original is an indented array without a trailing newline; the demo copy
+    # is compact (indent=None) with the same objects, key order and values.
+    out.write_text(json.dumps(picked, ensure_ascii=False), encoding="utf-8")
+    return {
+        "rows": len(picked),
+        "records": picked,
+        "all_records": rows,
+        "subset": (f"every {AIME_STEP}rd element of the array (elements 0, 3, 6, ..., "
+                   f"{AIME_STEP * (AIME_N - 1)}; first {AIME_N} of them), all fields kept; "
+                   "re-serialised as compact JSON (json.dumps, indent=None, "
+                   "ensure_ascii=False; the original is indented with 2 spaces)"),
+    }
+
+
+def select_dapo(rows: list[dict]) -> tuple[list[int], dict]:
+    groups: dict[str, list[int]] = collections.defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[first_content(r)].append(i)
+    dup = [g for g in groups.values() if len(g) > 1]
+    dup.sort(key=lambda g: g[0])
+    gt = [r["reward_model"]["ground_truth"] for r in rows]
+    conflicting = [g for g in dup if len({gt[i] for i in g}) > 1]
+    others = [g for g in dup if len({gt[i] for i in g}) == 1]
+    n_other = max(0, DAPO_MIN_DUP_GROUPS - len(conflicting))
+    chosen_groups = conflicting + others[:n_other]
+    chosen = {i for g in chosen_groups for i in g}
+    if len(chosen) > DAPO_N:
+        raise SystemExit("dapo: duplicate groups alone exceed the row budget")
+    n_groups_rows = len(chosen)
+    for i in range(len(rows)):  # fill with the first other rows by position
+        if len(chosen) >= DAPO_N:
+            break
+        chosen.add(i)
+    idx = sorted(chosen)
+    return idx, {
+        "all_dup_groups": len(dup),
+        "all_conflicting_groups": len(conflicting),
+        "seeded_groups": len(chosen_groups),
+        "seeded_conflicting": len(conflicting),
+        "seeded_group_rows": n_groups_rows,
+        "fill_rows": len(idx) - n_groups_rows,
+    }
+
+
+def group_stats(texts: list[str], answers: list[str]) -> dict:
+    exact: dict[str, list[int]] = collections.defaultdict(list)
+    loose: dict[str, list[int]] = collections.defaultdict(list)
+    for i, t in enumerate(texts):
+        exact[t].append(i)
+        loose[ws(t)].append(i)
+    ex = [g for g in exact.values() if len(g) > 1]
+    lo = [g for g in loose.values() if len(g) > 1]
+    return {
+        "exact_groups": len(ex),
+        "exact_rows": sum(len(g) for g in ex),
+        "exact_extra_rows": sum(len(g) - 1 for g in ex),
+        "exact_conflicting": sum(len({answers[i] for i in g}) > 1 for g in ex),
+        "ws_groups": len(lo),
+        "ws_extra_rows": sum(len(g) - 1 for g in lo),
+        "ws_conflicting": sum(len({answers[i] for i in g}) > 1 for g in lo),
+        "group_sizes": dict(sorted(collections.Counter(len(g) for g in ex).items())),
+    }
+
+
+def build_dapo(src: Path, out: Path) -> dict:
+    table = pq.read_table(src)
+    rows = table.to_pylist()
+    idx, sel = select_dapo(rows)
+    sub = write_parquet_subset(table, idx, out)
+    srows = sub.to_pylist()
+    st = group_stats([first_content(r) for r in srows],
+                     [r["reward_model"]["ground_truth"] for r in srows])
+    return {
+        "rows": sub.num_rows,
+        "records": srows,
+        "all_records": rows,
+        "indices": idx,
+        "selection": sel,
+        "stats": st,
+        "subset": (
+            f"{sub.num_rows} of {table.num_rows} rows, original order: every row of "
+            f"{sel['seeded_groups']} duplicate groups (rows whose prompt[0].content is "
+            f"byte-identical) = all {sel['seeded_conflicting']} groups whose copies have "
+            f"conflicting reward_model.ground_truth + the "
+            f"{sel['seeded_groups'] - sel['seeded_conflicting']} other groups that occur "
+            f"first in the file ({sel['seeded_group_rows']} rows), then the first "
+            f"{sel['fill_rows']} remaining rows by position; Table.take(sorted indices), "
+            f"schema and metadata unchanged, written with pyarrow {pa.__version__} "
+            f"(compression={PARQUET_COMPRESSION})"),
+    }
+
+
+def build_deepscaler(src: Path, out: Path, math_recs: list[dict],
+                     aime_recs: list[dict]) -> dict:
+    table = pq.read_table(src)
+    rows = table.to_pylist()
+    probs = [first_content(r).removesuffix(DEEPSCALER_SUFFIX) for r in rows]
+    pools = {
+        "aime": ({r["problem"] for r in aime_recs}, {ws(r["problem"]) for r in aime_recs}),
+        "math": ({r["problem"] for r in math_recs}, {ws(r["problem"]) for r in math_recs}),
+    }
+    hits: dict[int, tuple[str, str]] = {}
+    for i, p in enumerate(probs):
+        for name, (exact, loose) in pools.items():
+            if p in exact:
+                hits[i] = (name, "exact")
+                break
+            if ws(p) in loose:
+                hits[i] = (name, "whitespace")
+                break
+    chosen = set(list(sorted(hits))[:DEEPSCALER_N])
+    n_overlap = len(chosen)
+    for i in range(len(rows)):
+        if len(chosen) >= DEEPSCALER_N:
+            break
+        chosen.add(i)
+    idx = sorted(chosen)
+    sub = write_parquet_subset(table, idx, out)
+    counts = collections.Counter(hits[i] for i in idx if i in hits)
+    srows = sub.to_pylist()
+    st = group_stats([first_content(r) for r in srows],
+                     [r["reward_model"]["ground_truth"] for r in srows])
+    return {
+        "rows": sub.num_rows,
+        "records": srows,
+        "all_records": rows,
+        "indices": idx,
+        "overlap": n_overlap,
+        "overlap_by": {f"{k[0]}/{k[1]}": v for k, v in sorted(counts.items())},
+        "stats": st,
+        "subset": (
+            f"{sub.num_rows} of {table.num_rows} rows, original order: all "
+            f"{n_overlap} rows whose problem (prompt[0].content minus the suffix "
+            f"\"{DEEPSCALER_SUFFIX.strip()}\") also occurs, exactly or after collapsing "
+            f"whitespace, in the bundled aime_1983_2023.json or math_train.jsonl, then the "
+            f"first {sub.num_rows - n_overlap} other rows by position; "
+            f"Table.take(sorted indices), schema and metadata unchanged, written with "
+            f"pyarrow {pa.__version__} (compression={PARQUET_COMPRESSION})"),
+    }
+
+
+# --------------------------------------------------------------------------
+# provenance and licenses
+
+META = {
+    "math": {
+        "what": ("MATH (Hendrycks et al. 2021) train split: competition problems with "
+                 "step-by-step solutions; the final answer is only inside "
+                 "\\boxed{...} in `solution`"),
+        "format": "JSONL, one object per line: `problem`, `level`, `type`, `solution`, `unique_id`",
+        "repo": "aiwaves-cn/agents",
+        "path": "src/agents/datasets/data/math/train/<subject>/<n>.json",
+        "path_note": ("7,500 single-problem JSON files (original MATH release layout), "
+                      "concatenated into shared `hendrycks_math/train.jsonl` in subject, "
+                      "then number order; each object is unchanged except for the added "
+                      "`unique_id` = path relative to the MATH root, e.g. "
+                      "\"train/algebra/1.json\" (the prm800k id scheme)"),
+        "commit": "e8c4e3c2d19739d3dff59e577d1c97090cc15f59",
+        "license": "Apache-2.0 (aiwaves-cn/agents LICENSE); the MATH dataset itself is MIT "
+                   "(hendrycks/math, Copyright (c) 2021 Dan Hendrycks)",
+    },
+    "gsm8k": {
+        "what": "GSM8K train split: grade-school word problems; the final answer "
+                "follows `#### ` on the last line of `answer`, which also carries "
+                "`<<a*b=c>>` calculator annotations",
+        "format": "JSONL, one object per line: `question`, `answer`",
+        "repo": "openai/grade-school-math",
+        "path": "grade_school_math/data/train.jsonl",
+        "commit": "3101c7d5072418e28b9008a6636bde82a006892c",
+        "license": "MIT (OpenAI)",
+    },
+    "dapo": {
+        "what": "DAPO-Math-17k in verl parquet format (one row per unique upstream "
+                "prompt; bare problem text; integer answers)",
+        "format": ("Parquet: `data_source` string, `prompt` list<struct<content, role>>, "
+                   "`ability` string, `reward_model` struct<ground_truth, style>, "
+                   "`extra_info` struct<answer, index: int64, split>"),
+        "repo": "MasterVito/SvS",
+        "path": "data/dapo_math_17k.parquet",
+        "commit": "9fd8f35375b31b8632b52e715296c264a3ad4176",
+        "license": "Apache-2.0 (repo LICENSE); the upstream dataset "
+                   "BytedTsinghua-SIA/DAPO-Math-17k is Apache-2.0",
+    },
+    "aime": {
+        "what": "AIME 1983-2023 problems with AoPS solutions (the AIME component of the "
+                "DeepScaleR training mix)",
+        "format": ("JSON array of objects: `problem`, `solution`, `answer` (string), "
+                   "`year`, `aime_number`, `problem_number` (int), `difficulty` (float)"),
+        "repo": "agentica-project/rllm",
+        "path": "rllm/data/train/math/aime.json",
+        "commit": "874daa4acb7f451dc2a4b2b6e8ce28f5aa88d1f5",
+        "license": "MIT (Copyright (c) 2025 agentica-project)",
+    },
+    "deepscaler": {
+        "what": ("DeepScaleR sample in verl parquet format: a 2,000-row subset of "
+                 "agentica-org DeepScaleR-Preview-Dataset with problem_id, a difficulty "
+                 "score and per-problem NLL from that project (NOT the full 40K set)"),
+        "format": ("Parquet written from pandas: `data_source`, `problem_id` int64, `prompt` "
+                   "list<struct<content, role>>, `ability`, `reward_model` "
+                   "struct<ground_truth, style>, `extra_info` struct<difficulty: double, "
+                   "index: int64, split>, `ground_truth`, `difficulty`, `nll`, "
+                   "`average_nll`, `__index_level_0__` (pandas index column)"),
+        "repo": "manhitv/model-checkpoint-scoring",
+        "path": "data/deepscaler_train.parquet",
+        "commit": "cd7aa6f545afc026c08d7e2704c960a615785fd6",
+        "license": "Apache-2.0",
+    },
+}
+
+ORDER = ["math", "gsm8k", "dapo", "aime", "deepscaler"]
+
+
+def render_sources(facts: dict, outdir: Path) -> str:
+    L: list[str] = []
+    a = L.append
+    a("# Demo pool: sources")
+    a("")
+    a("The demo pool is real public data redistributed under the original licenses "
+      "listed below (full texts and notices in [LICENSES.md](LICENSES.md)). It is a "
+      "small, deterministic subset of five public math data sets, bundled so that "
+      "`make demo` runs offline. Each file keeps its source's original file format, "
+      "field names and values; only rows were subset (and the parquet files re-encoded "
+      "with zstd, the AIME array re-serialised compactly). "
+      "`python data/demo/make_demo.py` regenerates every file here byte for byte from "
+      "the shared data (see the script's docstring; the parquet bytes depend on the "
+      f"pyarrow version, {pa.__version__} here).")
+    a("")
+    a("| file | format | rows | bytes | license |")
+    a("|---|---|---:|---:|---|")
+    total = 0
+    for k in ORDER:
+        p = outdir / OUT_NAMES[k]
+        size = p.stat().st_size
+        total += size
+        lic = "MIT" if META[k]["license"].startswith("MIT") else "Apache-2.0"
+        a(f"| `{OUT_NAMES[k]}` | {p.suffix[1:]} | {facts[k]['rows']:,} | {size:,} | {lic} |")
+    a("")
+    a(f"Total: {total:,} bytes.")
+    a("")
+    for k in ORDER:
+        p = outdir / OUT_NAMES[k]
+        m = META[k]
+        src_rel, src_sha = INPUTS[k]
+        a(f"## `{OUT_NAMES[k]}`")
+        a("")
+        a(f"- What: {m['what']}")
+        a(f"- Format: {m['format']}")
+        a(f"- Origin repository: {m['repo']}")
+        a(f"- Original path: `{m['path']}`"
+          + (f" ({m['path_note']})" if "path_note" in m else ""))
+        a(f"- Commit: `{m['commit']}`")
+        a(f"- License: {m['license']}")
+        a(f"- Taken from: shared `{src_rel}` (sha256 `{src_sha}`)")
+        a(f"- Subset: {facts[k]['subset']}")
+        a(f"- Rows: {facts[k]['rows']:,}")
+        a(f"- Size: {p.stat().st_size:,} bytes")
+        a(f"- sha256: `{sha256_file(p)}`")
+        for note in facts[k].get("notes", []):
+            a(f"- Note: {note}")
+        a("")
+    a("## What the demo exercises")
+    a("")
+    for line in facts["exercises"]:
+        a(f"- {line}")
+    a("")
+    return "\n".join(L)
+
+
+MIT_TEXT = """Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE."""
+
+
+def render_licenses() -> str:
+    L: list[str] = []
+    a = L.append
+    a("# Demo pool: licenses")
+    a("")
+    a("The files in this directory are subsets of public data sets, redistributed "
+      "under their original licenses. Changes made: only a subset of rows was kept "
+      "(see SOURCES.md for how); the two parquet files were re-written with zstd "
+      "compression and `aime_1983_2023.json` was re-serialised without indentation. "
+      "No field name or value was changed. (`math_train.jsonl` rows carry a "
+      "`unique_id` field that was added when the per-problem MATH files were "
+      "concatenated into one JSONL; see SOURCES.md.)")
+    a("")
+    a("## MIT License")
+    a("")
+    a("Applies to:")
+    a("")
+    a("- `gsm8k_train.jsonl`: GSM8K, openai/grade-school-math "
+      "(Copyright (c) 2021 OpenAI).")
+    a("- `aime_1983_2023.json`: agentica-project/rllm "
+      "(Copyright (c) 2025 agentica-project).")
+    a("- `math_train.jsonl`: the MATH dataset itself, hendrycks/math "
+      "(Copyright (c) 2021 Dan Hendrycks); the copy bundled here was taken from "
+      "aiwaves-cn/agents, which is Apache-2.0 (see below).")
+    a("")
+    for holder in ("2021 OpenAI", "2025 agentica-project", "2021 Dan Hendrycks"):
+        a("```")
+        a("MIT License")
+        a("")
+        a(f"Copyright (c) {holder}")
+        a("")
+        a(MIT_TEXT)
+        a("```")
+        a("")
+    a("## Apache License 2.0")
+    a("")
+    a("Licensed under the Apache License, Version 2.0 (the \"License\"); you may not "
+      "use these files except in compliance with the License. You may obtain a copy "
+      "of the License at")
+    a("")
+    a("    https://www.apache.org/licenses/LICENSE-2.0")
+    a("")
+    a("Unless required by applicable law or agreed to in writing, software "
+      "distributed under the License is distributed on an \"AS IS\" BASIS, WITHOUT "
+      "WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the "
+      "License for the specific language governing permissions and limitations under "
+      "the License.")
+    a("")
+    a("Applies to (attribution):")
+    a("")
+    a("- `math_train.jsonl`: from aiwaves-cn/agents "
+      "(`src/agents/datasets/data/math/train/`, commit "
+      "e8c4e3c2d19739d3dff59e577d1c97090cc15f59), Apache-2.0; the MATH data set "
+      "(Hendrycks et al. 2021) it contains is MIT, see above.")
+    a("- `dapo_math_17k.parquet`: from MasterVito/SvS (`data/dapo_math_17k.parquet`, "
+      "commit 9fd8f35375b31b8632b52e715296c264a3ad4176), Apache-2.0; derived from "
+      "BytedTsinghua-SIA/DAPO-Math-17k, Apache-2.0.")
+    a("- `deepscaler_sample.parquet`: from manhitv/model-checkpoint-scoring "
+      "(`data/deepscaler_train.parquet`, commit "
+      "cd7aa6f545afc026c08d7e2704c960a615785fd6), Apache-2.0; a sample of "
+      "agentica-org DeepScaleR-Preview-Dataset.")
+    a("")
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------
+
+def exercises(f: dict) -> list[str]:
+    d, ds = f["dapo"], f["deepscaler"]
+    st = d["stats"]
+    out = [
+        (f"Duplicates (`dapo_math_17k.parquet`): {st['exact_groups']} groups of "
+         f"byte-identical problems ({st['exact_rows']} rows, {st['exact_extra_rows']} "
+         f"redundant; group sizes {st['group_sizes']}), {st['exact_conflicting']} of them "
+         f"with conflicting ground_truth answers; after collapsing whitespace "
+         f"{st['ws_groups']} groups ({st['ws_conflicting']} conflicting). The full "
+         f"17,917-row file has {d['selection']['all_dup_groups']} exact groups, "
+         f"{d['selection']['all_conflicting_groups']} conflicting; all conflicting ones "
+         f"are here."),
+        (f"Cross-source duplicates (`deepscaler_sample.parquet`): {ds['overlap']} rows "
+         f"whose problem also occurs in the bundled AIME or MATH rows "
+         f"({', '.join(f'{k}: {v}' for k, v in ds['overlap_by'].items())}); "
+         f"within the sample itself {ds['stats']['exact_groups']} exact duplicate groups."),
+    ]
+    out += f["quirks"]
+    return out
+
+
+def quirks(f: dict) -> list[str]:
+    """Data facts a reader of these formats has to cope with (computed).
+
+    Each count is given as "N here / M in the full source file"."""
+
+    def both(key: str, pred) -> str:
+        here = sum(1 for r in f[key]["records"] if pred(r))
+        full = sum(1 for r in f[key]["all_records"] if pred(r))
+        return f"{here} here / {full} in the full file"
+
+    q = []
+    q.append(
+        "`math_train.jsonl`: `level` is a string \"Level 1\"..\"Level 5\" or \"Level ?\" ("
+        + both("math", lambda r: r["level"] == "Level ?") + "); solutions with more "
+        "than one \\boxed: " + both("math", lambda r: r["solution"].count("\\boxed") > 1)
+        + "; `\\boxed {...}` with a space: "
+        + both("math", lambda r: "\\boxed " in r["solution"])
+        + "; non-ASCII is raw UTF-8 (not \\u-escaped): "
+        + both("math", lambda r: any(ord(c) > 127 for c in r["problem"] + r["solution"]))
+        + "; literal tab characters inside strings: "
+        + both("math", lambda r: "\t" in r["problem"] + r["solution"]) + ".")
+    q.append(
+        "`gsm8k_train.jsonl`: final answers after `####` with thousands separators "
+        "(e.g. `1,080`): "
+        + both("gsm8k", lambda r: "," in r["answer"].rsplit("####", 1)[1])
+        + "; non-ASCII is written as JSON `\\uXXXX` escapes (e.g. \\u2019, \\u20ac); "
+        "`<<a*b=c>>` calculator annotations in "
+        + both("gsm8k", lambda r: "<<" in r["answer"]) + ".")
+
+    def ctrl(r):
+        return any((ord(c) < 32 and c not in "\n\t") or 0x80 <= ord(c) < 0xA0
+                   for c in first_content(r))
+
+    def gt(r):
+        return r["reward_model"]["ground_truth"]
+
+    q.append(
+        "`dapo_math_17k.parquet`: `reward_model.ground_truth` is an integer held as a "
+        "*string*; negative: " + both("dapo", lambda r: gt(r).startswith("-"))
+        + ", beyond int64 (e.g. 20000000000000000000000): "
+        + both("dapo", lambda r: abs(int(gt(r))) >= 2 ** 63)
+        + "; `extra_info.answer` is the empty string in every row ("
+        + both("dapo", lambda r: r["extra_info"]["answer"] == "")
+        + "); problems with control characters (form feed from a mis-escaped "
+        "`\\f`rac, backspace from `\\b`eta, C1 bytes such as U+0088): "
+        + both("dapo", ctrl) + "; Chinese problems: "
+        + both("dapo", lambda r: any("\u4e00" <= c <= "\u9fff" for c in first_content(r)))
+        + "; problems with leading/trailing whitespace: "
+        + both("dapo", lambda r: first_content(r) != first_content(r).strip()) + ".")
+    q.append(
+        "`aime_1983_2023.json`: `answer` is a string; with leading zeros (\"012\"): "
+        + both("aime", lambda r: len(r["answer"]) > 1 and r["answer"].startswith("0"))
+        + "; solutions that box a zero-padded form (`\\boxed{015}` for answer \"15\"): "
+        + both("aime", lambda r: f"{{0{r['answer']}}}" in r["solution"])
+        + "; solutions without any \\boxed (e.g. `\\fbox{363}`): "
+        + both("aime", lambda r: "\\boxed" not in r["solution"])
+        + "; non-breaking spaces (U+00A0): "
+        + both("aime", lambda r: "\xa0" in r["problem"] + r["solution"]) + ".")
+    q.append(
+        "`deepscaler_sample.parquet`: ground truths that are not plain integers (LaTeX "
+        "fractions, radicals, tuples, equations, percentages): "
+        + both("deepscaler", lambda r: not gt(r).lstrip("-").isdigit())
+        + "; the instruction suffix is part of prompt[0].content; ground_truth and "
+        "difficulty appear both at top level and inside reward_model/extra_info; the "
+        "pandas metadata declares `__index_level_0__` as the index column (pandas "
+        "readers turn it into the index, pyarrow/polars keep it as a column).")
+    return q
+
+
+def build(shared: Path, outdir: Path, allow_changed: bool) -> dict:
+    for k, (rel, sha) in INPUTS.items():
+        p = shared / rel
+        if not p.is_file():
+            raise SystemExit(f"missing input: {p}")
+        got = sha256_file(p)
+        if got != sha and not allow_changed:
+            raise SystemExit(f"{p}: sha256 {got} != expected {sha} "
+                             "(use --allow-changed-inputs to build anyway)")
+    outdir.mkdir(parents=True, exist_ok=True)
+    o = {k: outdir / v for k, v in OUT_NAMES.items()}
+    s = {k: shared / v[0] for k, v in INPUTS.items()}
+    f: dict = {}
+    f["math"] = build_math(s["math"], o["math"])
+    f["gsm8k"] = build_gsm8k(s["gsm8k"], o["gsm8k"])
+    f["dapo"] = build_dapo(s["dapo"], o["dapo"])
+    f["aime"] = build_aime(s["aime"], o["aime"])
+    f["deepscaler"] = build_deepscaler(s["deepscaler"], o["deepscaler"],
+                                       f["math"]["records"], f["aime"]["records"])
+    f["quirks"] = quirks(f)
+    f["exercises"] = exercises(f)
+    (outdir / "SOURCES.md").write_text(render_sources(f, outdir), encoding="utf-8")
+    (outdir / "LICENSES.md").write_text(render_licenses(), encoding="utf-8")
+    return f
+
+
+def digests(outdir: Path) -> dict[str, str]:
+    names = list(OUT_NAMES.values()) + ["SOURCES.md", "LICENSES.md"]
+    return {n: sha256_file(outdir / n) for n in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
+                    help=f"shared data directory (default: {DEFAULT_SHARED})")
+    ap.add_argument("--out", type=Path, default=HERE,
+                    help=f"output directory (default: {HERE})")
+    ap.add_argument("--allow-changed-inputs", action="store_true",
+                    help="build even if an input's sha256 differs from the recorded one")
+    ap.add_argument("--check", action="store_true",
+                    help="rebuild into a temporary directory and compare sha256 with --out")
+    args = ap.parse_args(argv)
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            build(args.shared, Path(tmp), args.allow_changed_inputs)
+            new, old = digests(Path(tmp)), digests(args.out)
+        bad = [n for n in new if new[n] != old[n]]
+        for n in new:
+            print(f"{'OK  ' if n not in bad else 'DIFF'} {new[n]}  {n}")
+        return 1 if bad else 0
+    f = build(args.shared, args.out, args.allow_changed_inputs)
+    for k in ORDER:
+        p = args.out / OUT_NAMES[k]
+        print(f"{OUT_NAMES[k]:28s} {f[k]['rows']:6d} rows {p.stat().st_size:10,d} bytes")
+    for line in f["exercises"]:
+        print("-", line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""DeepScaleR-style pool curation: read several problem pools, keep the problems
+whose answers can be graded, and drop exact duplicates across pools.
+
+    curate run recipes/deepscaler.py --out runs/demo            # bundled demo pool
+    CURATE_POOL=shared curate run recipes/deepscaler.py --out runs/full   # ../shared/data
+
+Later stages (near-duplicate and semantic dedup, decontamination) join this
+same recipe.
+"""
+
+import os
+from pathlib import Path
+
+import curate
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = os.environ.get("CURATE_POOL", "demo")
+
+if POOL == "demo":
+    data = ROOT / "data" / "demo"
+    sources = [
+        curate.read(data / "math_train.jsonl", source="math"),
+        curate.read(data / "gsm8k_train.jsonl", source="gsm8k", problem="question",
+                    solution="answer"),
+        curate.read(data / "aime_1983_2023.json", source="aime"),
+        curate.read(data / "dapo_math_17k.parquet", source="dapo"),
+        curate.read(data / "deepscaler_sample.parquet", source="deepscaler"),
+    ]
+elif POOL == "shared":
+    data = ROOT.parent / "shared" / "data"
+    sources = [
+        curate.read(data / "hendrycks_math" / "train.jsonl", source="math"),
+        curate.read(data / "grade_school_math" / "train.jsonl", source="gsm8k",
+                    problem="question", solution="answer"),
+        curate.read(data / "rllm" / "train" / "aime.json", source="aime"),
+        curate.read(data / "svs_dapo" / "dapo_math_17k.parquet", source="dapo"),
+        curate.read(data / "deepscaler_partial" / "deepscaler_train.parquet",
+                    source="deepscaler"),
+    ]
+else:
+    raise SystemExit(f"CURATE_POOL={POOL!r}: expected 'demo' or 'shared'")
+
+recipe = curate.Recipe(
+    "deepscaler",
+    sources=sources,
+    stages=[
+        curate.RequireGradable(),
+        curate.ExactDedup(),
+    ],
+)

@@ -20,8 +20,9 @@ if POOL == "demo":
     data = ROOT / "data" / "demo"
     sources = [
         curate.read(data / "math_train.jsonl", source="math"),
-        curate.read(data / "gsm8k_train.jsonl", source="gsm8k", problem="question",
-                    solution="answer"),
+        curate.read(
+            data / "gsm8k_train.jsonl", source="gsm8k", problem="question", solution="answer"
+        ),
         curate.read(data / "aime_1983_2023.json", source="aime"),
         curate.read(data / "dapo_math_17k.parquet", source="dapo"),
         curate.read(data / "deepscaler_sample.parquet", source="deepscaler"),
@@ -30,12 +31,15 @@ elif POOL == "shared":
     data = ROOT.parent / "shared" / "data"
     sources = [
         curate.read(data / "hendrycks_math" / "train.jsonl", source="math"),
-        curate.read(data / "grade_school_math" / "train.jsonl", source="gsm8k",
-                    problem="question", solution="answer"),
+        curate.read(
+            data / "grade_school_math" / "train.jsonl",
+            source="gsm8k",
+            problem="question",
+            solution="answer",
+        ),
         curate.read(data / "rllm" / "train" / "aime.json", source="aime"),
         curate.read(data / "svs_dapo" / "dapo_math_17k.parquet", source="dapo"),
-        curate.read(data / "deepscaler_partial" / "deepscaler_train.parquet",
-                    source="deepscaler"),
+        curate.read(data / "deepscaler_partial" / "deepscaler_train.parquet", source="deepscaler"),
     ]
 else:
     raise SystemExit(f"CURATE_POOL={POOL!r}: expected 'demo' or 'shared'")

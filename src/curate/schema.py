@@ -24,26 +24,42 @@ from typing import Any
 import pyarrow as pa
 
 PROBLEM_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
-    ("id", pa.string(), False,
-     "Unique per input row, stable across re-runs: '<source>:<row>:<text_hash[:8]>'."),
-    ("text_hash", pa.string(), False,
-     "Hash of the normalized problem text; equal for the same problem from any source."),
+    (
+        "id",
+        pa.string(),
+        False,
+        "Unique per input row, stable across re-runs: '<source>:<row>:<text_hash[:8]>'.",
+    ),
+    (
+        "text_hash",
+        pa.string(),
+        False,
+        "Hash of the normalized problem text; equal for the same problem from any source.",
+    ),
     ("problem", pa.string(), False, "The problem statement."),
     ("answer", pa.string(), True, "Gold final answer as LaTeX-ish text; null when unknown."),
     ("solution", pa.string(), True, "Reference solution; null when unknown."),
     ("source", pa.string(), False, "Name of the source the row was read from."),
     ("subject", pa.string(), True, "Subject or category, as the source gives it."),
     ("level", pa.string(), True, "Difficulty level, as the source gives it ('Level 3' -> '3')."),
-    ("meta", pa.string(), False,
-     "JSON object with every input field not mapped to a canonical column."),
+    (
+        "meta",
+        pa.string(),
+        False,
+        "JSON object with every input field not mapped to a canonical column.",
+    ),
 ]
 
 REJECT_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("id", pa.string(), False, "The id of the removed row."),
     ("stage", pa.string(), False, "Name of the stage that removed it."),
     ("reason", pa.string(), False, "Short machine-readable reason, e.g. 'duplicate'."),
-    ("detail", pa.string(), True,
-     "Human-readable detail: the id it duplicates, the parse error, the benchmark item."),
+    (
+        "detail",
+        pa.string(),
+        True,
+        "Human-readable detail: the id it duplicates, the parse error, the benchmark item.",
+    ),
 ]
 
 RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [

@@ -1,0 +1,1 @@
+"""Deduplication stages: exact (this issue), MinHash and semantic (later)."""

@@ -1,0 +1,473 @@
+"""Recipes and runs: run stages in order into a run directory, resumably.
+
+Layout of a run directory::
+
+    RUN/manifest.json                      what ran: per-stage counts, seconds, fingerprints
+    RUN/stages/00-ingest-<fp>/kept.parquet  the sources, read into the canonical schema
+    RUN/stages/01-<stage>-<fp>/kept.parquet rows the stage kept (all columns so far)
+    RUN/stages/01-<stage>-<fp>/rejects.parquet  rows it removed: id, stage, reason, detail, row
+    RUN/cache/                             caches that outlive a stage (embeddings, ...)
+
+A stage's fingerprint hashes its input's fingerprint, its class, version and
+configuration, and the library version; the ingest fingerprint hashes every
+source file's bytes and read options. Re-running a recipe skips every stage
+whose fingerprint is in the manifest with its files present, and runs the
+rest; a stage directory is written under a temporary name and renamed when
+complete, and the manifest is replaced atomically after each stage, so an
+interrupted run never presents partial output as a finished stage.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from curate._version import __version__
+from curate.errors import ConfigError, RunError
+from curate.io import Source, write_json, write_parquet
+from curate.schema import PROBLEM_COLUMNS
+from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult
+
+if TYPE_CHECKING:
+    import duckdb
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def _digest(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+@dataclass
+class Recipe:
+    """A named, ordered list of stages over one or more sources.
+
+    >>> import curate
+    >>> recipe = curate.Recipe("demo", sources=[], stages=[curate.ExactDedup()])
+    >>> recipe.stage_names()
+    ['ingest', 'exact_dedup']
+    """
+
+    name: str
+    sources: Sequence[Source]
+    stages: Sequence[Stage] = field(default_factory=list)
+    seed: int = 0
+
+    def stage_names(self) -> list[str]:
+        """Names of the stages as they appear in the run (made unique with _2, _3)."""
+        names, seen = ["ingest"], {"ingest": 1}
+        for stage in self.stages:
+            base = stage.name
+            seen[base] = seen.get(base, 0) + 1
+            names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+        return names
+
+    def _check(self) -> None:
+        if not self.sources:
+            raise ConfigError(
+                f"recipe {self.name!r} has no sources; pass sources=[curate.read(...)]"
+            )
+        names = [s.name for s in self.sources]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise ConfigError(
+                f"recipe {self.name!r}: source names must be unique, {dups} appear more than "
+                "once; pass source='...' to curate.read to name them"
+            )
+        for stage in self.stages:
+            if not isinstance(stage, Stage):
+                raise ConfigError(
+                    f"recipe {self.name!r}: {stage!r} is not a curate stage (a Stage subclass)"
+                )
+
+    def run(
+        self,
+        out: str | Path,
+        *,
+        workers: int | None = None,
+        progress: bool | None = None,
+        force: bool = False,
+    ) -> Run:
+        """Run the recipe into directory ``out`` and return the `Run`.
+
+        Finished stages whose fingerprint is unchanged are skipped (``force=True``
+        re-runs everything). ``workers`` bounds the worker processes of per-row
+        work (default: one per core); ``progress`` defaults to whether stderr is
+        a terminal.
+        """
+        self._check()
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        show = sys.stderr.isatty() if progress is None else progress
+        with _locked(out):
+            _Runner(self, out, workers=workers, progress=show, force=force).run()
+        return Run(out)
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(
+                f"{out} is being written by another run; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(
+            f"{path} is not valid JSON ({e}); delete the run directory to start over"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{path} is not a curate manifest (a JSON object)")
+    return manifest
+
+
+class _Runner:
+    def __init__(
+        self, recipe: Recipe, out: Path, *, workers: int | None, progress: bool, force: bool
+    ) -> None:
+        self.recipe, self.out = recipe, out
+        self.workers, self.progress, self.force = workers, progress, force
+        old = None if force else _read_manifest(out)
+        self.previous: dict[str, dict[str, Any]] = {
+            s["fingerprint"]: s for s in (old or {}).get("stages", [])
+        }
+        self.manifest: dict[str, Any] = {
+            "format": MANIFEST_FORMAT,
+            "recipe": recipe.name,
+            "curate_version": __version__,
+            "seed": recipe.seed,
+            "status": "running",
+            "sources": [],
+            "stages": [],
+        }
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
+
+    def run(self) -> None:
+        recipe = self.recipe
+        names = recipe.stage_names()
+        total = len(names)
+        source_fps = [s.fingerprint() for s in recipe.sources]
+        self.manifest["sources"] = [
+            {"name": s.name, "path": str(s.path), "format": s.format, "fingerprint": fp}
+            for s, fp in zip(recipe.sources, source_fps, strict=True)
+        ]
+        fingerprint = _digest("ingest", source_fps, __version__)
+        entry = self._reuse(fingerprint, 0, "ingest")
+        if entry is None:
+            entry = self._execute(0, "ingest", None, fingerprint, None, total)
+        self.manifest["stages"].append(entry)
+        self._save()
+        for index, (stage, name) in enumerate(zip(recipe.stages, names[1:], strict=True), 1):
+            parent = entry
+            fingerprint = _digest(
+                parent["fingerprint"], name, stage.describe(), recipe.seed, __version__
+            )
+            entry = self._reuse(fingerprint, index, name) or self._execute(
+                index, name, stage, fingerprint, parent, total
+            )
+            self.manifest["stages"].append(entry)
+            self._save()
+        self.manifest["status"] = "complete"
+        self._save()
+        self._clean()
+
+    def _reuse(self, fingerprint: str, index: int, name: str) -> dict[str, Any] | None:
+        old = self.previous.get(fingerprint)
+        if old is None or old["index"] != index or old["name"] != name:
+            return None
+        if not all(
+            (self.out / old["dir"] / f).exists() for f in ("kept.parquet", "rejects.parquet")
+        ):
+            return None
+        self.log(f"[{index}] {name}: unchanged, skipped ({old['kept']:,} kept)")
+        return old
+
+    def _execute(
+        self,
+        index: int,
+        name: str,
+        stage: Stage | None,
+        fingerprint: str,
+        parent: dict[str, Any] | None,
+        total: int,
+    ) -> dict[str, Any]:
+        self.log(f"[{index}/{total - 1}] {name} ...")
+        started = time.perf_counter()
+        ctx = StageContext(
+            run_dir=self.out,
+            cache_dir=self.out / "cache",
+            stage_name=name,
+            seed=self.recipe.seed,
+            workers=self.workers,
+            progress=self.progress,
+        )
+        if stage is None:
+            rows_in, frame = self._ingest()
+        else:
+            assert parent is not None
+            inputs = pl.read_parquet(self.out / parent["dir"] / "kept.parquet")
+            rows_in = inputs.height
+            frame = _merge(name, inputs, stage.apply(inputs.lazy(), ctx))
+        kept, rejects = _split(frame, name)
+        if kept.height + rejects.height != rows_in:  # pragma: no cover - guarded by _merge
+            raise RunError(
+                f"stage {name}: {kept.height} kept + {rejects.height} rejected != {rows_in} rows in"
+            )
+        rel = f"stages/{index:02d}-{name}-{fingerprint[:8]}"
+        final = self.out / rel
+        tmp = self.out / "stages" / f".{index:02d}-{name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_parquet(kept, tmp / "kept.parquet")
+        write_parquet(rejects, tmp / "rejects.parquet")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        seconds = round(time.perf_counter() - started, 3)
+        reasons = rejects.group_by("reason").len().sort("reason")
+        entry = {
+            "index": index,
+            "name": name,
+            **(stage.describe() if stage else {"class": "ingest", "version": "1", "config": {}}),
+            "fingerprint": fingerprint,
+            "input_fingerprint": parent["fingerprint"] if parent else None,
+            "dir": rel,
+            "rows_in": rows_in,
+            "kept": kept.height,
+            "rejected": dict(
+                zip(reasons["reason"].to_list(), reasons["len"].to_list(), strict=True)
+            ),
+            "seconds": seconds,
+            "stats": ctx.stats,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.log(
+            f"[{index}/{total - 1}] {name}: {rows_in:,} in, {kept.height:,} kept, "
+            f"{rejects.height:,} rejected {entry['rejected'] or ''} in {seconds:.2f}s"
+        )
+        return entry
+
+    def _ingest(self) -> tuple[int, pl.DataFrame]:
+        frames = []
+        for source, info in zip(self.recipe.sources, self.manifest["sources"], strict=True):
+            frame = source.frame()
+            info["rows"] = frame.height
+            frames.append(frame)
+        frame = pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+        empty = pl.col("problem").str.strip_chars().fill_null("") == ""
+        marked = frame.with_columns(
+            pl.when(empty).then(pl.lit("empty_problem")).alias(REASON),
+            pl.when(empty).then(pl.lit("the problem text is empty")).alias(DETAIL),
+        )
+        return frame.height, marked
+
+    def _save(self) -> None:
+        write_json(self.manifest, self.out / MANIFEST)
+
+    def _clean(self) -> None:
+        """Remove stage directories the manifest no longer lists."""
+        keep = {s["dir"].split("/", 1)[1] for s in self.manifest["stages"]}
+        stages_dir = self.out / "stages"
+        for child in stages_dir.iterdir():
+            if child.name not in keep:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def apply_stage(
+    stage: Stage, rows: pl.DataFrame, ctx: StageContext | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Run one stage on a DataFrame in memory, as a run would: ``(kept, rejects)``.
+
+    Handy to try a stage or a threshold without writing a run.
+
+    >>> import polars as pl, curate
+    >>> from curate.run import apply_stage
+    >>> rows = pl.DataFrame({"id": ["a", "b"], "text_hash": ["h", "h"], "problem": ["1+1", "1+1"],
+    ...                      "answer": ["2", "2"]})
+    >>> kept, rejects = apply_stage(curate.ExactDedup(), rows)
+    >>> kept["id"].to_list(), rejects.select("id", "reason", "detail").row(0)
+    (['a'], ('b', 'duplicate', 'a'))
+    """
+    if ctx is None:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="curate-stage-"))
+        ctx = StageContext(run_dir=tmp, cache_dir=tmp / "cache", stage_name=stage.name)
+    return _split(_merge(ctx.stage_name, rows, stage.apply(rows.lazy(), ctx)), ctx.stage_name)
+
+
+def _merge(name: str, inputs: pl.DataFrame, output: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """The stage's output columns on top of its input, checked to be the same rows."""
+    out = output.lazy().collect() if isinstance(output, pl.LazyFrame) else output
+    if out.height != inputs.height or not out["id"].equals(inputs["id"]):
+        raise RunError(
+            f"stage {name} returned {out.height} rows for {inputs.height} in, or changed their "
+            "order: a stage must return every input row in order (filters mark rows with "
+            "Filter.mark instead of dropping them)"
+        )
+    added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
+    return inputs.drop([c for c in added if c in inputs.columns]).hstack(out.select(added))
+
+
+def _split(frame: pl.DataFrame, stage: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if REASON not in frame.columns:
+        frame = frame.with_columns(
+            pl.lit(None, pl.String).alias(REASON), pl.lit(None, pl.String).alias(DETAIL)
+        )
+    rejected = pl.col(REASON).is_not_null()
+    kept = frame.filter(~rejected).drop(REASON, DETAIL)
+    row = [c for c in frame.columns if c not in (REASON, DETAIL, "id")]
+    rejects = frame.filter(rejected).select(
+        "id",
+        pl.lit(stage).alias("stage"),
+        pl.col(REASON).alias("reason"),
+        pl.col(DETAIL).cast(pl.String).alias("detail"),
+        *row,
+    )
+    return kept, rejects
+
+
+class Run:
+    """A run directory: its manifest, its tables, and SQL over them.
+
+    >>> import curate, tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "p.jsonl").write_text('{"problem": "1+1?", "answer": "2"}\\n' * 2)
+    >>> run = curate.Recipe("r", [curate.read(d / "p.jsonl")], [curate.ExactDedup()]).run(d / "run")
+    >>> run.sql("SELECT reason, count(*) AS n FROM rejects GROUP BY 1").rows()
+    [('duplicate', 1)]
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        manifest = _read_manifest(self.path)
+        if manifest is None:
+            raise RunError(f"{self.path} is not a curate run: no {MANIFEST} in it")
+        self.manifest: dict[str, Any] = manifest
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["recipe"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("status") == "complete")
+
+    @property
+    def stages(self) -> list[StageResult]:
+        return [
+            StageResult(
+                s["name"], s["rows_in"], s["kept"], s["rejected"], s["seconds"], s.get("stats", {})
+            )
+            for s in self.manifest["stages"]
+        ]
+
+    def tables(self) -> dict[str, list[Path]]:
+        """Every table of the run and the Parquet files behind it."""
+        stages = self.manifest["stages"]
+        if not stages:
+            raise RunError(f"{self.path}: the run has no finished stage yet")
+        out: dict[str, list[Path]] = {
+            "problems": [self.path / stages[-1]["dir"] / "kept.parquet"],
+            "rejects": [self.path / s["dir"] / "rejects.parquet" for s in stages],
+        }
+        for s in stages:
+            out[s["name"]] = [self.path / s["dir"] / "kept.parquet"]
+            out[f"{s['name']}_rejects"] = [self.path / s["dir"] / "rejects.parquet"]
+        responses = self.path / "responses"
+        if responses.is_dir():
+            out["responses"] = sorted(responses.glob("*.parquet"))
+        return out
+
+    def table(self, name: str = "problems") -> pl.LazyFrame:
+        """A table as a Polars LazyFrame: ``problems`` (the final kept rows),
+        ``rejects`` (every removed row, all stages), or a stage's name."""
+        if name == "problems" and not self.complete:
+            done = ", ".join(s["name"] for s in self.manifest["stages"]) or "none"
+            raise RunError(
+                f"{self.path}: the run is not complete (finished stages: {done}); run the "
+                "recipe again to finish it, or read a finished stage's table by its name"
+            )
+        tables = self.tables()
+        if name not in tables:
+            raise RunError(f"{self.path} has no table {name!r}; it has {sorted(tables)}")
+        frames = [pl.scan_parquet(p) for p in tables[name]]
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with a view for every table."""
+        from curate.sql import connect
+
+        return connect(self.tables())
+
+    def sql(self, query: str) -> pl.DataFrame:
+        """Run a DuckDB SQL query over the run's tables; returns a Polars DataFrame."""
+        from curate.sql import query as run_query
+
+        return run_query(self.tables(), query)
+
+    def summary(self) -> pl.DataFrame:
+        """One row per stage: rows in, kept, rejected (and by reason), seconds."""
+        return pl.DataFrame(
+            [
+                {
+                    "stage": s.name,
+                    "rows_in": s.rows_in,
+                    "kept": s.kept,
+                    "rejected": sum(s.rejected.values()),
+                    "reasons": ", ".join(f"{k}={v}" for k, v in s.rejected.items()),
+                    "seconds": s.seconds,
+                }
+                for s in self.stages
+            ],
+            schema={
+                "stage": pl.String,
+                "rows_in": pl.Int64,
+                "kept": pl.Int64,
+                "rejected": pl.Int64,
+                "reasons": pl.String,
+                "seconds": pl.Float64,
+            },
+        )
+
+    def __repr__(self) -> str:
+        stages = self.manifest["stages"]
+        kept = stages[-1]["kept"] if stages else 0
+        return (
+            f"Run({str(self.path)!r}, recipe={self.name!r}, stages={len(stages)}, "
+            f"problems={kept}, status={self.manifest.get('status')!r})"
+        )
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run directory written by `Recipe.run` or ``curate run``."""
+    return Run(path)

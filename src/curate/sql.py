@@ -1,0 +1,48 @@
+"""DuckDB views over a run's Parquet tables, and SQL queries returning Polars frames.
+
+Every table of a run is a view: ``problems``, ``rejects``, each stage by its
+name (``exact_dedup``) with its rejects (``exact_dedup_rejects``), and
+``responses`` once a run has generations. Nothing is copied: views read the
+Parquet files in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from curate.errors import CurateError
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def connect(tables: Mapping[str, Sequence[Path]]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per table."""
+    con = duckdb.connect(":memory:")
+    for name, paths in tables.items():
+        files = "[" + ", ".join(_literal(p) for p in paths) + "]"
+        quoted = '"' + name.replace('"', '""') + '"'
+        if not paths:
+            continue
+        con.execute(
+            f"CREATE VIEW {quoted} AS SELECT * FROM read_parquet({files}, union_by_name=true)"
+        )
+    return con
+
+
+def query(tables: Mapping[str, Sequence[Path]], sql: str) -> pl.DataFrame:
+    """Run ``sql`` over the tables; errors name the tables that exist."""
+    con = connect(tables)
+    try:
+        relation = con.sql(sql)
+        frame: pl.DataFrame = relation.pl() if relation is not None else pl.DataFrame()
+        return frame
+    except duckdb.Error as e:
+        raise CurateError(f"SQL error: {e}\ntables: {', '.join(sorted(tables))}") from None
+    finally:
+        con.close()

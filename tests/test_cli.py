@@ -1,0 +1,129 @@
+"""The command line, end to end through typer's runner and one real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from curate.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def gsm8k(tmp_path: Path) -> Path:
+    path = tmp_path / "gsm8k.jsonl"
+    rows = [
+        {"question": "Tom has 3 apples and buys 4. How many?", "answer": "3+4=7\n#### 7"},
+        {"question": "Tom has 3 apples and buys 4.  How many?", "answer": "#### 7"},
+        {"question": "What is 10*10?", "answer": "#### 100"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_ingest_sql_info(gsm8k: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            str(gsm8k),
+            "--out",
+            str(out),
+            "--map",
+            "problem=question",
+            "--map",
+            "solution=answer",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["sql", str(out), "SELECT answer FROM problems ORDER BY id", "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["answer", "7", "7", "100"]
+    result = runner.invoke(
+        app, ["sql", str(out), "SELECT count(*) AS n FROM problems", "--format", "json"]
+    )
+    assert json.loads(result.output) == {"n": 3}
+    result = runner.invoke(app, ["info", str(out)])
+    assert result.exit_code == 0 and "ingest" in result.output and "gsm8k" in result.output
+
+
+def test_ingest_bad_map_and_bad_sql(gsm8k: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["ingest", str(gsm8k), "--out", str(tmp_path / "r"), "--map", "question"]
+    )
+    assert result.exit_code == 2 and "FIELD=COLUMN" in result.output
+    result = runner.invoke(
+        app, ["ingest", str(gsm8k), "--out", str(tmp_path / "r"), "--map", "problem=nope"]
+    )
+    assert result.exit_code == 2 and "nope" in result.output
+    runner.invoke(
+        app,
+        ["ingest", str(gsm8k), "--out", str(tmp_path / "ok"), "-q", "--map", "problem=question"],
+    )
+    result = runner.invoke(app, ["sql", str(tmp_path / "ok"), "SELEC nonsense"])
+    assert result.exit_code == 2 and "SQL error" in result.output
+    result = runner.invoke(app, ["info", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "not a curate run" in result.output
+
+
+def test_run_recipe_file(gsm8k: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(
+        "import curate\n"
+        f"src = curate.read({str(gsm8k)!r}, problem='question', solution='answer')\n"
+        "recipe = curate.Recipe('t', [src], [curate.RequireGradable(), curate.ExactDedup()])\n"
+    )
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(recipe), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "exact_dedup" in result.output and "curate sql" in result.output
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "empty.py"), "--out", str(out)])
+    assert result.exit_code == 2 and "must define a variable `recipe" in result.output
+
+
+def test_verify_single(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["verify", r"\frac{1}{2}", "0.5"])
+    assert result.exit_code == 0 and result.output.strip() == "equivalent"
+    result = runner.invoke(app, ["verify", "3", "4"])
+    assert result.exit_code == 1 and result.output.strip() == "different"
+    result = runner.invoke(app, ["verify", "3"])
+    assert result.exit_code == 2
+
+
+def test_verify_pairs(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        '{"gold": "\\\\frac{1}{2}", "pred": "0.5"}\n{"gold": 3, "pred": "4"}\n\n'
+        '{"gold": "x+1", "pred": "1+x"}\n'
+    )
+    result = runner.invoke(app, ["verify", "--pairs", str(pairs)])
+    assert result.exit_code == 0, result.output
+    verdicts = [json.loads(line) for line in result.output.splitlines()]
+    assert [v["equivalent"] for v in verdicts] == [True, False, True]
+    assert [v["reason"] for v in verdicts] == ["numeric", "different", "symbolic"]
+    pairs.write_text('{"gold": "1", "pred": "1"}\n{"gold": "1"}\n')
+    result = runner.invoke(app, ["verify", "--pairs", str(pairs)])
+    assert result.exit_code == 2 and "line 2" in result.output and "pred" in result.output
+    pairs.write_text('{"gold": "1", "pred": "1"}\nnot json\n')
+    result = runner.invoke(app, ["verify", "--pairs", str(pairs)])
+    assert result.exit_code == 2 and "line 2" in result.output
+
+
+def test_console_script_exit_codes() -> None:
+    exe = Path(sys.executable).with_name("curate")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "curate.cli"]
+    done = subprocess.run([*cmd, "verify", "2", "2.0"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "equivalent"
+    done = subprocess.run([*cmd, "verify", "2", "3"], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout.strip() == "different"

@@ -64,7 +64,7 @@ def test_run_writes_tables_manifest_and_rejects(pool: list[curate.Source], tmp_p
         ("exact_dedup", "duplicate"),
         ("exact_dedup", "duplicate"),
         ("ingest", "empty_problem"),
-        ("require_gradable", "not_an_answer"),
+        ("require_gradable", "missing_answer"),
     ]
     # nothing lost: every input row is kept or rejected, exactly once
     assert problems.height + rejects.height == len(MATH) + len(GSM8K)

@@ -17,21 +17,32 @@ import hashlib
 import re
 import unicodedata
 
-# LaTeX commands that change only how a formula looks, never what it says.
-_LATEX_SYNONYMS = [
-    (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
-    (re.compile(r"\\[dt]binom(?![a-zA-Z])"), r"\\binom"),
-    (re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)(?![a-zA-Z])"), ""),
-    (re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|biggl|biggr)(?![a-zA-Z])"), ""),
-    (re.compile(r"\\(?:le|leq|leqslant)(?![a-zA-Z])"), r"\\le"),
-    (re.compile(r"\\(?:ge|geq|geqslant)(?![a-zA-Z])"), r"\\ge"),
-    (re.compile(r"\\(?:ne|neq)(?![a-zA-Z])"), r"\\ne"),
-    (re.compile(r"\\(?:cdot|times)(?![a-zA-Z])"), r"\\cdot"),
-    # spacing commands: \, \; \: \! \quad \qquad and "\ "
-    (re.compile(r"\\(?:[,;:! ]|quad(?![a-zA-Z])|qquad(?![a-zA-Z]))"), " "),
-    # math delimiters carry no content: $, $$, \( \), \[ \]
-    (re.compile(r"\$+|\\[()\[\]]"), " "),
-]
+# LaTeX that changes only how a formula looks, never what it says: command -> replacement.
+_SAME = {
+    "le": "\\le",
+    "leq": "\\le",
+    "leqslant": "\\le",
+    "ge": "\\ge",
+    "geq": "\\ge",
+    "geqslant": "\\ge",
+    "ne": "\\ne",
+    "neq": "\\ne",
+    "cdot": "\\cdot",
+    "times": "\\cdot",
+    "dfrac": "\\frac",
+    "tfrac": "\\frac",
+    "dbinom": "\\binom",
+    "tbinom": "\\binom",
+}
+_DROP = "displaystyle textstyle scriptstyle left right bigl bigr Bigl Bigr big Big biggl biggr"
+_SPACE_CMDS = ("quad", "qquad", ",", ";", ":", "!", " ", "(", ")", "[", "]")  # \( \) \[ \] too
+_COMMANDS: dict[str, str] = {
+    **_SAME,
+    **dict.fromkeys(_DROP.split(), ""),
+    **dict.fromkeys(_SPACE_CMDS, " "),
+}
+# one pass over every command and math delimiter ($, $$)
+_LATEX = re.compile(r"\\([a-zA-Z]+|[,;:! ()\[\]])|\$+")
 
 _QUOTES = str.maketrans(
     {
@@ -45,9 +56,13 @@ _QUOTES = str.maketrans(
         "\u00a0": " ",
     }
 )
-_SPACE = re.compile(r"\s+")
-# spaces next to anything that is not a letter or digit carry no meaning
-_SPACE_AROUND_SYMBOL = re.compile(r" ?([^\w\s\\]) ?")
+# spaces next to anything that is not a letter, digit or backslash carry no meaning
+_SPACE_AROUND_SYMBOL = re.compile(r" (?=[^\w\s\\])|(?<=[^\w\s\\]) ")
+
+
+def _latex(match: re.Match[str]) -> str:
+    command = match.group(1)
+    return " " if command is None else _COMMANDS.get(command, match.group(0))
 
 
 def normalize_text(text: str) -> str:
@@ -58,10 +73,8 @@ def normalize_text(text: str) -> str:
     spaces around symbols removed.
     """
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-    for pattern, repl in _LATEX_SYNONYMS:
-        text = pattern.sub(repl, text)
-    text = _SPACE.sub(" ", text).strip().casefold()
-    return _SPACE_AROUND_SYMBOL.sub(r"\1", text)
+    text = " ".join(_LATEX.sub(_latex, text).split()).casefold()
+    return _SPACE_AROUND_SYMBOL.sub("", text)
 
 
 def text_hash(text: str) -> str:

@@ -1,0 +1,44 @@
+r"""Readers and atomic writers: every input format becomes the canonical problems table.
+
+`read` describes an input (a JSONL, JSON, Parquet or CSV file, or a folder written
+by ``datasets``' ``save_to_disk``) without reading it; `Source.frame` reads it into
+the problems table (`curate.schema.PROBLEM_COLUMNS`, all strings). One record-level
+function canonicalizes the rows of every format, so behaviour and error messages
+are the same whatever the file type. `write_parquet` and `write_json` replace a
+file atomically: a reader sees the old file or the new one, never half of one.
+
+Rules where formats differ:
+
+- JSON files may hold an array of objects, ``{"data": [...]}`` (other top-level keys
+  are file metadata and are ignored), an object of equal-length column lists, or JSON
+  Lines despite the ``.json`` suffix. Errors name the 0-based ``row``.
+- JSONL errors name the 1-based ``line`` (blank lines count); every other format names
+  the 0-based ``row``. A row's ``id`` always uses its 0-based position among records.
+- The input's columns are taken from its first batch (`BATCH_SIZE` records): a mapped
+  column must appear there; a field first seen later still goes to ``meta``.
+
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "toy.jsonl").write_text('{"question": "1+1?", "answer": "So 2.\\n#### 2"}\n')
+>>> src = read(d / "toy.jsonl", problem="question", solution="answer")
+>>> src.frame().select("id", "problem", "answer").row(0)  # doctest: +ELLIPSIS
+('toy:0:...', '1+1?', '2')
+"""
+
+from curate.io.atomic import write_json, write_parquet
+from curate.io.canon import INSTRUCTION_PREFIXES, INSTRUCTION_SUFFIXES, strip_instructions
+from curate.io.formats import BATCH_SIZE
+from curate.io.source import READER_VERSION, Format, Source, read
+
+__all__ = [
+    "BATCH_SIZE",
+    "INSTRUCTION_PREFIXES",
+    "INSTRUCTION_SUFFIXES",
+    "READER_VERSION",
+    "Format",
+    "Source",
+    "read",
+    "strip_instructions",
+    "write_json",
+    "write_parquet",
+]

@@ -1,0 +1,66 @@
+"""Atomic writers: a reader sees the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import polars as pl
+
+from curate.io.canon import _META_OPTS, _json_default
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write through ``write`` into a hidden temporary file beside ``path``, then rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; give it a normal file's mode
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
+    """Write ``df`` to ``path`` atomically, with the same bytes for the same frame.
+
+    zstd level 3, statistics on, row groups of 65,536 rows; parent folders are created.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "out" / "t.parquet"
+    >>> write_parquet(pl.DataFrame({"a": [1, 2]}), p)
+    >>> pl.read_parquet(p)["a"].to_list()
+    [1, 2]
+    """
+    _atomic_write(
+        path,
+        lambda f: df.write_parquet(
+            f, compression="zstd", compression_level=3, statistics=True, row_group_size=65_536
+        ),
+    )
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    r"""Write ``obj`` as indented JSON (keys in their order, trailing newline), atomically.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.json"
+    >>> write_json({"b": 1, "a": [1, 2]}, p)
+    >>> p.read_text()
+    '{\n  "b": 1,\n  "a": [\n    1,\n    2\n  ]\n}\n'
+    """
+    data = orjson.dumps(obj, default=_json_default, option=orjson.OPT_INDENT_2 | _META_OPTS)
+    _atomic_write(path, lambda f: f.write(data + b"\n"))

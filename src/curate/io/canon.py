@@ -1,0 +1,395 @@
+"""Record-level canonicalization shared by every format: column mapping,
+value conversion, instruction stripping, meta."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+import re
+import reprlib
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import polars as pl
+
+from curate.errors import InputError
+from curate.schema import PROBLEM_COLUMNS
+from curate.text import text_hash
+from curate.verify import extract_answer
+
+if TYPE_CHECKING:
+    from curate.io.source import Source
+
+_MAPPED = ("problem", "answer", "solution", "subject", "level")
+# Where an unmapped canonical column is looked for, first match wins.
+_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "problem": ("problem", "question", "prompt", "query", "input", "Problem", "Question"),
+    "answer": ("answer", "final_answer", "ground_truth", "gt", "target", "Answer"),
+    "solution": ("solution", "response", "output", "rationale", "Solution"),
+    "subject": ("subject", "type", "category", "subfield", "domain"),
+    "level": ("level", "difficulty"),
+}
+
+
+# Answer-format instructions that chat/RL datasets add after (or before) the problem. Only
+# these whole sentences at the very end (or start) are removed; the original is kept in meta.
+INSTRUCTION_SUFFIXES: tuple[str, ...] = (
+    # DeepScaleR and other verl math recipes
+    "Let's think step by step and output the final answer within \\boxed{}.",
+    # Qwen2.5-Math CoT prompt; QwQ and DeepSeek-R1 evaluation
+    "Please reason step by step, and put your final answer within \\boxed{}.",
+    # Qwen2.5-Math tool-integrated prompt
+    "Please integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{}.",
+    "Please put your final answer within \\boxed{}.",
+    "Put your final answer within \\boxed{}.",
+    # NuminaMath / PrimeIntellect verifiable-math-problems
+    "Return your final response as 'Final Answer: \\boxed{<answer>}', where <answer> is the "
+    "number or mathematical expression of the solution.",
+    # DAPO-Math-17k, English and Chinese wrappers
+    'Remember to put your answer on its own line after "Answer:".',
+    "让我们一步一步地思考。请以“Answer: \\boxed{<final_answer>}”的格式输出最终答案。如果是选择题，"
+    "请按顺序输出正确的选项，不带任何标点或空格。对于其他类型的问题，请只输出最终答案的数值。",
+)
+INSTRUCTION_PREFIXES: tuple[str, ...] = (
+    "Solve the following math problem step by step. The last line of your response should be "
+    "of the form Answer: $Answer (without quotes) where $Answer is the answer to the problem.",
+)
+
+
+def _loose(phrase: str) -> str:
+    """A regex for ``phrase``: any whitespace run, either apostrophe, any case of the first
+    letter, optional final period. (Not re.I: it would make the search several times slower.)"""
+    rx = r"\s+".join(re.escape(w) for w in phrase.rstrip(".").split()).replace("'", "['’]")
+    first = phrase[0]
+    rx = f"[{first.upper()}{first.lower()}]{rx[1:]}" if first.isascii() and first.isalpha() else rx
+    return rx + (r"\.?" if phrase.endswith(".") else "")
+
+
+_SUFFIX_RES = [re.compile(_loose(p) + r"\s*\Z") for p in INSTRUCTION_SUFFIXES]
+_PREFIX_RES = [re.compile(r"\s*" + _loose(p) + r"\s*") for p in INSTRUCTION_PREFIXES]
+_SUFFIX_ENDS = tuple({p.rstrip(".")[-8:].lower() for p in INSTRUCTION_SUFFIXES})
+_SUFFIX_WINDOW = 600  # instructions are short: only the tail is searched, for speed
+
+
+def strip_instructions(text: str) -> str:
+    r"""Remove known answer-format instructions from the start and end of a problem.
+
+    The text is returned unchanged when nothing is left after removal.
+
+    >>> strip_instructions("Find $x$. Let's think step by step and output the final "
+    ...                    "answer within \\boxed{}.")
+    'Find $x$.'
+    >>> strip_instructions("What is 1+1?\nPlease reason step by step, and put your final "
+    ...                    "answer within \\boxed{}.")
+    'What is 1+1?'
+    """
+    out = text
+    for rx in _PREFIX_RES:
+        m = rx.match(out)
+        out = out[m.end() :] if m else out
+    found = True
+    while found and out.rstrip().rstrip(".")[-8:].lower().endswith(_SUFFIX_ENDS):
+        ms = (rx.search(out, max(0, len(out) - _SUFFIX_WINDOW)) for rx in _SUFFIX_RES)
+        m = next((m for m in ms if m), None)
+        found = m is not None
+        out = out[: m.start()].rstrip() if m else out
+    out = out.strip()
+    return out if out else text
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_LEVEL_PREFIX = re.compile(r"level\s*(\S.*)", re.I | re.S)
+_INTEGRAL = re.compile(r"(-?\d+)\.0*")
+_INT = re.compile(r"-?\d+")
+
+
+class _Bad(Exception):
+    """A bad value in one record; `_Canon.batch` adds the file and the row to it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {_SHORT.repr(value)}"
+
+
+def _scalar(value: Any, field: str) -> str | None:
+    """A number or text as a string; None for null, empty or NaN."""
+    if value is None or isinstance(value, str):
+        return value.strip() or None if value else None
+    if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
+        raise _Bad(field, f"expected text or a number, got {_describe(value)}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(int(value)) if value == value.to_integral_value() else str(value)
+
+
+def _clean_answer(text: str | None) -> str | None:
+    """Strip whitespace and one surrounding pair of single ``$`` delimiters."""
+    if text is None:
+        return None
+    text = text.strip()
+    if len(text) > 1 and text[0] == "$" and text[-1] == "$" and "$" not in text[1:-1]:
+        text = text[1:-1].strip()
+    return text or None
+
+
+def _answer(value: Any, field: str) -> str | None:
+    return _clean_answer(_scalar(value, field))
+
+
+def _level(value: Any, field: str) -> str | None:
+    text = _scalar(value, field)
+    if text is None:
+        return None
+    m = _LEVEL_PREFIX.fullmatch(text)
+    if m:
+        text = m.group(1).strip()
+    m = _INTEGRAL.fullmatch(text)
+    return m.group(1) if m else text
+
+
+def _json_default(value: Any) -> Any:
+    """Make values that JSON cannot hold into ones it can (bytes -> base64, ...)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars orjson does not take
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+_META_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _dumps_meta(meta: dict[str, Any]) -> str:
+    if not meta:
+        return "{}"
+    try:
+        return orjson.dumps(meta, default=_json_default, option=_META_OPTS).decode()
+    except orjson.JSONEncodeError:  # integers beyond 64 bits
+        return json.dumps(meta, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class _Field:
+    """Where canonical column ``canon`` comes from: an input column and a path inside it."""
+
+    canon: str
+    column: str
+    path: tuple[str | int, ...] = ()
+
+    def get(self, record: dict[str, Any], strict: bool = False) -> Any:
+        """The value at the path; None where a key or index is missing (an error if strict)."""
+        value = record.get(self.column)
+        for i, step in enumerate(self.path):
+            if isinstance(value, dict):
+                if strict and str(step) not in value:
+                    raise _Bad(
+                        self.canon,
+                        f"{self._where(i)} has no key {str(step)!r}; its keys are {list(value)}",
+                    )
+                value = value.get(str(step))
+            elif isinstance(value, list) and isinstance(step, int):
+                value = value[step] if -len(value) <= step < len(value) else None
+            elif value is not None:
+                kind = "a list" if isinstance(value, list) else _describe(value)
+                raise _Bad(self.canon, f"{self._where(i)} is {kind}, so it has no key {step!r}")
+            if value is None:
+                return None
+        return value
+
+    def _where(self, depth: int) -> str:
+        return ".".join(str(s) for s in (self.column, *self.path[:depth]))
+
+
+def _first_value(records: list[dict[str, Any]], column: str) -> Any:
+    return next((r[column] for r in records if r.get(column) is not None), None)
+
+
+class _Canon:
+    """The column mapping, resolved against the columns of one input; canonicalizes batches."""
+
+    def __init__(self, src: Source, records: list[dict[str, Any]]) -> None:
+        self.src = src
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        self.fields: dict[str, _Field] = {}
+        claimed: set[str] = set()
+        self.dropped: set[str] = set()  # input columns wholly carried by a canonical column
+        for canon in _MAPPED:
+            spec = getattr(src, canon)
+            if spec is not None:
+                f = self._resolve(canon, spec, columns, records)
+                self.fields[canon] = f
+                claimed.add(f.column)
+                if not f.path:
+                    self.dropped.add(f.column)
+        for canon, names in _CANDIDATES.items():
+            if canon not in self.fields:
+                name = next((n for n in names if n in columns and n not in claimed), None)
+                if name is not None:
+                    self.fields[canon] = _Field(canon, name)
+                    claimed.add(name)
+                    self.dropped.add(name)
+        rm = _first_value(records, "reward_model") if "reward_model" not in claimed else None
+        if "answer" not in self.fields and isinstance(rm, dict) and "ground_truth" in rm:
+            self.fields["answer"] = _Field("answer", "reward_model", ("ground_truth",))
+        if "problem" not in self.fields:
+            raise InputError(
+                f"no problem column found among the columns {columns}; looked for "
+                f"{list(_CANDIDATES['problem'])}. Pass problem=COLUMN (a dotted path such as "
+                "prompt.0.content reaches into nested data)",
+                path=src.path,
+                field="problem",
+            )
+
+    def _resolve(
+        self, canon: str, spec: str, columns: list[str], records: list[dict[str, Any]]
+    ) -> _Field:
+        if spec in columns:
+            return _Field(canon, spec)
+        head, *rest = spec.split(".")
+        if head not in columns:
+            raise InputError(
+                f"{canon}={spec!r} names a column the file does not have; available columns: "
+                f"{columns}. Pass one of these, or a dotted path into one (e.g. "
+                "reward_model.ground_truth)",
+                path=self.src.path,
+                field=canon,
+            )
+        f = _Field(canon, head, tuple(int(s) if _INT.fullmatch(s) else s for s in rest))
+        try:  # check the path against a sample value
+            f.get({head: _first_value(records, head)}, strict=True)
+        except _Bad as e:
+            raise InputError(
+                f"{canon}={spec!r}: {e.message}", path=self.src.path, field=canon
+            ) from None
+        return f
+
+    def batch(
+        self, records: list[dict[str, Any]], start: int, lines: list[int] | None
+    ) -> pl.DataFrame:
+        rows: list[tuple[str | None, ...]] = []
+        name = self.src.name
+        for i, record in enumerate(records):
+            try:
+                problem, answer, solution, subject, level, meta = self._row(record)
+            except _Bad as e:
+                where = {"line": lines[i]} if lines is not None else {"row": start + i}
+                raise InputError(e.message, path=self.src.path, field=e.field, **where) from None
+            h = text_hash(problem)
+            rows.append(
+                (
+                    f"{name}:{start + i}:{h[:8]}",
+                    h,
+                    problem,
+                    answer,
+                    solution,
+                    name,
+                    subject,
+                    level,
+                    meta,
+                )
+            )
+        columns = dict(zip(_ROW, zip(*rows, strict=True), strict=True))
+        return pl.DataFrame({c: columns[c] for c in PROBLEM_COLUMNS}, schema=_SCHEMA)
+
+    def _row(
+        self, record: dict[str, Any]
+    ) -> tuple[str, str | None, str | None, str | None, str | None, str]:
+        fields = self.fields
+        keep: list[str] = []  # mapped columns that must stay in meta: not all of them was used
+        extra: dict[str, Any] = {}
+        pf = fields["problem"]
+        raw = pf.get(record)
+        if isinstance(raw, list):  # chat layout: the last user message is the problem
+            if not all(isinstance(m, dict) and "content" in m for m in raw):
+                raise _Bad(
+                    "problem",
+                    "expected text or a list of chat messages "
+                    f"({{role, content}}), got {_describe(raw)}",
+                )
+            user = [m for m in raw if m.get("role") == "user"]
+            if not (len(raw) == 1 and user and set(raw[0]) <= {"role", "content"}):
+                keep.append(pf.column)  # a system prompt or several turns: keep them all
+            raw = user[-1]["content"] if user else None
+        if raw is None:
+            problem = ""
+        elif isinstance(raw, str):
+            problem = unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
+            if self.src.instructions == "strip":
+                stripped = strip_instructions(problem)
+                if stripped != problem:
+                    problem, extra["original_problem"] = stripped, raw
+        else:
+            raise _Bad(
+                "problem",
+                f"expected text, got {_describe(raw)}; map problem= to the "
+                "column that holds the problem statement",
+            )
+        solution = None
+        if "solution" in fields:
+            value = fields["solution"].get(record)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                if len(value) > 1:
+                    keep.append(fields["solution"].column)  # several: the first is used
+                value = value[0] if value else None
+            if value is not None and not isinstance(value, str):
+                raise _Bad("solution", f"expected text, got {_describe(value)}")
+            solution = value if value and not value.isspace() else None
+        answer = self._text(record, "answer", _answer, keep)
+        if answer is None and solution is not None:
+            answer = _clean_answer(extract_answer(solution))
+        subject = self._text(record, "subject", _scalar, keep)
+        level = self._text(record, "level", _level, keep)
+        dropped = self.dropped.difference(keep) if keep else self.dropped
+        meta = {k: v for k, v in record.items() if k not in dropped}
+        for key, value in extra.items():
+            while key in meta:
+                key = "_" + key
+            meta[key] = value
+        return problem, answer, solution, subject, level, _dumps_meta(meta)
+
+    def _text(
+        self,
+        record: dict[str, Any],
+        canon: str,
+        convert: Callable[[Any, str], str | None],
+        keep: list[str],
+    ) -> str | None:
+        """A converted scalar; a list becomes its converted items joined with ', '."""
+        f = self.fields.get(canon)
+        if f is None:
+            return None
+        value = f.get(record)
+        if not isinstance(value, list):
+            return convert(value, canon)
+        if len(value) > 1:
+            keep.append(f.column)
+        return ", ".join(filter(None, (convert(v, canon) for v in value))) or None
+
+
+_SCHEMA = {c: pl.String for c in PROBLEM_COLUMNS}
+_ROW = ("id", "text_hash", "problem", "answer", "solution", "source", "subject", "level", "meta")

@@ -41,8 +41,12 @@ _COMMANDS: dict[str, str] = {
     **dict.fromkeys(_DROP.split(), ""),
     **dict.fromkeys(_SPACE_CMDS, " "),
 }
-# one pass over every command and math delimiter ($, $$)
-_LATEX = re.compile(r"\\([a-zA-Z]+|[,;:! ()\[\]])|\$+")
+# one pass over the commands above; $ delimiters go by str.replace, which is faster
+_LATEX = re.compile(
+    r"\\("
+    + "|".join(sorted((c for c in _COMMANDS if c.isalpha()), key=len, reverse=True))
+    + r")(?![a-zA-Z])|\\([,;:! ()\[\]])"
+)
 
 _QUOTES = str.maketrans(
     {
@@ -61,8 +65,7 @@ _SPACE_AROUND_SYMBOL = re.compile(r" (?=[^\w\s\\])|(?<=[^\w\s\\]) ")
 
 
 def _latex(match: re.Match[str]) -> str:
-    command = match.group(1)
-    return " " if command is None else _COMMANDS.get(command, match.group(0))
+    return _COMMANDS[match.group(1) or match.group(2)]
 
 
 def normalize_text(text: str) -> str:
@@ -72,8 +75,9 @@ def normalize_text(text: str) -> str:
     removed, math delimiters dropped, case folded, whitespace collapsed, and
     spaces around symbols removed.
     """
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-    text = " ".join(_LATEX.sub(_latex, text).split()).casefold()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = " ".join(_LATEX.sub(_latex, text.replace("$", " ")).split()).casefold()
     return _SPACE_AROUND_SYMBOL.sub("", text)
 
 

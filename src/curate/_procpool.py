@@ -9,6 +9,7 @@ Each worker is ``python -m MODULE``; a task is one JSON line in, one out.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import queue
@@ -167,10 +168,8 @@ class ProcessPool:
         with self._lock:
             live, self._live = list(self._live), set()
         for worker in live:
-            try:
+            with contextlib.suppress(OSError):
                 worker.stdin.close()
-            except OSError:
-                pass
             worker.kill()
 
 

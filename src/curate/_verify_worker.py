@@ -48,15 +48,21 @@ def main() -> None:
             gold = parse(_wrap(task["gold"]), config, parsing_timeout=None)
             pred = parse(_wrap(task["pred"]), config, parsing_timeout=None)
             if not gold or not pred:
-                return {"ok": False, "status": "unparseable",
-                        "detail": "gold" if not gold else "pred"}
+                return {
+                    "ok": False,
+                    "status": "unparseable",
+                    "detail": "gold" if not gold else "pred",
+                }
             ok = verify(gold, pred, timeout_seconds=None)
             return {"ok": bool(ok), "status": "symbolic" if ok else "different"}
         if task["op"] == "parse":
             parsed = parse(_wrap(task["answer"]), config, parsing_timeout=None)
             exprs = [p for p in parsed if isinstance(p, (Basic, MatrixBase))]
-            return {"ok": bool(exprs), "status": "expression" if exprs else "unparseable",
-                    "detail": str(parsed[-1])[:200] if parsed else ""}
+            return {
+                "ok": bool(exprs),
+                "status": "expression" if exprs else "unparseable",
+                "detail": str(parsed[-1])[:200] if parsed else "",
+            }
         return {"ok": False, "status": "error", "detail": f"unknown op {task['op']!r}"}
 
     out = sys.stdout

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -89,7 +89,11 @@ def extract_answer(text: str | None) -> str | None:
         return boxed
     m = _GSM8K.search(text)
     if m:
-        return m.group(1).replace(",", "") if re.fullmatch(r"-?[\d,]+(\.\d+)?", m.group(1)) else m.group(1)
+        return (
+            m.group(1).replace(",", "")
+            if re.fullmatch(r"-?[\d,]+(\.\d+)?", m.group(1))
+            else m.group(1)
+        )
     matches = list(_ANSWER_IS.finditer(text))
     if matches:
         return matches[-1].group(1).strip().strip("$").strip()
@@ -169,8 +173,18 @@ def _choice(s: str) -> str | None:
 # --------------------------------------------------------------------- verdicts
 
 Reason = Literal[
-    "identical", "normalized", "numeric", "choice", "symbolic",
-    "different", "unparseable", "too_long", "empty", "no_answer", "timeout", "error",
+    "identical",
+    "normalized",
+    "numeric",
+    "choice",
+    "symbolic",
+    "different",
+    "unparseable",
+    "too_long",
+    "empty",
+    "no_answer",
+    "timeout",
+    "error",
 ]
 
 
@@ -299,8 +313,16 @@ def check_response(gold: str, response: str, *, timeout: float = DEFAULT_TIMEOUT
 # ------------------------------------------------------------------ gradability
 
 Kind = Literal[
-    "number", "choice", "text", "expression",
-    "empty", "not_an_answer", "too_long", "unparseable", "timeout", "error",
+    "number",
+    "choice",
+    "text",
+    "expression",
+    "empty",
+    "not_an_answer",
+    "too_long",
+    "unparseable",
+    "timeout",
+    "error",
 ]
 GRADABLE_KINDS = frozenset({"number", "choice", "text", "expression"})
 _NOT_ANSWERS = frozenset({"proof", "seeproof", "seesolution", "n/a", "omitted", "?"})
@@ -400,9 +422,7 @@ def gradable(
     >>> gradable("Proof").kind
     'not_an_answer'
     """
-    return gradable_many(
-        [answer], allow_text=allow_text, max_length=max_length, timeout=timeout
-    )[0]
+    return gradable_many([answer], allow_text=allow_text, max_length=max_length, timeout=timeout)[0]
 
 
 class _NoBar:

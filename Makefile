@@ -7,6 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+TORCH := 2.13.0
 
 .PHONY: demo test lint typecheck unit schemas bench clean
 
@@ -15,11 +16,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.core: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+	$(PIP) install torch==$(TORCH)
+	$(PIP) install -e '.[embed]'
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev]'
+	$(PIP) install torch==$(TORCH)
+	$(PIP) install -e '.[dev,embed,bench]'
 	@touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core

@@ -1,0 +1,166 @@
+"""What every near-duplicate stage shares: connected components over candidate
+pairs, one keeper per cluster by a documented rule, and the columns and rejects
+that say who duplicates whom.
+
+A dedup stage finds pairs of rows it considers duplicates (MinHash-LSH
+candidates above a Jaccard threshold, embedding neighbours above a cosine
+threshold), then calls `mark_clusters`, which
+
+1. joins the pairs into clusters by connected components (`components`),
+2. picks one keeper per cluster (`KeepRule`), deterministically, and
+3. adds ``<prefix>_cluster`` (the keeper's ``id``; null for a row with no
+   duplicate), ``<prefix>_dup_of`` (the keeper's ``id`` on rejected rows, null
+   on keepers), ``<prefix>_cluster_size`` and ``<prefix>_answer_conflict``
+   (rows of the cluster have different non-null gold answers after
+   normalization), and rejects every non-keeper with reason ``duplicate`` and
+   the keeper's ``id`` as detail.
+
+Cluster *membership* depends only on the pairs, never on the order rows arrive
+in; with ``keep="first"`` the keeper is the earliest row, so it follows the
+recipe's source order.
+
+>>> import numpy as np
+>>> components(5, np.array([0, 3]), np.array([1, 1])).tolist()
+[0, 0, 2, 0, 4]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from curate.errors import ConfigError
+from curate.stage import Filter, StageContext
+from curate.verify import normalize_answer
+
+KeepRule = Literal["first", "last", "longest_solution", "has_answer", "source_order"]
+"""Which row of a duplicate cluster is kept; ties always go to the earliest row.
+
+- ``first``: the earliest row (recipe source order, then file order);
+- ``last``: the latest row;
+- ``longest_solution``: the row with the longest reference solution;
+- ``has_answer``: a row with a non-null gold answer, else the earliest;
+- ``source_order``: the row whose ``source`` comes first in ``source_order``
+  (sources not listed come after those listed).
+"""
+
+
+def components(n: int, left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> np.ndarray:
+    """Connected components of ``n`` nodes joined by the edges ``left[i] -- right[i]``.
+
+    Returns, for every node, the smallest node index in its component
+    (vectorized union-find: hook roots to the smaller root, then pointer-jump).
+    """
+    parent = np.arange(n, dtype=np.int64)
+    u = np.asarray(left, dtype=np.int64)
+    v = np.asarray(right, dtype=np.int64)
+    if n == 0 or u.size == 0:
+        return parent
+    if u.shape != v.shape or u.min() < 0 or v.min() < 0 or max(u.max(), v.max()) >= n:
+        raise ValueError(f"edges must be pairs of node indices in [0, {n})")
+    while True:
+        pu, pv = parent[u], parent[v]
+        unjoined = pu != pv
+        if not unjoined.any():
+            return parent
+        lo = np.minimum(pu[unjoined], pv[unjoined])
+        hi = np.maximum(pu[unjoined], pv[unjoined])
+        np.minimum.at(parent, hi, lo)
+        while True:  # pointer jumping until every node points at its root
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+
+
+def _priority(frame: pl.DataFrame, keep: KeepRule, source_order: Sequence[str]) -> list[pl.Expr]:
+    """Sort keys (ascending) under which the first row of a cluster is its keeper."""
+    pos = pl.col("__pos")
+    if keep == "first":
+        return [pos]
+    if keep == "last":
+        return [-pos]
+    if keep == "longest_solution":
+        return [-pl.col("solution").str.len_chars().fill_null(-1), pos]
+    if keep == "has_answer":
+        return [pl.col("answer").is_null(), pos]
+    if keep == "source_order":
+        if not source_order:
+            raise ConfigError("keep='source_order' needs source_order=('src1', 'src2', ...)")
+        rank = {s: i for i, s in enumerate(source_order)}
+        return [
+            pl.col("source").replace_strict(rank, default=len(rank), return_dtype=pl.Int64),
+            pos,
+        ]
+    raise ConfigError(
+        f"keep={keep!r}: expected 'first', 'last', 'longest_solution', 'has_answer' "
+        "or 'source_order'"
+    )
+
+
+def mark_clusters(
+    stage: Filter,
+    frame: pl.DataFrame,
+    left: np.ndarray[Any, Any],
+    right: np.ndarray[Any, Any],
+    ctx: StageContext,
+    *,
+    prefix: str,
+    keep: KeepRule = "first",
+    source_order: Sequence[str] = (),
+) -> pl.LazyFrame:
+    """Cluster ``frame``'s rows by the duplicate pairs (row positions), keep one per cluster.
+
+    Adds the ``<prefix>_*`` columns described in the module docstring, rejects
+    non-keepers with reason ``duplicate``, and records ``clusters``,
+    ``duplicates`` and ``conflicting_clusters`` in ``ctx.stats``.
+    """
+    n = frame.height
+    roots = components(n, left, right)
+    order = _priority(frame, keep, source_order)
+    answers = [None if a is None else normalize_answer(a) for a in frame["answer"]]
+    work = frame.with_columns(
+        pl.Series("__root", roots, pl.Int64),
+        pl.int_range(n, dtype=pl.Int64).alias("__pos"),
+        pl.Series("__answer", answers, pl.String),
+    )
+    size = pl.len().over("__root").cast(pl.Int64)
+    keeper = pl.col("id").sort_by(order).first().over("__root")
+    conflict = (pl.col("__answer").drop_nulls().n_unique().over("__root") > 1) & (size > 1)
+    work = work.with_columns(
+        pl.when(size > 1).then(keeper).alias(f"{prefix}_cluster"),
+        size.alias(f"{prefix}_cluster_size"),
+        conflict.alias(f"{prefix}_answer_conflict"),
+    )
+    is_dup = pl.col(f"{prefix}_cluster").is_not_null() & (
+        pl.col("id") != pl.col(f"{prefix}_cluster")
+    )
+    work = work.with_columns(
+        pl.when(is_dup).then(pl.col(f"{prefix}_cluster")).alias(f"{prefix}_dup_of")
+    )
+    multi = work.filter(pl.col(f"{prefix}_cluster_size") > 1)
+    ctx.stats["clusters"] = multi.select(pl.col("__root").n_unique()).item()
+    ctx.stats["duplicates"] = int(work.select(is_dup.sum()).item())
+    ctx.stats["conflicting_clusters"] = (
+        multi.filter(f"{prefix}_answer_conflict").select(pl.col("__root").n_unique()).item()
+    )
+    marked = stage.mark(work.lazy(), is_dup, "duplicate", pl.col(f"{prefix}_cluster"))
+    return marked.drop("__root", "__pos", "__answer")
+
+
+def mark_reference(
+    stage: Filter, rows: pl.LazyFrame, matches: Sequence[str | None], *, prefix: str
+) -> pl.LazyFrame:
+    """Cross-dataset mode: reject rows that duplicate a row of a reference corpus.
+
+    ``matches[i]`` is the reference ``id`` that row ``i`` duplicates, or None.
+    Adds ``<prefix>_reference_match`` and rejects matched rows with reason
+    ``duplicate_of_reference`` and the reference ``id`` as detail (a reason
+    already given by an earlier `Filter.mark` in the same stage is kept).
+    """
+    column = f"{prefix}_reference_match"
+    rows = rows.with_columns(pl.Series(column, list(matches), pl.String))
+    return stage.mark(rows, pl.col(column).is_not_null(), "duplicate_of_reference", pl.col(column))

@@ -26,7 +26,9 @@ recipe's source order.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -164,3 +166,55 @@ def mark_reference(
     column = f"{prefix}_reference_match"
     rows = rows.with_columns(pl.Series(column, list(matches), pl.String))
     return stage.mark(rows, pl.col(column).is_not_null(), "duplicate_of_reference", pl.col(column))
+
+
+Reference = str | tuple[str, ...] | None
+"""A reference corpus for cross-dataset mode: a run directory, a Parquet file of
+problems (with ``id`` and ``problem`` columns), or any file `curate.read` accepts;
+or a tuple of them."""
+
+
+def _reference_paths(reference: Reference) -> list[Path]:
+    if reference is None:
+        return []
+    paths = [Path(reference)] if isinstance(reference, str) else [Path(r) for r in reference]
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"reference {str(path)!r} does not exist")
+    return paths
+
+
+def load_reference(reference: Reference) -> pl.DataFrame:
+    """The ``id`` and ``problem`` of every row of a reference corpus (see `Reference`).
+
+    A run directory gives its final ``problems`` table; a Parquet file with ``id``
+    and ``problem`` columns is taken as it is; anything else goes through
+    `curate.read`. Ids are made unique across several references by their order.
+    """
+    from curate.io import read
+    from curate.run import open_run
+
+    frames = []
+    for path in _reference_paths(reference):
+        if path.is_dir() and (path / "manifest.json").exists():
+            frame = open_run(path).table("problems").select("id", "problem").collect()
+        elif path.suffix == ".parquet" and {"id", "problem"} <= set(pl.read_parquet_schema(path)):
+            frame = pl.read_parquet(path, columns=["id", "problem"])
+        else:
+            frame = read(path).frame().select("id", "problem")
+        frames.append(frame.with_columns(pl.col("id", "problem").cast(pl.String)))
+    if not frames:
+        return pl.DataFrame(schema={"id": pl.String, "problem": pl.String})
+    return pl.concat(frames).filter(pl.col("problem").is_not_null())
+
+
+def reference_digest(reference: Reference) -> str | None:
+    """A digest of the reference corpus' contents, for a stage's fingerprint."""
+    paths = _reference_paths(reference)
+    if not paths:
+        return None
+    frame = load_reference(reference)
+    h = hashlib.blake2b(digest_size=16)
+    for row_id, problem in frame.iter_rows():
+        h.update(f"{row_id}\0{problem}\0".encode())
+    return h.hexdigest()

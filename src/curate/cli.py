@@ -14,7 +14,7 @@ from curate.errors import ConfigError, CurateError, InputError
 
 app = typer.Typer(
     name="curate",
-    help="Curate LLM reasoning training data: ingest, dedup, verify, query.",
+    help="Curate LLM reasoning training data: ingest, dedup, decontaminate, verify, query.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -171,6 +171,17 @@ def _print_summary(result: object) -> None:
         tbl_hide_column_data_types=True,
     ):
         typer.echo(result.summary())  # type: ignore[attr-defined]
+
+
+@app.command("decontam-report")
+def decontam_report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Per benchmark: its items that were hit and the training rows that hit it."""
+    from curate.decontam.report import format_report
+
+    try:
+        typer.echo(format_report(run_dir))
+    except CurateError as e:
+        raise _fail(e) from None
 
 
 @app.command()

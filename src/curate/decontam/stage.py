@@ -1,0 +1,226 @@
+"""`Decontaminate`: find training rows that hold benchmark problems, and say why."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from curate.decontam import hits as H
+from curate.decontam.ngram import NgramIndex, tokenize_many
+from curate.decontam.registry import Benchmark, resolve
+from curate.errors import ConfigError
+from curate.io import INSTRUCTION_PREFIXES, INSTRUCTION_SUFFIXES
+from curate.stage import Filter, StageContext
+
+#: Phrases whose n-grams never count as overlap: answer-format instructions.
+BOILERPLATE: tuple[str, ...] = (
+    *INSTRUCTION_SUFFIXES,
+    *INSTRUCTION_PREFIXES,
+    "Let's think step by step.",
+)
+REASON = "contamination"
+
+
+@dataclass(frozen=True)
+class Decontaminate(Filter):
+    r"""Flag, and by default drop, training rows that hold a benchmark problem.
+
+    Texts are compared as tokens of math-normalized text (`curate.decontam.ngram`:
+    the normalizer exact dedup uses, so LaTeX spacing, ``\dfrac``, ``$`` and the like
+    do not matter). A row and a benchmark item are a *candidate* when
+
+    - ``ngram``: they share an ``ngram``-token n-gram (DeepSeekMath: 10), or
+    - ``whole_item``: the item is shorter than ``ngram`` tokens (at least
+      ``min_tokens``) and appears whole in the row (DeepSeekMath's exact match), or
+    - ``embedding`` (only with ``embedding_threshold``, as DeepDistill: 0.9): the
+      cosine of their MiniLM embeddings reaches the threshold (re-worded copies).
+
+    N-grams in more than ``max_df`` benchmark items, or inside an answer-format
+    instruction, are boilerplate and never match. One shared 10-gram is weak evidence
+    in math ("Express your answer as a common fraction", Asymptote code, templates
+    with other numbers), so a candidate counts when its *coverage* (the share of the
+    item's tokens inside shared n-grams; 1 for a whole item) is at least
+    ``min_coverage``. With ``answer_aware`` the gold answers weigh in: answers that
+    agree halve the coverage needed (not a mere multiple-choice letter: one in five
+    agree by chance), and answers that differ (`curate.verify`)
+    clear the row unless it holds the whole of a long item (a sibling problem with
+    other numbers is not the benchmark problem). Pools that rewrite answers (DAPO's
+    integer answers) want ``answer_aware=False``.
+
+    Every row gets ``contamination``: its hits, strongest first (benchmark, item id,
+    rule, the shared text, its length, coverage, similarity, same_answer); empty when
+    clean. ``mode="drop"`` rejects flagged rows (reason ``contamination``, the
+    strongest hit as JSON detail); ``mode="annotate"`` only adds the column. The
+    manifest gets, per benchmark, rows hit and items hit (`curate.decontam.report`).
+
+    >>> Decontaminate(benchmarks=["aime24", "math500"]).config()["ngram"]
+    10
+    """
+
+    benchmarks: str | Sequence[str] = "all"
+    ngram: int = 10
+    min_tokens: int = 3
+    max_df: int = 5
+    min_coverage: float = 0.5
+    answer_aware: bool = True
+    embedding_threshold: float | None = None
+    embedding_model: str = "all-MiniLM-L6-v2"
+    mode: Literal["drop", "annotate"] = "drop"
+    column: str = "problem"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.benchmarks, str):
+            object.__setattr__(self, "benchmarks", tuple(str(b) for b in self.benchmarks))
+        if self.mode not in ("drop", "annotate"):
+            raise ConfigError(f"mode={self.mode!r}; expected 'drop' or 'annotate'")
+        if not 1 <= self.min_tokens <= self.ngram:
+            raise ConfigError(
+                f"min_tokens={self.min_tokens}, ngram={self.ngram}; expected "
+                "1 <= min_tokens <= ngram"
+            )
+        if self.max_df < 1:
+            raise ConfigError(f"max_df={self.max_df}; expected at least 1")
+        if not 0 <= self.min_coverage <= 1:
+            raise ConfigError(f"min_coverage={self.min_coverage}; expected 0 .. 1")
+        thr = self.embedding_threshold
+        if thr is not None and not 0 < thr <= 1:
+            raise ConfigError(f"embedding_threshold={thr}; expected a cosine in (0, 1]")
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration plus each benchmark's version: a changed benchmark re-runs."""
+        out = super().describe()
+        out["benchmarks"] = {b.name: b.version for b in resolve(self._spec())}
+        return out
+
+    def _spec(self) -> str | list[str]:
+        return self.benchmarks if isinstance(self.benchmarks, str) else list(self.benchmarks)
+
+    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
+        frame = rows.collect()
+        if self.column not in frame.columns:
+            raise ConfigError(f"column={self.column!r} is not a column; have {frame.columns}")
+        benches = resolve(self._spec())
+        started = time.perf_counter()
+        items = H.items_table(benches)
+        index = _index(benches, items, self.ngram, self.min_tokens, self.max_df)
+        built = time.perf_counter() - started
+        texts = frame[self.column].cast(pl.String)
+        found = [H.ngram_hits(index, tokenize_many(texts))]
+        if self.embedding_threshold is not None:
+            found.append(self._embedding_hits(texts, items, ctx))
+        answers = frame["answer"] if "answer" in frame.columns else pl.Series([None] * len(frame))
+        cands = H.candidates(
+            pl.concat(found), answers, items, compare=self._compare, workers=ctx.workers
+        )
+        fired = self.decide(cands)
+        column = H.hit_column(fired, frame.height)
+        ctx.stats["decontam"] = _stats(fired, benches, frame.height, self, len(index), built)
+        out = frame.with_columns(column)
+        if self.mode == "annotate":
+            return out.lazy()
+        detail = column.list.first().map_elements(H.detail, return_dtype=pl.String)
+        return self.mark(
+            out.with_columns(detail.alias("__detail")),
+            pl.col("contamination").list.len() > 0,
+            REASON,
+            pl.col("__detail"),
+        ).drop("__detail")
+
+    def _compare(self, cands: pl.DataFrame) -> pl.Series:
+        """Candidates whose answers can matter (the others are not compared: it is slow)."""
+        cov = cands["coverage"]
+        if not self.answer_aware:
+            return pl.Series([False] * cands.height)
+        return cov.is_null() | (cov >= self.min_coverage / 2)
+
+    def decide(self, cands: pl.DataFrame) -> pl.DataFrame:
+        """The candidates that count (see the class docstring), in the same order."""
+        cov, same, rule = pl.col("coverage"), pl.col("same_answer"), pl.col("rule")
+        need = pl.lit(self.min_coverage)
+        if self.answer_aware:
+            differ = same.not_().fill_null(False)
+            need = (
+                pl.when(same.fill_null(False) & ~pl.col("choice_answer"))
+                .then(need / 2)
+                .when(differ & (rule == "ngram"))
+                .then(pl.lit(1.0))
+                .when(differ)
+                .then(pl.lit(2.0))  # never: a short item or an embedding neighbour
+                .otherwise(need)
+            )
+        return cands.filter(cov.fill_null(1.0) >= need - 1e-9)
+
+    def _embedding_hits(
+        self, texts: pl.Series, items: pl.DataFrame, ctx: StageContext
+    ) -> pl.DataFrame:
+        from curate.embed import embed_texts
+        from curate.text import normalize_text
+
+        def embed(values: Sequence[str | None]) -> np.ndarray:
+            normalized = [normalize_text(v or "") for v in values]
+            return embed_texts(
+                normalized, self.embedding_model, cache_dir=ctx.cache_dir, progress=ctx.progress
+            )
+
+        if not items.height or not len(texts):
+            return H.empty_hits()
+        assert self.embedding_threshold is not None
+        item_vectors = embed(items["problem"].to_list())
+        return H.embedding_hits(embed(texts.to_list()), item_vectors, self.embedding_threshold)
+
+
+_INDEXES: dict[tuple[Any, ...], NgramIndex] = {}
+
+
+def _index(
+    benches: Sequence[Benchmark], items: pl.DataFrame, n: int, min_tokens: int, max_df: int
+) -> NgramIndex:
+    """The n-gram index of the items, built once per process for the same benchmarks."""
+    key = (tuple((b.name, b.version) for b in benches), n, min_tokens, max_df)
+    if key not in _INDEXES:
+        while len(_INDEXES) >= 4:
+            _INDEXES.pop(next(iter(_INDEXES)))
+        _INDEXES[key] = NgramIndex(
+            items["problem"].to_list(),
+            n=n,
+            min_tokens=min_tokens,
+            max_df=max_df,
+            groups=items["group"].to_list(),
+            ignore=BOILERPLATE,
+        )
+    return _INDEXES[key]
+
+
+def _stats(
+    fired: pl.DataFrame,
+    benches: Sequence[Benchmark],
+    rows: int,
+    stage: Decontaminate,
+    index_keys: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """What goes to the manifest: per benchmark, rows hit and items hit, by rule."""
+    per: dict[str, Any] = {}
+    for b in benches:
+        sub = fired.filter(pl.col("benchmark") == b.name)
+        rules = sub.group_by("rule").agg(pl.col("row").n_unique()).sort("rule")
+        per[b.name] = {
+            "version": b.version,
+            "items": b.n_items,
+            "rows_hit": sub["row"].n_unique(),
+            "items_hit": sub["item_id"].n_unique(),
+            "rows_by_rule": dict(zip(rules["rule"], rules["row"], strict=True)),
+        }
+    return {
+        "mode": stage.mode,
+        "rows": rows,
+        "rows_flagged": fired["row"].n_unique(),
+        "index_keys": index_keys,
+        "index_seconds": round(seconds, 3),
+        "benchmarks": per,
+    }

@@ -123,12 +123,20 @@ def mark_clusters(
     n = frame.height
     roots = components(n, left, right)
     order = _priority(frame, keep, source_order)
-    answers = [None if a is None else normalize_answer(a) for a in frame["answer"]]
     work = frame.with_columns(
         pl.Series("__root", roots, pl.Int64),
         pl.int_range(n, dtype=pl.Int64).alias("__pos"),
-        pl.Series("__answer", answers, pl.String),
+        pl.col("answer").cast(pl.String).alias("__answer"),
     )
+    # Answers are normalized (Python, slow) only in clusters whose raw answers differ: where
+    # they are all the same, so are their normal forms.
+    differ = (pl.col("__answer").n_unique().over("__root") > 1) & pl.col("__answer").is_not_null()
+    suspects = np.flatnonzero(work.select(differ).to_series().to_numpy())
+    if len(suspects):
+        raw = work["__answer"].gather(suspects).to_list()
+        normal = {a: normalize_answer(a) for a in set(raw)}
+        fixed = work["__answer"].scatter(suspects, pl.Series([normal[a] for a in raw]))
+        work = work.with_columns(fixed.alias("__answer"))
     size = pl.len().over("__root").cast(pl.Int64)
     keeper = pl.col("id").sort_by(order).first().over("__root")
     conflict = (pl.col("__answer").drop_nulls().n_unique().over("__root") > 1) & (size > 1)

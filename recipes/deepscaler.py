@@ -1,11 +1,13 @@
 """DeepScaleR-style pool curation: read several problem pools, keep the problems
-whose answers can be graded, and drop exact duplicates across pools.
+whose answers can be graded, drop exact, near (MinHash) and semantic (MiniLM at
+cosine 0.9, as DeepScaleR) duplicates across pools, and drop problems that hold
+a benchmark problem (every bundled benchmark: AIME, AMC, MATH-500, GSM8K,
+Minerva, OlympiadBench, HMMT, the Qwen2.5-Math evaluation sets).
 
     curate run recipes/deepscaler.py --out runs/demo            # bundled demo pool
     CURATE_POOL=shared curate run recipes/deepscaler.py --out runs/full   # ../shared/data
 
-Later stages (near-duplicate and semantic dedup, decontamination) join this
-same recipe.
+Then: ``curate decontam-report runs/demo`` and ``curate sql runs/demo "..."``.
 """
 
 import os
@@ -50,5 +52,8 @@ recipe = curate.Recipe(
     stages=[
         curate.RequireGradable(),
         curate.ExactDedup(),
+        curate.MinHashDedup(),
+        curate.SemanticDedup(threshold=0.9),
+        curate.Decontaminate(benchmarks="all"),
     ],
 )

@@ -30,6 +30,10 @@ _EXPORTS: dict[str, str] = {
     "RequireGradable": "curate.filters",
     "SQLFilter": "curate.filters",
     "ExactDedup": "curate.dedup.exact",
+    "MinHashDedup": "curate.dedup.minhash",
+    "SemanticDedup": "curate.dedup.semantic",
+    "Decontaminate": "curate.decontam",
+    "embed_texts": "curate.embed",
     "verify": "curate.verify",
     "verify_many": "curate.verify",
     "gradable": "curate.verify",
@@ -45,7 +49,11 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from curate.decontam import Decontaminate
     from curate.dedup.exact import ExactDedup
+    from curate.dedup.minhash import MinHashDedup
+    from curate.dedup.semantic import SemanticDedup
+    from curate.embed import embed_texts
     from curate.errors import ConfigError, CurateError, InputError, RunError
     from curate.filters import RequireGradable, SQLFilter
     from curate.io import Source, read

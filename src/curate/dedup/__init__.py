@@ -1,1 +1,3 @@
-"""Deduplication stages: exact (this issue), MinHash and semantic (later)."""
+"""Deduplication stages: `exact.ExactDedup` (normalized text hash), `minhash.MinHashDedup`
+(near-duplicates by MinHash-LSH) and `semantic.SemanticDedup` (embedding neighbours); the
+clustering, keeper rules and reference mode they share live in `clusters`."""

@@ -46,6 +46,7 @@ schemas: $(VENV)/.core
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_verify.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_decontam.py --part speed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

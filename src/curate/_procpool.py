@@ -4,6 +4,16 @@ Why not multiprocessing: a task that hangs in C code must be killed and its
 worker replaced, calls come from threads, worker processes and async code
 alike, and no pickling or re-import of the caller's ``__main__`` may happen.
 Each worker is ``python -m MODULE``; a task is one JSON line in, one out.
+
+Protocol: a worker writes ``{"ready": true}`` once it has imported what it
+needs, then answers each task line with one result line carrying the task's
+``"i"``, in order. A task's clock starts when the worker can start on it (it is
+ready and has answered the task before it), not when it was sent, so a cold
+start or a queue never eats into a task's time limit.
+
+Tasks are pipelined: a worker is sent its next tasks before it has answered
+the current one, so it never waits on the parent. Tasks that share a group
+(the same gold answer, say) go to the same worker, whose caches then hit.
 """
 
 from __future__ import annotations
@@ -19,11 +29,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 GRACE_SECONDS = 0.5  # past the task's own limit before the process is killed
+STARTUP_SECONDS = 120.0  # a worker not ready by then is killed (a broken install)
+UNIT = 4  # most tasks of one group sent to a worker at once
+_AHEAD = 1  # a worker is sent more work while it has at most this many tasks queued
 
 
 class _Worker:
@@ -42,27 +55,48 @@ class _Worker:
         self.stdin = self.proc.stdin
         self.fd = self.proc.stdout.fileno()
         self.buffer = b""
+        self.ready = False
+        self.born = time.monotonic()
 
-    def send(self, task: dict[str, Any]) -> None:
-        self.stdin.write(json.dumps(task).encode() + b"\n")
+    def send(self, tasks: Sequence[dict[str, Any]]) -> None:
+        self.stdin.write(b"".join(json.dumps(t).encode() + b"\n" for t in tasks))
         self.stdin.flush()
 
-    def read_line(self) -> dict[str, Any] | None:
-        """One result if a whole line is available; raises EOFError if the worker died."""
-        while b"\n" not in self.buffer:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                raise EOFError
-            self.buffer += chunk
-            if b"\n" not in self.buffer and not select.select([self.fd], [], [], 0)[0]:
-                return None
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        result: dict[str, Any] = json.loads(line)
-        return result
+    def read_lines(self) -> list[dict[str, Any]]:
+        """Every whole line available now (call when the pipe is readable).
+
+        Raises EOFError if the worker died.
+        """
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            raise EOFError
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines]
 
     def kill(self) -> None:
-        self.proc.kill()
+        with contextlib.suppress(OSError):
+            self.proc.kill()
         self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                assert f is not None
+                f.close()
+
+
+class _Slot:
+    """A worker checked out by one `ProcessPool.run` call, with its queue of tasks."""
+
+    def __init__(self, worker: _Worker | None) -> None:
+        self.worker = worker  # None: not started (or retired), start one when there is work
+        self.queue: deque[int] = deque()  # sent, not yet answered; the head is running
+        self.started = 0.0  # when the head task could start
+
+    def deadline(self, timeout: float) -> float:
+        assert self.worker is not None
+        if not self.worker.ready:
+            return self.worker.born + STARTUP_SECONDS
+        return self.started + timeout + GRACE_SECONDS
 
 
 class ProcessPool:
@@ -101,75 +135,139 @@ class ProcessPool:
         with self._lock:
             self._live.discard(worker)
 
+    def workers(self) -> list[int]:
+        """Process ids of the live workers (for tests and diagnostics)."""
+        with self._lock:
+            return [w.proc.pid for w in self._live]
+
     def run(
         self,
         tasks: Sequence[dict[str, Any]],
         timeout: float,
         on_result: Callable[[int, dict[str, Any]], None],
+        groups: Sequence[Hashable] | None = None,
     ) -> None:
         """Run every task; ``on_result(index, result)`` is called as each finishes.
 
         A task that overruns ``timeout`` (plus a grace) gets ``{"status": "timeout"}``
         and its worker is killed; one whose worker dies gets ``{"status": "error"}``.
+        Consecutive tasks with equal ``groups`` keys are sent to the same worker.
         """
-        pending = deque(range(len(tasks)))
-        slots = self._checkout(len(tasks))
-        idle: list[_Worker] = []
-        busy: dict[_Worker, tuple[int, float]] = {}
+        units: deque[list[int]] = deque()
+        for i in range(len(tasks)):
+            last = units[-1] if units else None
+            if (
+                groups is not None
+                and last is not None
+                and len(last) < UNIT
+                and groups[last[-1]] == groups[i]
+            ):
+                last.append(i)
+            else:
+                units.append([i])
+        if not units:
+            return
+        slots = [_Slot(w) for w in self._checkout(len(units))]
+        crashed: set[int] = set()
         try:
-            for slot in slots:
-                if slot is not None:
-                    idle.append(slot)
-                elif pending:
-                    idle.append(self._start())
-            while pending or busy:
-                while idle and pending:
-                    worker, i = idle.pop(), pending.popleft()
-                    worker.send({**tasks[i], "i": i, "timeout": timeout})
-                    busy[worker] = (i, time.monotonic() + timeout + GRACE_SECONDS)
-                wait = max(0.0, min(d for _, d in busy.values()) - time.monotonic())
-                ready, _, _ = select.select([w.fd for w in busy], [], [], wait)
-                by_fd = {w.fd: w for w in busy}
-                for fd in ready:
-                    worker = by_fd[fd]
-                    try:
-                        result = worker.read_line()
-                    except EOFError:
-                        i, _ = busy.pop(worker)
-                        self._retire(worker)
-                        idle.append(self._start())
-                        on_result(i, {"ok": False, "status": "error", "detail": "checker crashed"})
-                        continue
-                    if result is not None:
-                        busy.pop(worker)
-                        idle.append(worker)
-                        on_result(int(result.pop("i")), result)
+            while units or any(s.queue for s in slots):
                 now = time.monotonic()
-                for worker, (i, deadline) in list(busy.items()):
-                    if now >= deadline:
-                        busy.pop(worker)
-                        self._retire(worker)
-                        if pending:
-                            idle.append(self._start())
-                        on_result(i, {"ok": False, "status": "timeout"})
+                for s in sorted(slots, key=lambda s: len(s.queue)):
+                    if units and len(s.queue) <= _AHEAD:
+                        if s.worker is None:
+                            s.worker = self._start()
+                        unit = units.popleft()
+                        idle = not s.queue
+                        if idle:
+                            s.started = now
+                        s.queue.extend(unit)
+                        try:
+                            s.worker.send([{**tasks[i], "i": i, "timeout": timeout} for i in unit])
+                        except OSError:  # it died: between calls (killed?) or at start
+                            if idle and s.worker.ready:
+                                units.extendleft([i] for i in reversed(s.queue))
+                                s.queue.clear()
+                                self._retire(s.worker)
+                                s.worker = None
+                            else:
+                                self._fail(s, units, "error", "checker crashed", on_result, crashed)
+                busy = [s for s in slots if s.queue]
+                if not busy:  # a worker found dead: start another
+                    continue
+                wait = max(0.0, min(s.deadline(timeout) for s in busy) - now)
+                ready, _, _ = select.select([s.worker.fd for s in busy if s.worker], [], [], wait)
+                by_fd = {s.worker.fd: s for s in busy if s.worker}
+                for fd in ready:
+                    s = by_fd[fd]
+                    assert s.worker is not None
+                    try:
+                        lines = s.worker.read_lines()
+                    except EOFError:
+                        self._fail(s, units, "error", "checker crashed", on_result, crashed)
+                        continue
+                    now = time.monotonic()
+                    for result in lines:
+                        if result.get("ready"):
+                            s.worker.ready = True
+                            s.started = now
+                            continue
+                        i = s.queue.popleft()
+                        if int(result.pop("i")) != i:
+                            raise RuntimeError(f"checker answered {result} out of order")
+                        s.started = now
+                        on_result(i, result)
+                now = time.monotonic()
+                for s in slots:
+                    if s.queue and now >= s.deadline(timeout):
+                        assert s.worker is not None
+                        if s.worker.ready:
+                            self._fail(s, units, "timeout", "", on_result)
+                        else:
+                            self._fail(s, units, "error", "checker did not start", on_result)
         except BaseException:
-            for worker in busy:  # their replies would arrive out of step: start afresh
-                self._retire(worker)
-            busy.clear()
+            for s in slots:  # replies would arrive out of step: start afresh
+                if s.queue and s.worker is not None:
+                    self._retire(s.worker)
+                    s.worker = None
             raise
         finally:
-            returned = idle + list(busy)
-            for worker in returned:
-                self._idle.put(worker)
-            for _ in range(len(slots) - len(returned)):
-                self._idle.put(None)
+            for s in slots:
+                self._idle.put(s.worker)
+
+    def _fail(
+        self,
+        slot: _Slot,
+        units: deque[list[int]],
+        status: str,
+        detail: str,
+        on_result: Callable[[int, dict[str, Any]], None],
+        crashed: set[int] | None = None,
+    ) -> None:
+        """Kill the slot's worker; its running task gets ``status``, the rest go back.
+
+        With ``crashed`` (the tasks whose worker died once already), a task whose
+        worker died is first tried again on a fresh worker: the worker may have
+        been killed from outside. A task that kills two workers gets ``status``.
+        """
+        assert slot.worker is not None
+        self._retire(slot.worker)
+        slot.worker = None
+        head = slot.queue.popleft()
+        units.extendleft([i] for i in reversed(slot.queue))
+        slot.queue.clear()
+        if crashed is not None and head not in crashed:
+            crashed.add(head)
+            units.appendleft([head])
+            return
+        result: dict[str, Any] = {"ok": False, "status": status}
+        if detail:
+            result["detail"] = detail
+        on_result(head, result)
 
     def close(self) -> None:
         with self._lock:
             live, self._live = list(self._live), set()
         for worker in live:
-            with contextlib.suppress(OSError):
-                worker.stdin.close()
             worker.kill()
 
 
@@ -193,3 +291,19 @@ def shared_pool(module: str, size: int | None = None) -> ProcessPool:
 def _close_all() -> None:
     for pool in list(_pools.values()):
         pool.close()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child the parent's workers are not ours: the child starts its own.
+
+    The parent's pools are kept referenced (never used, never closed) so that
+    nothing in the child writes to, kills or closes the parent's workers.
+    """
+    global _pools_lock
+    _orphans.extend(_pools.values())
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+_orphans: list[ProcessPool] = []
+os.register_at_fork(after_in_child=_forget_after_fork)

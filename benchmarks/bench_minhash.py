@@ -8,7 +8,7 @@
 (c) curate: ``MinHashDedup()`` end to end through ``curate.run.apply_stage``.
 
 (a) and (b) get the same shingles as (c), built per document in Python: word 3-grams of
-``curate.text.math_tokens``; all three use 128 permutations and threshold 0.7 (datasketch's
+``curate.shingles.math_tokens``; all three use 128 permutations and threshold 0.7 (datasketch's
 LSH picks 14 bands x 9 rows, as (c) does; rensa needs bands dividing 128: 16 x 8).
 
 Data: the problems of MATH train, DAPO-17k, GSM8K train and rllm's AIME (about 34K), then
@@ -110,7 +110,7 @@ def build(data: Path, size: int, out: Path) -> None:
 
 
 def features(text: str) -> list[str]:
-    from curate.text import math_tokens
+    from curate.shingles import math_tokens
 
     t = math_tokens(text)
     return [" ".join(t[i : i + NGRAM]) for i in range(len(t) - NGRAM + 1)] or (
@@ -194,7 +194,7 @@ def signature_speed(texts: list[str]) -> dict[str, float]:
     from rensa import RMinHash
 
     from curate.dedup.minhash import _classic, _oph
-    from curate.text import shingles
+    from curate.shingles import shingles
 
     out = {}
     start = time.perf_counter()

@@ -23,8 +23,8 @@ from test_stages import ROWS, assert_conserved
 import curate
 from curate.dedup.minhash import MinHashDedup, optimal_bands, signatures
 from curate.run import apply_stage
+from curate.shingles import _GRAM_MUL, _MASK64, _fmix64_int, math_tokens, shingles, token_hash
 from curate.stage import StageContext
-from curate.text import _GRAM_MUL, _MASK64, _fmix64_int, math_tokens, shingles, token_hash
 from curate.verify import normalize_answer
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -172,7 +172,7 @@ def reference_shingles(text: str | None, n: int, kind: str) -> list[int]:
     if kind == "word":
         items = [token_hash(t) for t in tokens]
     else:
-        from curate.text import _BYTE_HASH
+        from curate.shingles import _BYTE_HASH
 
         items = [int(_BYTE_HASH[b]) for b in " ".join(tokens).encode()]
     mul = [int(m) for m in _GRAM_MUL]

@@ -2,7 +2,7 @@
 
 How it works, all of it vectorized (numpy over batches of texts, Polars for the group-by):
 
-1. **Shingles** (`curate.text.shingles`): word (or character) n-grams of the math-aware
+1. **Shingles** (`curate.shingles.shingles`): word (or character) n-grams of the math-aware
    tokens of each text, hashed to uint64.
 2. **Signatures**: ``num_perm`` values per text; two texts agree on each value with
    probability equal to their Jaccard similarity. The default sketch, ``"oph"``, is
@@ -53,8 +53,8 @@ from curate.dedup.clusters import (
     reference_digest,
 )
 from curate.errors import ConfigError
+from curate.shingles import constants, fmix64, shingles
 from curate.stage import Filter, StageContext
-from curate.text import constants, fmix64, shingles
 
 Sketch = Literal["oph", "classic"]
 _U64 = np.uint64
@@ -371,7 +371,7 @@ class MinHashDedup(Filter):
     """Reject near-duplicate problems: MinHash signatures, LSH buckets, verified pairs, clusters.
 
     Two texts are duplicates when the Jaccard similarity of their shingle sets (word
-    ``ngram``-grams of `curate.text.math_tokens`, or character n-grams with
+    ``ngram``-grams of `curate.shingles.math_tokens`, or character n-grams with
     ``shingle="char"``) is at least ``threshold`` (estimated from the signatures, or exact
     with ``verify="exact"``) and, with ``numbers="match"``, their numbers are the same in
     the same order. Duplicates form clusters (connected components); one row per cluster is

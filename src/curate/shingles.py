@@ -1,0 +1,496 @@
+"""Tokens and shingles for near-duplicate detection (MinHash).
+
+`math_tokens` splits a `curate.text.normalize_text`-normalized text into the tokens
+near-duplicate detection compares (the definition, in plain Python), and `shingles`
+hashes their n-grams for many texts at once (numpy, no per-token Python), giving the
+same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from curate.text import _COMMANDS, _QUOTES, normalize_text
+
+# ---------------------------------------------------------------------------------------------
+# Tokens and shingles for near-duplicate detection (MinHash). `math_tokens` is the definition,
+# in plain Python; `shingles` computes the same thing for many texts at once with numpy.
+
+# LaTeX that only changes how a formula looks, beyond what normalize_text already unifies
+_WRAPPERS = (
+    *("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mathit", "mathsf", "mbox"),
+    *("operatorname", "limits", "nolimits"),
+)
+_TOKEN_SAME = {
+    **{f"\\{c}": (v.strip() or None) for c, v in _COMMANDS.items() if c.isalpha()},
+    **{f"\\{c}": None for c in _WRAPPERS},
+    **dict.fromkeys(("\\dots", "\\ldots", "\\cdots", "\\dotsb", "\\dotsc"), "\\dots"),
+    **dict.fromkeys(("\\to", "\\rightarrow", "\\longrightarrow"), "\\to"),
+    "\\lt": "<",
+    "\\gt": ">",
+    # punctuation and grouping that carry no content once tokens are split
+    **dict.fromkeys(("{", "}", ",", ";", ":", '"', "`", "~", "&")),
+}
+_SENTENCE_END = (".", "?")  # "!" stays: it is also the factorial
+# A sentence holding one of these (and no number) is an answer-format instruction such as
+# "Put your final answer in \boxed{}." or "Let's think step by step.": it is left out of the
+# shingles, so a problem with or without such a sentence is the same problem.
+_MARKERS = (("\\boxed",), ("your", "answer"), ("final", "answer"), ("step", "by", "step"))
+# Unicode look-alikes that NFKC keeps: Cyrillic letters shaped like Latin ones, and math
+# symbols written as characters instead of LaTeX commands.
+_MATH_SYMBOLS = {
+    **dict.fromkeys("×·⋅", "cdot"),
+    **{"≤": "le", "≥": "ge", "≠": "ne", "÷": "div", "√": "sqrt", "∞": "infty", "±": "pm"},
+    **{"∓": "mp", "∠": "angle", "△": "triangle", "∈": "in", "∪": "cup", "∩": "cap"},
+    **{"∅": "emptyset", "→": "to", "π": "pi", "θ": "theta", "α": "alpha", "β": "beta"},
+    **{"γ": "gamma", "δ": "delta", "λ": "lambda", "μ": "mu", "σ": "sigma", "φ": "phi"},
+    "ω": "omega",
+}
+_LOOKALIKES = str.maketrans(
+    {
+        **dict(zip("аеорсухіјѕԁһο", "aeopcyxijsdho", strict=True)),
+        **{c: f" \\{name} " for c, name in _MATH_SYMBOLS.items()},
+        "°": "^\\circ ",
+        "′": "'",
+    }
+)
+_TOKEN = re.compile(r"\\[a-z]+|[a-z]+|[0-9]+|[^\x00-\x7f]|[!-\[\]-~]")
+
+
+def _prepare(text: str) -> str:
+    return normalize_text(text).translate(_LOOKALIKES)
+
+
+def _strip_instructions(tokens: list[str]) -> list[str]:
+    sentences: list[list[str]] = [[]]
+    for tok in tokens:
+        if tok in _SENTENCE_END:
+            sentences.append([])
+        else:
+            sentences[-1].append(tok)
+
+    def instruction(s: list[str]) -> bool:
+        has_marker = any(
+            tuple(s[i : i + len(m)]) == m for m in _MARKERS for i in range(len(s) - len(m) + 1)
+        )
+        return has_marker and not any("0" <= t[0] <= "9" for t in s)
+
+    kept = [t for s in sentences if not instruction(s) for t in s]
+    return kept or [t for s in sentences for t in s]
+
+
+def math_tokens(text: str) -> list[str]:
+    r"""The tokens near-duplicate detection compares: words, numbers, LaTeX commands, symbols.
+
+    The text is normalized with `normalize_text` (plus Unicode look-alikes such as Cyrillic
+    ``а`` or ``≤``), split into lowercase words, digit runs, ``\commands``, single symbols
+    and single non-ASCII characters; visual-only LaTeX (``\left``, ``\text``, braces) and
+    punctuation are dropped, ``\dfrac``/``\tfrac`` become ``\frac``, and a sentence that
+    is an answer-format instruction (it mentions ``\boxed``, "your answer", "final answer"
+    or "step by step", and holds no number) is left out.
+
+    >>> math_tokens(r"Find $\dfrac{12}{x}$ if $x = 3$. Put your answer in \boxed{}.")
+    ['find', '\\frac', '12', 'x', 'if', 'x', '=', '3']
+    >>> math_tokens("Let’s say х ≤ ５.") == math_tokens("Let's say $x \\leq 5$.")
+    True
+    """
+    out = []
+    for tok in _TOKEN.findall(_prepare(text)):
+        tok = _TOKEN_SAME.get(tok, tok)
+        if tok is not None:
+            out.append(tok)
+    return _strip_instructions(out)
+
+
+# ---- the same, vectorized ------------------------------------------------------------------
+# Every hash below is plain uint64 arithmetic (wrapping), so shingles are the same on every
+# platform and every run; numpy does the work over all texts of a batch at once.
+
+_U64 = np.uint64
+_M1, _M2 = _U64(0xFF51AFD7ED558CCD), _U64(0xC4CEB9FE1A85EC53)
+_LEN_MUL, _LEN_ADD = _U64(0x9E3779B97F4A7C15), _U64(0x632BE59BD9B4E019)
+
+
+def constants(label: str, count: int) -> np.ndarray:
+    """``count`` pseudo-random uint64 named by ``label``: BLAKE2b of the label and the index,
+    so they never change with numpy's random generators (whose streams may)."""
+    digest = (hashlib.blake2b(f"{label}:{i}".encode(), digest_size=8) for i in range(count))
+    return np.array([int.from_bytes(d.digest(), "little") for d in digest], dtype=np.uint64)
+
+
+_GRAM_MUL = constants("curate.text.gram", 64) | _U64(1)  # odd: multiplying is a bijection
+_BYTE_HASH = np.arange(1, 257, dtype=np.uint64)  # made random by fmix64 below
+_MASK64 = (1 << 64) - 1
+
+
+def fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, in place on a uint64 array (a bijection that mixes
+    every input bit into every output bit); returns ``x``."""
+    x ^= x >> _U64(33)
+    x *= _M1
+    x ^= x >> _U64(33)
+    x *= _M2
+    x ^= x >> _U64(33)
+    return x
+
+
+fmix64(_BYTE_HASH)
+
+
+def _fmix64_int(x: int) -> int:
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & _MASK64
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & _MASK64
+    return x ^ (x >> 33)
+
+
+def token_hash(token: str) -> int:
+    """The 64-bit hash `shingles` gives a token: its UTF-8 bytes, 8 at a time, through `fmix64`
+    (tokens longer than 64 bytes: BLAKE2b)."""
+    data = token.encode()
+    if len(data) > 64:
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    acc = (len(data) * int(_LEN_MUL) + int(_LEN_ADD)) & _MASK64
+    for i in range(0, max(len(data), 1), 8):
+        acc = _fmix64_int(acc ^ int.from_bytes(data[i : i + 8], "little"))
+    return acc
+
+
+# Texts the byte path handles alone: printable ASCII, and no dropped command between two
+# digits (normalize_text turns "1\left2" into "12"); the others go through normalize_text.
+_PLAIN = r"^[\t\n\x0b\x0c\r -~]*$"
+_SEPARATOR = np.zeros(256, bool)
+_SEPARATOR[list(b",;:! ()[]$")] = True  # "\$" too: normalize_text makes "$" a space first
+_DIGIT_MERGE = r"[0-9](?:\\(?:" + "|".join(c for c, v in _COMMANDS.items() if v == "") + "))+[0-9]"
+
+_KEEP, _DROP_TOKEN, _END, _REPLACE = range(4)
+_SPECIAL = {
+    token_hash(k): (_DROP_TOKEN if v is None else _REPLACE, v) for k, v in _TOKEN_SAME.items()
+}
+_SPECIAL.update({token_hash(k): (_END, None) for k in _SENTENCE_END})
+_SPECIAL_KEYS = np.array(sorted(_SPECIAL), dtype=np.uint64)
+_SPECIAL_ACTION = np.array([_SPECIAL[int(k)][0] for k in _SPECIAL_KEYS], dtype=np.int8)
+_SPECIAL_TEXT = [_SPECIAL[int(k)][1] or "" for k in _SPECIAL_KEYS]
+_SPECIAL_TARGET = np.array([token_hash(t) for t in _SPECIAL_TEXT], dtype=np.uint64)
+_SPECIAL_BYTES = np.frombuffer("".join(_SPECIAL_TEXT).encode(), np.uint8)
+_SPECIAL_END = np.cumsum([len(t.encode()) for t in _SPECIAL_TEXT])
+_SPECIAL_START = _SPECIAL_END - [len(t.encode()) for t in _SPECIAL_TEXT]
+_MARKER_HASHES = [np.array([token_hash(t) for t in m], dtype=np.uint64) for m in _MARKERS]
+_WORD_MASK = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_MASK64], dtype=np.uint64)
+
+
+class Shingles(NamedTuple):
+    """Shingle hashes of many texts, text after text (see `shingles`)."""
+
+    hashes: np.ndarray  # uint64: text i's shingles are hashes[offsets[i]:offsets[i + 1]]
+    offsets: np.ndarray  # int64, one more than there are texts
+    numbers: np.ndarray  # uint64 per text: a hash of its numbers, in order (0: it has none)
+
+
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + n)`` for every (s, n), without a Python loop."""
+    firsts = np.cumsum(lengths) - lengths
+    return np.repeat(starts - firsts, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+def _segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Wrapping uint64 sum of ``values[offsets[i]:offsets[i+1]]`` for every i."""
+    acc = np.zeros(len(values) + 1, np.uint64)
+    np.cumsum(values, out=acc[1:])
+    out: np.ndarray = acc[offsets[1:]] - acc[offsets[:-1]]
+    return out
+
+
+# For a text that is not plain ASCII, `_unicode` does normalize_text's Unicode work (NFKC,
+# quotes, case, Unicode spaces) and the look-alikes, and leaves the LaTeX to the byte path.
+# That matches `_prepare` unless casefold or a look-alike puts an ASCII letter right after a
+# \command, where normalize_text's LaTeX pass would have seen a non-letter: such texts (rare)
+# take `_prepare`.
+_UNICODE_SPACE = re.compile(r"[^\S\x00-\x7f]")
+_RARE = re.compile(
+    r"[^\S\x00-\x7f]|[ßẞİǰẖẗẘẙςᲂᲃᾳᾶᾷᾼῳῶῷῼ"  # casefold makes these ASCII or look-alikes
+    + "".join(chr(c) for c in (*_QUOTES, *_LOOKALIKES))
+    + "".join(chr(c).upper() for c in _LOOKALIKES)
+    + "]"
+)
+_CASEFOLD_LETTERS = re.compile("[ßẞİǰẖẗẘẙ]")
+_LOOKALIKE_AFTER_COMMAND = re.compile(
+    r"\\[a-zA-Z]+["
+    + "".join(k for k in map(chr, _LOOKALIKES) if str(_LOOKALIKES[ord(k)])[:1].isalpha())
+    + "]"
+)
+
+
+def _mapper(table: dict[int, str]) -> Callable[[str], str]:
+    """``str.translate(table)`` as a regex substitution: far faster when few characters match."""
+    find = re.compile("[" + re.escape("".join(map(chr, table))) + "]")
+    return lambda text: find.sub(lambda m: table[ord(m.group())], text)
+
+
+_map_quotes, _map_lookalikes = _mapper(_QUOTES), _mapper(_LOOKALIKES)
+
+
+def _unicode(text: str) -> str | None:
+    text = unicodedata.normalize("NFKC", text)
+    if not _RARE.search(text):  # the common case: CJK, accents, nothing to map
+        return text.casefold()
+    if _CASEFOLD_LETTERS.search(text):
+        return None
+    text = _map_quotes(text).casefold()
+    if _LOOKALIKE_AFTER_COMMAND.search(text):
+        return None
+    return _map_lookalikes(_UNICODE_SPACE.sub(" ", text))
+
+
+def _texts_bytes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UTF-8 bytes of the texts, each followed by a newline; their byte offsets; and which
+    texts still need the byte path's share of normalize_text (the others went through
+    `_prepare` whole)."""
+    values = texts.to_list()
+    for i in np.flatnonzero(~texts.str.contains(_PLAIN).to_numpy()).tolist():
+        values[i] = _unicode(values[i])
+    fast = np.array([v is not None for v in values], dtype=bool)
+    for i in np.flatnonzero(~fast).tolist():
+        values[i] = _prepare(texts[i])
+    data, offsets = _joined(values)
+    # a digit right before a backslash may start a `_DIGIT_MERGE` ("1\left2": see above)
+    near = np.flatnonzero((data[:-1] >= ord("0")) & (data[:-1] <= ord("9")) & (data[1:] == 92))
+    suspects = np.searchsorted(offsets, near, side="right") - 1  # sorted: drop repeats
+    suspects = suspects[np.diff(suspects, prepend=-1) > 0]
+    suspects = suspects[fast[suspects]]
+    if len(suspects):
+        merge = pl.Series([values[i] for i in suspects]).str.contains(_DIGIT_MERGE).to_numpy()
+        for i in suspects[merge].tolist():
+            values[i], fast[i] = _prepare(texts[i]), False
+        if merge.any():
+            data, offsets = _joined(values)
+    return data, offsets, fast
+
+
+def _joined(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes, each followed by a newline, and where each one starts."""
+    arrow = (pl.Series(values, dtype=pl.String) + "\n").to_arrow()
+    if arrow.type != pa.large_string():
+        arrow = arrow.cast(pa.large_string())
+    _, bounds, chars = arrow.buffers()
+    offsets = np.frombuffer(bounds, np.int64)[arrow.offset : arrow.offset + len(arrow) + 1]
+    return np.frombuffer(chars, np.uint8)[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
+def _tokenize(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Spans of `_TOKEN` tokens: (bytes, starts, ends, text of each token).
+
+    Byte classes come from comparisons, not table lookups: on numpy, a lookup per byte
+    costs about 40 times a comparison."""
+    data, offsets, fast = _texts_bytes(texts)
+    if not len(data):
+        nothing = np.zeros(0, np.int64)
+        return data, nothing, nothing, nothing
+    # uint8 arithmetic wraps, so "x - lo < n" tests lo <= x < lo + n in two cheap passes
+    letter = ((data | 0x20) - ord("a")) < 26  # either case
+    data = data | (letter.view(np.uint8) << 5)  # lowercase: what casefold does to ASCII
+    backslash = data == ord("\\")
+    # "\," "\(" "\$" ... become spaces (in the fast-path texts; a text ends in a newline, so
+    # the byte after a backslash is always in the same text)
+    hit = np.flatnonzero(backslash)
+    hit = hit[_SEPARATOR[data[hit + 1]]] if len(hit) else hit
+    hit = hit[fast[np.searchsorted(offsets, hit, side="right") - 1]]
+    data[hit] = data[hit + 1] = ord(" ")
+    backslash[hit] = False
+    digit = (data - ord("0")) < 10
+    high = data >= 0x80
+    command = backslash.copy()
+    command[:-1] &= letter[1:]
+    # a symbol: printable ASCII but not a letter, digit, backslash or "$" (a space, as in
+    # normalize_text)
+    symbol = ((data - 33) < 94) & ~(letter | digit | backslash | (data == ord("$")))
+    start = command | symbol | (data >= 0xC0)
+    start[0] |= letter[0] | digit[0]
+    start[1:] |= (letter[1:] & ~(letter[:-1] | backslash[:-1])) | (digit[1:] & ~digit[:-1])
+    inside = command | letter | digit | symbol | high
+    end = inside.copy()  # a token ends where the next byte starts another or is outside
+    end[:-1] &= start[1:] | ~inside[1:]
+    starts, ends = np.flatnonzero(start), np.flatnonzero(end) + 1
+    per_text = np.diff(np.searchsorted(starts, offsets))
+    owner = np.repeat(np.arange(len(fast)), per_text)
+    return data, starts, ends, owner
+
+
+def _hash_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """`token_hash` of every ``data[starts[i]:ends[i]]``, vectorized."""
+    padded = np.concatenate((data, np.zeros(8, np.uint8)))
+    words = np.ndarray((len(data),), "<u8", padded, 0, (1,))  # 8 bytes from each position
+    lengths = ends - starts
+    out: np.ndarray = lengths.astype(np.uint64) * _LEN_MUL + _LEN_ADD
+    out ^= words[starts] & _WORD_MASK.take(np.minimum(lengths, 8))
+    fmix64(out)
+    longer = np.flatnonzero(lengths > 8)  # a word of 9 letters or more: the next 8 bytes ...
+    for k in range(1, 8):
+        longer = longer[lengths[longer] > 8 * k]
+        if not len(longer):
+            break
+        rest = np.minimum(lengths[longer] - 8 * k, 8)
+        out[longer] = fmix64(out[longer] ^ (words[starts[longer] + 8 * k] & _WORD_MASK[rest]))
+    for i in np.flatnonzero(lengths > 64):  # rare: long runs of letters or digits
+        out[i] = token_hash(bytes(data[starts[i] : ends[i]]).decode())
+    return out
+
+
+class _Tokens(NamedTuple):
+    hashes: np.ndarray  # uint64 per token (after `_TOKEN_SAME`)
+    offsets: np.ndarray  # int64 per text + 1
+    numbers: np.ndarray  # uint64 per text
+    source: np.ndarray  # bytes the tokens' text can be read from ...
+    starts: np.ndarray  # ... token i is source[starts[i]:ends[i]]
+    ends: np.ndarray
+
+
+def _tokens(texts: pl.Series, spans: bool = False) -> _Tokens:
+    """`math_tokens` of every text, as hashes (and, with ``spans``, where their text is)."""
+    data, starts, ends, owner = _tokenize(texts)
+    hashes = _hash_spans(data, starts, ends)
+    first = data[starts]
+    maybe = np.flatnonzero(
+        (first < ord("0")) | ((first > ord("9")) & (first < ord("a"))) | (first > ord("z"))
+    )  # special tokens are \commands and symbols: look them up only there
+    at = np.searchsorted(_SPECIAL_KEYS, hashes[maybe]).clip(max=len(_SPECIAL_KEYS) - 1)
+    hit = _SPECIAL_KEYS[at] == hashes[maybe]
+    maybe, at = maybe[hit], at[hit]
+    action = _SPECIAL_ACTION[at]
+    replace = action == _REPLACE
+    hashes[maybe[replace]] = _SPECIAL_TARGET[at[replace]]
+    drop = np.zeros(len(hashes), bool)
+    drop[maybe[action == _DROP_TOKEN]] = True
+    is_end = np.zeros(len(hashes), bool)
+    is_end[maybe[action == _END]] = True
+    kept = np.flatnonzero(~drop)
+    keep = _without_instructions(hashes[kept], owner[kept], is_end[kept], first[kept])
+    kept = kept[keep]
+    hashes, owner, first = hashes[kept], owner[kept], first[kept]
+    offsets = np.zeros(len(texts) + 1, np.int64)
+    np.cumsum(np.bincount(owner, minlength=len(texts)), out=offsets[1:])
+    # numbers, in order: each number token's hash mixed with its rank among the text's numbers
+    num = np.flatnonzero((first >= ord("0")) & (first <= ord("9")))
+    rank = np.arange(len(num)) - np.searchsorted(num, offsets[:-1])[owner[num]]
+    mixed = np.zeros(len(hashes), np.uint64)
+    mixed[num] = fmix64(hashes[num] + rank.astype(np.uint64) * _LEN_MUL)
+    numbers = _segment_sum(mixed, offsets)
+    if not spans:
+        return _Tokens(hashes, offsets, numbers, data, starts[:0], ends[:0])
+    # a replaced token's text is read from the special tokens' texts, stored after `data`
+    starts, ends = starts[kept], ends[kept]
+    special = np.full(len(drop), -1)
+    special[maybe] = at
+    special = special[kept]
+    moved = np.flatnonzero(special >= 0)
+    moved = moved[_SPECIAL_ACTION[special[moved]] == _REPLACE]
+    starts[moved] = len(data) + _SPECIAL_START[special[moved]]
+    ends[moved] = len(data) + _SPECIAL_END[special[moved]]
+    return _Tokens(hashes, offsets, numbers, np.concatenate((data, _SPECIAL_BYTES)), starts, ends)
+
+
+def _without_instructions(
+    hashes: np.ndarray, owner: np.ndarray, is_end: np.ndarray, first: np.ndarray
+) -> np.ndarray:
+    """Which tokens `_strip_instructions` keeps (sentence ends never); ``first`` is each
+    token's first byte (a digit: a number)."""
+    n = len(hashes)
+    content = ~is_end
+    marker = np.zeros(n, bool)
+    for m in _MARKER_HASHES:
+        k = len(m)
+        hit = hashes[: n - k + 1] == m[0]
+        for j in range(1, k):
+            hit &= hashes[j : n - k + 1 + j] == m[j]
+        hit &= owner[: n - k + 1] == owner[k - 1 :]  # within one text (a sentence end between
+        marker[: len(hit)] |= hit  # two tokens is a token too, so no marker spans sentences)
+    if not marker.any():  # most texts: nothing to strip
+        return content
+    opens = np.ones(n, bool)  # a token that opens a sentence
+    opens[1:] = (owner[1:] != owner[:-1]) | is_end[:-1]
+    sentence = np.cumsum(opens) - 1
+    flagged = np.zeros(int(sentence[-1]) + 1, bool)
+    flagged[sentence[marker]] = True
+    is_num = (first >= ord("0")) & (first <= ord("9"))
+    flagged[sentence[is_num & flagged[sentence]]] = False  # a sentence with a number stays
+    kept = content & ~flagged[sentence]
+    n_texts = int(owner[-1]) + 1
+    lost = np.bincount(owner[content], minlength=n_texts) > 0
+    lost &= np.bincount(owner[kept], minlength=n_texts) == 0  # left with nothing: keep all
+    return np.where(lost[owner], content, kept)
+
+
+def _grams(items: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the n-grams of each text's items (one gram of all items when fewer than n)."""
+    lengths = np.diff(offsets)
+    count = np.where(lengths >= n, lengths - n + 1, np.minimum(lengths, 1))
+    first = _ragged(offsets[:-1], count)
+    # every window of the flat item array at once (contiguous slices), then the windows that
+    # lie inside one text; a text shorter than n sums only its own items (masked, rare)
+    padded = np.concatenate((items, np.zeros(n, np.uint64)))
+    window = padded[: len(items)] * _GRAM_MUL[0]
+    for k in range(1, n):
+        window += padded[k : k + len(items)] * _GRAM_MUL[k]
+    acc = window[first] if len(items) else np.zeros(0, np.uint64)
+    short = np.flatnonzero(np.repeat(lengths < n, count))
+    if len(short):
+        last = np.repeat(offsets[1:], count)[short]
+        acc[short] = 0
+        for k in range(n):
+            inside = first[short] + k < last
+            acc[short] += np.where(inside, padded[first[short] + k], _U64(0)) * _GRAM_MUL[k]
+    out = np.zeros(len(offsets), np.int64)
+    np.cumsum(count, out=out[1:])
+    return fmix64(acc), out
+
+
+def shingles(
+    texts: Sequence[str | None] | pl.Series, n: int = 3, kind: Literal["word", "char"] = "word"
+) -> Shingles:
+    """Shingles of many texts at once: hashes of their word (or character) n-grams.
+
+    Words are `math_tokens`; characters are those of the tokens joined by single spaces. A
+    text with fewer than ``n`` of them has one shingle of all of them; an empty or null
+    text has none. ``numbers`` hashes each text's number tokens in order, so that a problem
+    with its numbers changed can be told apart however similar its words are.
+
+    >>> s = shingles(["Find $x$ if $2x = 6$.", "find x if 2x=6", None], n=3)
+    >>> s.offsets.tolist(), s.hashes[0:5].tolist() == s.hashes[5:10].tolist()
+    ([0, 5, 10, 10], True)
+    >>> bool(s.numbers[0] == s.numbers[1] != shingles(["Find x if 2x = 8."]).numbers[0])
+    True
+    """
+    if not 1 <= n <= len(_GRAM_MUL):
+        raise ValueError(f"shingle size n={n}: expected 1 to {len(_GRAM_MUL)}")
+    series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    tok = _tokens(series.cast(pl.String).fill_null(""), spans=kind == "char")
+    if kind == "word":
+        grams, offsets = _grams(tok.hashes, tok.offsets, n)
+        return Shingles(grams, offsets, tok.numbers)
+    if kind != "char":
+        raise ValueError(f"shingle kind={kind!r}: expected 'word' or 'char'")
+    # characters of the tokens joined by spaces: each token's bytes, then a space unless last
+    per_text = np.diff(tok.offsets)
+    last = np.zeros(len(tok.hashes), bool)
+    last[tok.offsets[1:][per_text > 0] - 1] = True
+    lengths = tok.ends - tok.starts
+    spans = lengths + ~last
+    index = _ragged(tok.starts, spans)
+    within = np.arange(len(index)) - np.repeat(np.cumsum(spans) - spans, spans)
+    source = np.concatenate((tok.source, [ord(" ")])).astype(np.uint8)
+    index[within == np.repeat(lengths, spans)] = len(source) - 1
+    chars = _BYTE_HASH[source[index]]
+    text_of_token = np.repeat(np.arange(len(per_text)), per_text)
+    offsets = np.zeros(len(per_text) + 1, np.int64)
+    np.cumsum(np.bincount(text_of_token, spans, len(per_text)).astype(np.int64), out=offsets[1:])
+    grams, offsets = _grams(chars, offsets, n)
+    return Shingles(grams, offsets, tok.numbers)

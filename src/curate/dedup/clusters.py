@@ -26,6 +26,7 @@ recipe's source order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -197,23 +198,34 @@ def load_reference(reference: Reference) -> pl.DataFrame:
 
     A run directory gives its final ``problems`` table; a Parquet file with ``id``
     and ``problem`` columns is taken as it is; anything else goes through
-    `curate.read`. Ids are made unique across several references by their order.
+    `curate.read`. Rows with a null problem are left out. Each file is read once
+    per process while it is unchanged (a stage's fingerprint and its work both
+    need the reference).
     """
-    from curate.io import read
-    from curate.run import open_run
-
     frames = []
     for path in _reference_paths(reference):
-        if path.is_dir() and (path / "manifest.json").exists():
-            frame = open_run(path).table("problems").select("id", "problem").collect()
-        elif path.suffix == ".parquet" and {"id", "problem"} <= set(pl.read_parquet_schema(path)):
-            frame = pl.read_parquet(path, columns=["id", "problem"])
-        else:
-            frame = read(path).frame().select("id", "problem")
-        frames.append(frame.with_columns(pl.col("id", "problem").cast(pl.String)))
+        is_run = path.is_dir() and (path / "manifest.json").exists()
+        stat = (path / "manifest.json" if is_run else path).stat()
+        frames.append(_load_one(str(path.resolve()), is_run, stat.st_mtime_ns, stat.st_size))
     if not frames:
         return pl.DataFrame(schema={"id": pl.String, "problem": pl.String})
     return pl.concat(frames).filter(pl.col("problem").is_not_null())
+
+
+@functools.lru_cache(maxsize=8)
+def _load_one(path_str: str, is_run: bool, mtime_ns: int, size: int) -> pl.DataFrame:
+    """One reference's ``id`` and ``problem``; the stat values only key the cache."""
+    from curate.io import read
+    from curate.run import open_run
+
+    path = Path(path_str)
+    if is_run:
+        frame = open_run(path).table("problems").select("id", "problem").collect()
+    elif path.suffix == ".parquet" and {"id", "problem"} <= set(pl.read_parquet_schema(path)):
+        frame = pl.read_parquet(path, columns=["id", "problem"])
+    else:
+        frame = read(path).frame().select("id", "problem")
+    return frame.with_columns(pl.col("id", "problem").cast(pl.String))
 
 
 def reference_digest(reference: Reference) -> str | None:

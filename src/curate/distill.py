@@ -1,0 +1,365 @@
+r"""The `Distill` stage: sample responses from one or more models, verify every one.
+
+For each problem that reaches it, each generator and ``n`` samples, `Distill` builds the
+prompt, generates, extracts the final answer (from the part after ``</think>`` when the model
+thinks) and checks it against the gold answer with `curate.verify`. Every response is a row
+of the run's **responses table** (``RUN/responses/*.parquet``, schema in `curate.schema`),
+keyed by (``problem_id``, ``model``, ``sample``, ``gen_key``), where ``gen_key`` digests
+what decides the text: the backend's `~curate.generate.Generator.describe`, the sampling
+parameters and the prompt template. That table is the cache: a re-run, or a run after a
+crash, generates only the keys it does not have. Responses are written in parts of
+``chunk`` problems, each part atomically (temporary file, then rename), so a killed run
+loses at most the parts in flight and never leaves a half-written file.
+
+Verification runs in the checker's process pool on a background thread while the next
+chunk generates, so it never holds generation up. A response cut at ``max_tokens``
+(``finish_reason="length"``) is recorded and never counted as correct; a failed generation
+(``"error"``, with the backend's reason) is recorded and left out of pass rates; a response
+with no extractable answer is wrong with verdict ``no_answer``; a gold answer the checker
+cannot parse gives the checker's verdict (``error``/``timeout``), never a crash.
+
+Each problem row gets ``samples``: one struct per response (model, sample, score, correct,
+verdict, finish_reason, n_tokens, extracted_answer), ordered by generator then sample, which
+`curate.grade.Grade` turns into pass rates. The texts stay in the responses table.
+
+>>> from curate.generate import Sampling
+>>> prompt_for(DEFAULT_TEMPLATE, "What is $1+1$?")
+"What is $1+1$? Let's think step by step and output the final answer within \\boxed{}."
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import ConfigError
+from curate.generate.base import Completion, Generator, Request, Sampling, derive_seed
+from curate.io import write_parquet
+from curate.schema import RESPONSE_FIELDS
+from curate.stage import Stage, StageContext
+from curate.verify import DEFAULT_TIMEOUT, extract_answer, verify_many
+
+DEFAULT_TEMPLATE = (
+    "{problem} Let's think step by step and output the final answer within \\boxed{}."
+)
+"""DeepScaleR's prompt: the problem, then the instruction to box the final answer."""
+
+RESPONSES_DIR = "responses"
+_SAMPLE_FIELDS = (
+    "model", "sample", "score", "correct", "verdict", "finish_reason", "n_tokens",
+    "extracted_answer",
+)  # fmt: skip
+_POLARS_TYPES = {"string": pl.String, "int32": pl.Int32, "int64": pl.Int64}
+_POLARS_TYPES |= {"double": pl.Float64, "bool": pl.Boolean}
+RESPONSE_SCHEMA = {name: _POLARS_TYPES[str(t)] for name, t, _, _ in RESPONSE_FIELDS}
+
+
+def prompt_for(template: str, problem: str) -> str:
+    """The user message for ``problem``: ``template`` with ``{problem}`` replaced (only that
+    placeholder; other braces, such as ``\\boxed{}``, stay as they are)."""
+    return template.replace("{problem}", problem)
+
+
+def answer_part(text: str, think_end: str = "</think>") -> str:
+    """The part of a response that states the answer: after the last ``think_end`` if the
+    model closed its thinking, else the whole text.
+
+    >>> answer_part("<think>maybe \\\\boxed{3}</think>So \\\\boxed{4}.")
+    'So \\\\boxed{4}.'
+    """
+    if think_end and think_end in text:
+        return text.rsplit(think_end, 1)[1]
+    return text
+
+
+@dataclass(frozen=True)
+class Distill(Stage):
+    r"""Generate ``n`` responses per problem with each generator, and verify them.
+
+    ``generators``: one backend or several (`curate.generate`: vLLM, an OpenAI-compatible
+    server, transformers), run one after the other; each is closed when its work is done, so
+    several models fit on one GPU in turn. ``template`` builds the user message
+    (``{problem}`` is replaced; default DeepScaleR's "Let's think step by step and output
+    the final answer within \boxed{}."), ``system`` an optional system message, ``chat=False``
+    sends the templated text as a raw completion prompt. Seeds: each request's seed derives
+    from the recipe seed, the ``gen_key``, the problem id and its first sample, so a run is
+    repeatable wherever the engine is. ``chunk`` problems go to the engine per call (and make
+    one cache part); larger chunks batch better, smaller ones lose less to a crash.
+
+    Stats in the manifest, per model: responses generated and reused from the cache, tokens,
+    generation seconds and tokens/s, truncated, failed, correct.
+    """
+
+    generators: Generator | tuple[Generator, ...]
+    n: int = 4
+    sampling: Sampling = field(default_factory=Sampling)
+    template: str = DEFAULT_TEMPLATE
+    system: str | None = None
+    chat: bool = True
+    think_end: str = "</think>"
+    chunk: int = 256
+    verify_timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        gens = self.generators if isinstance(self.generators, tuple) else (self.generators,)
+        if isinstance(self.generators, list):
+            gens = tuple(self.generators)
+        object.__setattr__(self, "generators", gens)
+        for g in gens:
+            if not isinstance(g, Generator):
+                raise ConfigError(f"Distill: {g!r} is not a Generator (see curate.generate)")
+        models = [g.model for g in gens]
+        if not gens or len(set(models)) != len(models):
+            raise ConfigError(
+                f"Distill: expected one or more generators with distinct model labels, got "
+                f"{models}; give each a label= to tell them apart"
+            )
+        if not (isinstance(self.n, int) and self.n >= 1) or self.chunk < 1:
+            raise ConfigError(f"Distill(n={self.n}, chunk={self.chunk}): expected integers >= 1")
+        if "{problem}" not in self.template:
+            raise ConfigError(f"Distill(template={self.template!r}): it has no {{problem}}")
+
+    def gen_key(self, generator: Generator) -> str:
+        """The cache key part that says which settings produced a response."""
+        blob = json.dumps(
+            [generator.describe(), asdict(self.sampling), self.template, self.system, self.chat],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
+
+    def prompt(self, problem: str) -> str | list[dict[str, str]]:
+        text = prompt_for(self.template, problem)
+        if not self.chat:
+            return text if self.system is None else f"{self.system}\n\n{text}"
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        return [*messages, {"role": "user", "content": text}]
+
+    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
+        frame = rows.select("id", "problem", "answer").collect()
+        out = Path(ctx.run_dir) / RESPONSES_DIR
+        have = read_responses(out)
+        wanted = []
+        for generator in self.generators:  # type: ignore[union-attr]
+            key = self.gen_key(generator)
+            wanted.append((generator.model, key))
+            stats = _Stats()
+            done = set(
+                have.filter(pl.col("gen_key") == key)
+                .select(
+                    pl.concat_str("problem_id", pl.col("sample").cast(pl.String), separator="\x00")
+                )
+                .to_series()
+                .to_list()
+            )
+            try:
+                _Job(self, generator, key, ctx, out, stats).run(frame, done)
+            finally:
+                generator.close()
+            ctx.stats[generator.model] = stats.as_dict()
+        samples = _samples(read_responses(out), frame["id"], wanted)
+        return rows.with_columns(samples)
+
+
+@dataclass
+class _Stats:
+    generated: int = 0
+    cached: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    truncated: int = 0
+    failed: int = 0
+    correct: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        out["tokens_per_second"] = round(self.tokens / self.seconds, 1) if self.seconds else None
+        return out
+
+
+@dataclass
+class _Job:
+    """One generator's share of a `Distill` stage: generate what is missing, chunk by chunk."""
+
+    stage: Distill
+    generator: Generator
+    key: str
+    ctx: StageContext
+    out: Path
+    stats: _Stats
+
+    def run(self, frame: pl.DataFrame, done: set[str]) -> None:
+        stage, n = self.stage, self.stage.n
+        todo: list[tuple[str, str, str | None, int, int]] = []  # id, problem, gold, first, count
+        for pid, problem, gold in frame.iter_rows():
+            missing = [s for s in range(n) if f"{pid}\x00{s}" not in done]
+            self.stats.cached += n - len(missing)
+            for first, count in _runs(missing):
+                todo.append((pid, problem, gold, first, count))
+        bar = _bar(
+            sum(t[4] for t in todo),
+            f"{self.ctx.stage_name} {self.generator.model}",
+            self.ctx.progress,
+        )
+        with ThreadPoolExecutor(1) as post:
+            pending: Future[None] | None = None
+            for lo in range(0, len(todo), stage.chunk):
+                part = todo[lo : lo + stage.chunk]
+                requests = [
+                    Request(
+                        stage.prompt(problem),
+                        n=count,
+                        seed=derive_seed(self.ctx.seed, self.key, pid, first),
+                    )
+                    for pid, problem, _, first, count in part
+                ]
+                started = time.perf_counter()
+                results = self.generator.generate(requests, stage.sampling)
+                self.stats.seconds += time.perf_counter() - started
+                _check_shape(self.generator, requests, results)
+                if pending is not None:
+                    pending.result()  # one part verified and written at a time, in order
+                pending = post.submit(self._finish, part, requests, results)
+                bar.update(sum(r.n for r in requests))
+            if pending is not None:
+                pending.result()
+        bar.close()
+
+    def _finish(
+        self,
+        part: list[tuple[str, str, str | None, int, int]],
+        requests: list[Request],
+        results: list[list[Completion]],
+    ) -> None:
+        """Verify one chunk's responses and write them as one cache part."""
+        stage, sampling = self.stage, self.stage.sampling
+        rows: list[dict[str, Any]] = []
+        for (pid, _, gold, first, _), request, completions in zip(
+            part, requests, results, strict=True
+        ):
+            prompt = json.dumps(request.prompt, ensure_ascii=False)
+            for i, c in enumerate(completions):
+                extracted = extract_answer(answer_part(c.text, stage.think_end)) if c.text else None
+                rows.append(
+                    {
+                        "problem_id": pid, "model": self.generator.model, "sample": first + i,
+                        "gen_key": self.key, "prompt": prompt, "text": c.text,
+                        "finish_reason": c.finish_reason, "n_tokens": c.n_tokens,
+                        "error": c.error, "extracted_answer": extracted, "gold": gold,
+                        "temperature": sampling.temperature, "top_p": sampling.top_p,
+                        "max_tokens": sampling.max_tokens, "seed": request.seed,
+                    }
+                )  # fmt: skip
+        _judge(rows, stage.verify_timeout, self.ctx.workers)
+        for r in rows:
+            self.stats.generated += 1
+            self.stats.tokens += r["n_tokens"] or 0
+            self.stats.truncated += r["finish_reason"] == "length"
+            self.stats.failed += r["finish_reason"] == "error"
+            self.stats.correct += bool(r["correct"])
+        table = pl.DataFrame(rows, schema={**RESPONSE_SCHEMA, "gold": pl.String}).drop("gold")
+        name = f"{self.key}-{_digest([(r['problem_id'], r['sample']) for r in rows])}.parquet"
+        write_parquet(table, self.out / name)
+
+
+def _judge(rows: list[dict[str, Any]], timeout: float, workers: int | None) -> None:
+    """Fill ``verdict``, ``score`` and ``correct`` of each response row."""
+    checks = []
+    for r in rows:
+        if r["finish_reason"] == "error":
+            r["verdict"] = "generation_error"
+        elif r["finish_reason"] == "length":
+            r["verdict"] = "truncated"
+        elif r["gold"] is None or not str(r["gold"]).strip():
+            r["verdict"] = "no_gold"
+        elif r["extracted_answer"] is None:
+            r["verdict"] = "no_answer"
+        else:
+            checks.append(r)
+            continue
+        no_gold = r["verdict"] == "no_gold"
+        r["correct"], r["score"] = (None, None) if no_gold else (False, 0.0)
+    verdicts = verify_many(
+        [(r["gold"], r["extracted_answer"]) for r in checks], timeout=timeout, workers=workers
+    )
+    for r, v in zip(checks, verdicts, strict=True):
+        r["verdict"], r["correct"], r["score"] = v.reason, v.equivalent, float(v.equivalent)
+
+
+def read_responses(directory: str | Path) -> pl.DataFrame:
+    """Every response stored under ``directory`` (the cache parts), one row per key.
+
+    A key stored twice (only possible if two runs raced) keeps its first part's row; hidden
+    temporary files of an interrupted write are ignored.
+    """
+    parts = sorted(Path(directory).glob("*.parquet")) if Path(directory).is_dir() else []
+    if not parts:
+        return pl.DataFrame(schema=RESPONSE_SCHEMA)
+    table = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+    keys = ["problem_id", "model", "sample", "gen_key"]
+    return table.unique(keys, keep="first", maintain_order=True).select(RESPONSE_SCHEMA.keys())
+
+
+def _samples(responses: pl.DataFrame, ids: pl.Series, wanted: list[tuple[str, str]]) -> pl.Series:
+    """The ``samples`` list column, in the order of ``ids``."""
+    order = pl.DataFrame({"model": [m for m, _ in wanted], "gen_key": [k for _, k in wanted]})
+    order = order.with_row_index("_model_order")
+    picked = (
+        responses.join(order, on=["model", "gen_key"])
+        .sort("problem_id", "_model_order", "sample")
+        .group_by("problem_id", maintain_order=True)
+        .agg(pl.struct(*_SAMPLE_FIELDS).alias("samples"))
+    )
+    joined = pl.DataFrame({"problem_id": ids}).join(picked, on="problem_id", how="left")
+    return joined["samples"]
+
+
+def _runs(samples: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of sample indices as (first, count)."""
+    out: list[tuple[int, int]] = []
+    for s in samples:
+        if out and out[-1][0] + out[-1][1] == s:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((s, 1))
+    return out
+
+
+def _check_shape(g: Generator, requests: list[Request], results: list[list[Completion]]) -> None:
+    if len(results) != len(requests) or any(
+        len(c) != r.n for r, c in zip(requests, results, strict=False)
+    ):
+        raise ConfigError(
+            f"generator {g.model!r} returned {[len(c) for c in results][:8]}... completions for "
+            f"{len(requests)} requests asking for {[r.n for r in requests][:8]}...: a Generator "
+            "must return one list of request.n completions per request, in order"
+        )
+
+
+def _digest(value: Any) -> str:
+    return hashlib.blake2b(json.dumps(value).encode(), digest_size=8).hexdigest()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or not total:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", leave=False)

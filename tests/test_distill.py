@@ -1,0 +1,292 @@
+"""Distill → Grade → selection, on the stage contract: the responses cache, verdicts,
+pass rates recomputed from the stored responses, and the selection stages.
+
+The engine here is a small scripted `Generator` (a test double of an inference engine: the
+stages' bookkeeping is what is under test). Real generation with a trained toy model, the
+crash test and real servers are in test_distill_e2e.py and the backends' own tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from _factories import problems_frame
+
+import curate
+from curate.distill import Distill, read_responses
+from curate.errors import ConfigError
+from curate.generate import Completion, Generator, Request, Sampling
+from curate.grade import Grade, pass_at_k
+from curate.run import apply_stage
+from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
+from curate.stage import StageContext
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """Answers "What is a + b?" right with probability ``skill`` (seeded), thinking first.
+
+    Special prompts: "TRUNCATE" gives finish_reason length (with a right answer), "FAIL" an
+    error completion, "MUMBLE" no answer at all.
+    """
+
+    label: str = "scripted"
+    skill: float = 0.5
+    calls: list[int] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def model(self) -> str:
+        return self.label
+
+    def describe(self) -> dict[str, Any]:
+        return {"class": "Scripted", "label": self.label, "skill": self.skill}
+
+    def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[list[Completion]]:
+        import random
+
+        self.calls.append(sum(r.n for r in requests))
+        out = []
+        for r in requests:
+            text = r.prompt if isinstance(r.prompt, str) else r.prompt[-1]["content"]
+            rng = random.Random(r.seed)
+            done = []
+            for _ in range(r.n):
+                m = re.search(r"(\d+) \+ (\d+)", text)
+                total = int(m.group(1)) + int(m.group(2)) if m else 0
+                guess = total if rng.random() < self.skill else total + 1
+                body = f"<think>{total - 1}? no, \\boxed{{0}}</think> So \\boxed{{{guess}}}."
+                if "TRUNCATE" in text:
+                    done.append(Completion(f"<think>\\boxed{{{total}}}", "length", 7))
+                elif "FAIL" in text:
+                    done.append(Completion.failed("server said 500 after 6 retries"))
+                elif "MUMBLE" in text:
+                    done.append(Completion("I do not know.", "stop", 4))
+                else:
+                    done.append(Completion(body, "stop", len(body.split())))
+            out.append(done)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+PROBLEMS = [(f"What is {a} + {b}?", str(a + b)) for a, b in [(1, 2), (3, 4), (10, 5), (7, 7)]]
+
+
+def ctx_for(tmp_path: Path, name: str = "distill") -> StageContext:
+    return StageContext(run_dir=tmp_path, cache_dir=tmp_path / "cache", stage_name=name)
+
+
+def test_scripted_is_a_generator() -> None:
+    assert isinstance(Scripted(), Generator)
+
+
+def test_distill_stores_every_response_and_verdict(tmp_path: Path) -> None:
+    rows = problems_frame([*PROBLEMS, ("TRUNCATE What is 1 + 1?", "2"), ("FAIL 1 + 1", "2")])
+    rows = pl.concat([rows, problems_frame([("MUMBLE 2 + 2", "4"), ("What is 2 + 2?", None)], "u")])
+    gen = Scripted(skill=0.5)
+    kept, rejects = apply_stage(Distill(gen, n=4), rows, ctx_for(tmp_path))
+    assert rejects.height == 0 and kept["id"].to_list() == rows["id"].to_list()
+    responses = read_responses(tmp_path / "responses")
+    assert responses.height == rows.height * 4
+    assert responses.select("problem_id", "sample").is_unique().all()
+    by_id = {pid: g for (pid,), g in responses.group_by("problem_id")}
+    trunc, fail, mumble, no_gold = (by_id[i] for i in rows["id"].to_list()[4:8])
+    assert set(trunc["verdict"]) == {"truncated"} and not trunc["correct"].any()
+    assert set(fail["verdict"]) == {"generation_error"} and set(fail["error"]) == {
+        "server said 500 after 6 retries"
+    }
+    assert set(mumble["verdict"]) == {"no_answer"} and mumble["score"].to_list() == [0.0] * 4
+    assert set(no_gold["verdict"]) == {"no_gold"} and no_gold["score"].null_count() == 4
+    normal = responses.filter(pl.col("problem_id").is_in(rows["id"].to_list()[:4]))
+    # the answer is read after </think>: the \boxed{0} inside the thinking never counts
+    assert set(normal["extracted_answer"]) - {"0"} == set(normal["extracted_answer"])
+    assert 0 < normal["correct"].sum() < normal.height
+    prompt = json.loads(normal["prompt"][0])
+    assert prompt[-1]["content"].endswith("output the final answer within \\boxed{}.")
+    samples = kept["samples"][0].to_list()
+    assert [s["sample"] for s in samples] == [0, 1, 2, 3]
+    assert {"model", "score", "correct", "verdict", "finish_reason", "n_tokens"} <= set(samples[0])
+
+
+def test_rerun_generates_only_missing_keys(tmp_path: Path) -> None:
+    rows = problems_frame(PROBLEMS)
+    gen = Scripted()
+    apply_stage(Distill(gen, n=2), rows[:2], ctx_for(tmp_path))
+    first = read_responses(tmp_path / "responses")
+    assert gen.calls == [4]
+    ctx = ctx_for(tmp_path)
+    apply_stage(Distill(gen, n=3), rows, ctx)  # 2 new problems, 1 more sample each
+    assert gen.calls == [4, 2 + 2 * 3]
+    assert ctx.stats["scripted"]["cached"] == 4 and ctx.stats["scripted"]["generated"] == 8
+    after = read_responses(tmp_path / "responses")
+    assert after.height == 12
+    old = after.join(first, on=["problem_id", "model", "sample", "gen_key"], how="semi")
+    assert old.sort("problem_id", "sample").equals(first.sort("problem_id", "sample"))
+    gen.calls.clear()
+    apply_stage(Distill(gen, n=3), rows, ctx_for(tmp_path))
+    assert gen.calls == []  # all cached: the engine is not called at all
+    # other sampling settings are other responses: nothing reused
+    apply_stage(Distill(gen, n=1, sampling=Sampling(temperature=1.0)), rows, ctx_for(tmp_path))
+    assert gen.calls == [4]
+
+
+def test_runs_are_repeatable(tmp_path: Path) -> None:
+    rows = problems_frame(PROBLEMS)
+    a, _ = apply_stage(Distill(Scripted(), n=4), rows, ctx_for(tmp_path / "a"))
+    b, _ = apply_stage(Distill(Scripted(), n=4), rows, ctx_for(tmp_path / "b"))
+    assert a.equals(b)
+    ra, rb = read_responses(tmp_path / "a/responses"), read_responses(tmp_path / "b/responses")
+    assert ra.sort("problem_id", "sample").equals(rb.sort("problem_id", "sample"))
+
+
+def test_two_models_in_order(tmp_path: Path) -> None:
+    rows = problems_frame(PROBLEMS)
+    stage = Distill((Scripted("weak", 0.2), Scripted("strong", 0.9)), n=2)
+    kept, _ = apply_stage(stage, rows, ctx_for(tmp_path))
+    models = [s["model"] for s in kept["samples"][0].to_list()]
+    assert models == ["weak", "weak", "strong", "strong"]
+
+
+def test_bad_configuration_is_explained() -> None:
+    with pytest.raises(ConfigError, match="distinct model labels"):
+        Distill((Scripted("a"), Scripted("a")))
+    with pytest.raises(ConfigError, match="not a Generator"):
+        Distill("gpt")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no \\{problem\\}"):
+        Distill(Scripted(), template="Solve it.")
+
+
+def test_a_generator_returning_the_wrong_shape_is_named(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Short(Scripted):
+        def generate(self, requests: Sequence[Request], sampling: Sampling) -> Any:
+            return super().generate(requests, sampling)[:-1]
+
+    with pytest.raises(ConfigError, match=r"one list of request\.n completions per request"):
+        apply_stage(Distill(Short(), n=1), problems_frame(PROBLEMS), ctx_for(tmp_path))
+
+
+def graded(tmp_path: Path, n: int = 4) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows = problems_frame([(f"What is {a} + {b}?", str(a + b)) for a in range(6) for b in range(5)])
+    rows = pl.concat([rows, problems_frame([("FAIL x", "1"), ("What is 2 + 2?", None)], "z")])
+    stage = Distill((Scripted("weak", 0.3), Scripted("strong", 0.8)), n=n)
+    distilled, _ = apply_stage(stage, rows, ctx_for(tmp_path))
+    out, _ = apply_stage(Grade(pass_at=(1, 2, 8)), distilled, ctx_for(tmp_path, "grade"))
+    return out, read_responses(tmp_path / "responses")
+
+
+def test_grade_matches_a_recomputation_from_the_responses(tmp_path: Path) -> None:
+    out, responses = graded(tmp_path)
+    counted = responses.filter(pl.col("finish_reason") != "error", pl.col("score").is_not_null())
+    for row in out.iter_rows(named=True):
+        mine = counted.filter(pl.col("problem_id") == row["id"])
+        n, c = mine.height, int(mine["correct"].sum())
+        assert row["n_samples"] == n and row["n_correct"] == c
+        if n == 0:
+            assert row["pass_rate"] is None and row["cv"] is None and row["difficulty"] is None
+            continue
+        p = c / n
+        assert row["pass_rate"] == pytest.approx(p)
+        scores = mine["score"].to_list()
+        mean = sum(scores) / n
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / n)
+        if c == 0:
+            assert row["cv"] is None
+        else:
+            assert row["cv"] == pytest.approx(std / mean)
+            assert row["cv"] == pytest.approx(math.sqrt((1 - p) / p))
+        for k in (1, 2, 8):
+            assert row[f"pass_at_{k}"] == pytest.approx(pass_at_k(n, c, k))
+        per = [
+            (m, g.height, int(g["correct"].sum()))
+            for m in ("weak", "strong")
+            for g in [mine.filter(pl.col("model") == m)]
+        ]
+        assert row["pass_rates"] == pytest.approx([cc / nn for _, nn, cc in per])
+        assert [(b["model"], b["n"], b["correct"]) for b in row["by_model"]] == per
+    assert set(out["difficulty"].drop_nulls()) <= {"unsolved", "hard", "medium", "easy", "solved"}
+    fail = out.filter(pl.col("id").str.starts_with("z:0"))
+    assert fail["n_failed"][0] == 8 and fail["n_samples"][0] == 0
+
+
+def test_pass_at_k_estimator() -> None:
+    assert pass_at_k(10, 0, 1) == 0.0 and pass_at_k(10, 10, 5) == 1.0
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - math.comb(3, 2) / math.comb(5, 2))
+    assert pass_at_k(3, 1, 4) is None
+
+
+def test_stage_one_selection(tmp_path: Path) -> None:
+    out, _ = graded(tmp_path)
+    stage = DeepDistillStageI(easy_keep=0.5)
+    kept, rejects = apply_stage(stage, out, ctx_for(tmp_path, "stage1"))
+    assert kept.height + rejects.height == out.height
+    assert set(kept["id"]).isdisjoint(rejects["id"])
+    for row in kept.iter_rows(named=True):
+        passing = [(s["model"], s["sample"]) for s in row["samples"] if s["correct"]]
+        assert [(s["model"], s["sample"]) for s in row["selected"]] == passing
+        assert passing
+    reasons = dict(rejects.group_by("reason").len().iter_rows())
+    nothing = out.filter(pl.col("n_correct") == 0).height
+    assert reasons["no_passing_response"] == nothing
+    easy = out.filter(pl.col("cv") == 0).height
+    assert 0 < reasons.get("easy_not_sampled", 0) < easy or easy == 0
+    again, _ = apply_stage(stage, out.reverse(), ctx_for(tmp_path, "stage1"))
+    assert sorted(again["id"]) == sorted(kept["id"])  # drawn per id, not per position
+    _, rej = apply_stage(DeepDistillStageI(easy_keep=1.0), out, ctx_for(tmp_path, "s"))
+    assert set(rej["reason"]) == {"no_passing_response"}
+
+
+def test_stage_two_takes_the_highest_cv_and_one_response(tmp_path: Path) -> None:
+    out, _ = graded(tmp_path)
+    first, _ = apply_stage(DeepDistillStageI(easy_keep=1.0), out, ctx_for(tmp_path, "i"))
+    kept, rejects = apply_stage(DeepDistillStageII(top=5), first, ctx_for(tmp_path, "ii"))
+    assert kept.height == 5 and kept.height + rejects.height == first.height
+    assert kept["cv"].min() >= rejects["cv"].drop_nulls().max()
+    for row in kept.iter_rows(named=True):
+        assert len(row["selected"]) == 1
+        chosen = row["selected"][0]
+        assert any(
+            s["model"] == chosen["model"] and s["sample"] == chosen["sample"] and s["correct"]
+            for s in row["samples"]
+        )
+    half, _ = apply_stage(DeepDistillStageII(fraction=0.5), out, ctx_for(tmp_path, "ii"))
+    assert half.height == round(0.5 * out.filter(pl.col("n_correct") > 0).height)
+    with pytest.raises(ConfigError, match="exactly one"):
+        DeepDistillStageII()
+
+
+def test_pass_rate_band(tmp_path: Path) -> None:
+    out, _ = graded(tmp_path)
+    kept, rejects = apply_stage(PassRateBand(), out, ctx_for(tmp_path, "band"))
+    assert kept["pass_rate"].min() > 0.1 and kept["pass_rate"].max() < 0.9
+    for reason, bad in [("too_hard", lambda p: p <= 0.1), ("too_easy", lambda p: p >= 0.9)]:
+        got = rejects.filter(pl.col("reason") == reason)
+        assert all(bad(p) for p in got["pass_rate"])
+    assert set(rejects["reason"]) <= {"too_hard", "too_easy", "ungraded"}
+    assert "ungraded" in set(rejects["reason"])
+
+
+def test_queryable_with_sql(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"problem": p, "answer": a}) + "\n" for p, a in PROBLEMS))
+    recipe = curate.Recipe(
+        "distill", [curate.read(pool)], [Distill(Scripted(), n=2), Grade(pass_at=(1, 2))]
+    )
+    run = recipe.run(tmp_path / "run")
+    top = run.sql("SELECT id, pass_rate, cv, difficulty FROM problems ORDER BY id")
+    assert top.height == len(PROBLEMS)
+    joined = run.sql(
+        "SELECT count(*) AS n, sum(CASE WHEN correct THEN 1 ELSE 0 END) AS c FROM responses"
+    )
+    assert joined["n"][0] == 2 * len(PROBLEMS)
+    again = recipe.run(tmp_path / "run")
+    assert again.stages[1].seconds == run.stages[1].seconds  # unchanged: skipped

@@ -21,13 +21,17 @@ POOL = os.environ.get("CURATE_POOL", "demo")
 if POOL == "demo":
     data = ROOT / "data" / "demo"
     sources = [
-        curate.read(data / "math_train.jsonl", source="math"),
+        curate.read(data / "math_train.jsonl", source="math", license="Apache-2.0"),
         curate.read(
-            data / "gsm8k_train.jsonl", source="gsm8k", problem="question", solution="answer"
+            data / "gsm8k_train.jsonl",
+            source="gsm8k",
+            problem="question",
+            solution="answer",
+            license="MIT",
         ),
-        curate.read(data / "aime_1983_2023.json", source="aime"),
-        curate.read(data / "dapo_math_17k.parquet", source="dapo"),
-        curate.read(data / "deepscaler_sample.parquet", source="deepscaler"),
+        curate.read(data / "aime_1983_2023.json", source="aime", license="MIT"),
+        curate.read(data / "dapo_math_17k.parquet", source="dapo", license="Apache-2.0"),
+        curate.read(data / "deepscaler_sample.parquet", source="deepscaler", license="Apache-2.0"),
     ]
 elif POOL == "shared":
     data = ROOT.parent / "shared" / "data"

@@ -34,6 +34,16 @@ _EXPORTS: dict[str, str] = {
     "SemanticDedup": "curate.dedup.semantic",
     "Decontaminate": "curate.decontam",
     "embed_texts": "curate.embed",
+    "Distill": "curate.distill",
+    "Grade": "curate.grade",
+    "DeepDistillStageI": "curate.select",
+    "DeepDistillStageII": "curate.select",
+    "PassRateBand": "curate.select",
+    "Sampling": "curate.generate",
+    "Generator": "curate.generate",
+    "VLLMGenerator": "curate.generate.vllm",
+    "OpenAIGenerator": "curate.generate.openai",
+    "HFGenerator": "curate.generate.hf",
     "verify": "curate.verify",
     "verify_many": "curate.verify",
     "gradable": "curate.verify",
@@ -53,11 +63,18 @@ if TYPE_CHECKING:
     from curate.dedup.exact import ExactDedup
     from curate.dedup.minhash import MinHashDedup
     from curate.dedup.semantic import SemanticDedup
+    from curate.distill import Distill
     from curate.embed import embed_texts
+    from curate.generate import Generator, Sampling
+    from curate.generate.hf import HFGenerator
+    from curate.generate.openai import OpenAIGenerator
+    from curate.generate.vllm import VLLMGenerator
+    from curate.grade import Grade
     from curate.errors import ConfigError, CurateError, InputError, RunError
     from curate.filters import RequireGradable, SQLFilter
     from curate.io import Source, read
     from curate.run import Recipe, Run, open_run
+    from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
     from curate.stage import Filter, Stage, StageContext, StageResult
     from curate.verify import (
         Verdict,

@@ -179,7 +179,13 @@ class _Runner:
         total = len(names)
         source_fps = [s.fingerprint() for s in recipe.sources]
         self.manifest["sources"] = [
-            {"name": s.name, "path": str(s.path), "format": s.format, "fingerprint": fp}
+            {
+                "name": s.name,
+                "path": str(s.path),
+                "format": s.format,
+                "license": s.license,
+                "fingerprint": fp,
+            }
             for s, fp in zip(recipe.sources, source_fps, strict=True)
         ]
         fingerprint = _digest("ingest", source_fps, __version__)

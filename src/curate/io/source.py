@@ -49,6 +49,7 @@ class Source:
     level: str | None = None
     split: str | None = None
     instructions: Literal["strip", "keep"] = "strip"
+    license: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -157,6 +158,7 @@ def read(
     level: str | None = None,
     split: str | None = None,
     instructions: Literal["strip", "keep"] = "strip",
+    license: str | None = None,
 ) -> Source:
     r"""Describe an input file or ``save_to_disk`` folder as a `Source` (nothing is read yet).
 
@@ -166,7 +168,8 @@ def read(
     ``solution``, ``subject`` and ``level`` names an input column or a dotted path
     (``reward_model.ground_truth``, ``prompt.0.content``); unnamed ones are found by
     their usual names. ``instructions="strip"`` removes known answer-format instructions
-    from problems (see `strip_instructions`).
+    from problems (see `strip_instructions`). ``license`` (an SPDX id such as ``"MIT"``) is
+    recorded in the run's manifest and shown on the dataset card; it does not change the data.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "gsm8k.jsonl"
@@ -209,4 +212,6 @@ def read(
     if source is None:
         stem = (p.resolve().name if p.is_dir() else p.stem) + (f"-{split}" if split else "")
         source = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "source"
-    return Source(p, source, format, problem, answer, solution, subject, level, split, instructions)
+    return Source(
+        p, source, format, problem, answer, solution, subject, level, split, instructions, license
+    )

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ class Scripted:
 
     label: str = "scripted"
     skill: float = 0.5
-    calls: list[int] = field(default_factory=list, compare=False, repr=False)
+
+    def __post_init__(self) -> None:  # a record of calls, not configuration: not a field
+        object.__setattr__(self, "calls", [])
 
     @property
     def model(self) -> str:
@@ -52,7 +54,7 @@ class Scripted:
     def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[list[Completion]]:
         import random
 
-        self.calls.append(sum(r.n for r in requests))
+        self.calls.append(sum(r.n for r in requests))  # type: ignore[attr-defined]
         out = []
         for r in requests:
             text = r.prompt if isinstance(r.prompt, str) else r.prompt[-1]["content"]
@@ -137,6 +139,19 @@ def test_rerun_generates_only_missing_keys(tmp_path: Path) -> None:
     # other sampling settings are other responses: nothing reused
     apply_stage(Distill(gen, n=1, sampling=Sampling(temperature=1.0)), rows, ctx_for(tmp_path))
     assert gen.calls == [4]
+
+
+def test_failed_generations_are_tried_again(tmp_path: Path) -> None:
+    rows = problems_frame([("FAIL 1 + 1", "2"), ("What is 1 + 1?", "2")])
+    gen = Scripted()
+    apply_stage(Distill(gen, n=2), rows, ctx_for(tmp_path))
+    assert gen.calls == [4]
+    kept, _ = apply_stage(Distill(gen, n=2), rows, ctx_for(tmp_path))
+    assert gen.calls == [4, 2]  # only the failed ones again
+    stored = read_responses(tmp_path / "responses")
+    assert stored.height == 4  # one row per key, not one per try
+    assert stored.filter(pl.col("finish_reason") == "error").height == 2
+    assert kept["samples"].list.len().to_list() == [2, 2]
 
 
 def test_runs_are_repeatable(tmp_path: Path) -> None:

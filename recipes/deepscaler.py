@@ -7,6 +7,8 @@ Minerva, OlympiadBench, HMMT, the Qwen2.5-Math evaluation sets).
     curate run recipes/deepscaler.py --out runs/demo            # bundled demo pool
     CURATE_POOL=shared curate run recipes/deepscaler.py --out runs/full   # ../shared/data
 
+The run ends with a verl RL export and its dataset card in ``runs/demo/export/verl/``
+(``data/train-*.parquet``, ``README.md``, ``plots/``), as DeepScaleR trained with verl.
 Then: ``curate decontam-report runs/demo`` and ``curate sql runs/demo "..."``.
 """
 
@@ -60,4 +62,6 @@ recipe = curate.Recipe(
         curate.SemanticDedup(threshold=0.9),
         curate.Decontaminate(benchmarks="all"),
     ],
+    # verl's RL format, as DeepScaleR trained with verl: runs/<out>/export/verl/
+    exports=[curate.ExportOptions(format="verl")],
 )

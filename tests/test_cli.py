@@ -127,3 +127,31 @@ def test_console_script_exit_codes() -> None:
     assert done.returncode == 0 and done.stdout.strip() == "equivalent"
     done = subprocess.run([*cmd, "verify", "2", "3"], capture_output=True, text=True)
     assert done.returncode == 1 and done.stdout.strip() == "different"
+
+
+def test_export_report_and_publish_dry_run(gsm8k: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["ingest", str(gsm8k), "--out", str(out), "--map", "problem=question"]
+    )
+    assert result.exit_code == 0, result.output
+    shards = tmp_path / "export"
+    result = runner.invoke(
+        app, ["export", str(out), str(shards), "--format", "verl", "--shard-rows", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "train: 3 rows in 2 shard(s)" in result.output
+    assert sorted(p.name for p in (shards / "data").iterdir()) == [
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+    ]
+    assert (shards / "README.md").read_text().startswith("---\n")
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0 and (out / "report" / "README.md").is_file()
+    result = runner.invoke(app, ["publish", str(shards), "--repo", "me/math", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "data/train-00001-of-00002.parquet" in result.output and "me/math" in result.output
+    bad = runner.invoke(app, ["export", str(out), str(tmp_path / "x"), "--format", "sft"])
+    assert bad.exit_code == 2 and "error:" in bad.output  # no responses: sft is refused
+    wrong = runner.invoke(app, ["export", str(out), str(tmp_path / "y"), "--format", "csv"])
+    assert wrong.exit_code == 2 and "expected one of" in wrong.output

@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "DeepDistillStageI": "curate.select",
     "DeepDistillStageII": "curate.select",
     "PassRateBand": "curate.select",
+    "ExportOptions": "curate.export.shards",
+    "export_run": "curate.export.shards",
     "Sampling": "curate.generate",
     "Generator": "curate.generate",
     "VLLMGenerator": "curate.generate.vllm",
@@ -65,13 +67,14 @@ if TYPE_CHECKING:
     from curate.dedup.semantic import SemanticDedup
     from curate.distill import Distill
     from curate.embed import embed_texts
+    from curate.errors import ConfigError, CurateError, InputError, RunError
+    from curate.export.shards import ExportOptions, export_run
+    from curate.filters import RequireGradable, SQLFilter
     from curate.generate import Generator, Sampling
     from curate.generate.hf import HFGenerator
     from curate.generate.openai import OpenAIGenerator
     from curate.generate.vllm import VLLMGenerator
     from curate.grade import Grade
-    from curate.errors import ConfigError, CurateError, InputError, RunError
-    from curate.filters import RequireGradable, SQLFilter
     from curate.io import Source, read
     from curate.run import Recipe, Run, open_run
     from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand

@@ -185,6 +185,81 @@ def decontam_report(run_dir: Annotated[Path, typer.Argument(help="A run director
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the shards and the card.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="sft | rl | verl | trl")] = "verl",
+    test_fraction: Annotated[float, typer.Option(help="Share of problems in 'test'.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    shard_rows: Annotated[int | None, typer.Option(help="Rows per shard.")] = None,
+    shard_mb: Annotated[int, typer.Option(help="Target shard size in MB.")] = 256,
+    card: Annotated[bool, typer.Option(help="Write README.md and plots too.")] = True,
+) -> None:
+    """Export a run as training-ready Parquet shards (and its dataset card)."""
+    from curate.export.shards import export_run
+
+    try:
+        result = export_run(
+            run_dir,
+            out_dir,
+            format=format,  # type: ignore[arg-type]  # checked by ExportOptions
+            test_fraction=test_fraction,
+            seed=seed,
+            shard_rows=shard_rows,
+            shard_bytes=shard_mb * 2**20,
+        )
+        if card:
+            from curate.export.card import write_card
+
+            write_card(run_dir, out_dir, export=out_dir)
+    except CurateError as e:
+        raise _fail(e) from None
+    for split, rows in result.rows.items():
+        typer.echo(f"{split}: {rows:,} rows in {len(result.files.get(split, []))} shard(s)")
+    typer.echo(f"wrote {out_dir}/  (publish with: curate publish {out_dir} --repo NAME)")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder (default: RUN_DIR/report).")
+    ] = None,
+) -> None:
+    """Write the dataset card (README.md) and plots for a run, without exporting."""
+    from curate.export.card import write_card
+
+    try:
+        path = write_card(run_dir, out or run_dir / "report")
+    except CurateError as e:
+        raise _fail(e) from None
+    typer.echo(f"wrote {path} and {path.parent / 'plots'}/")
+
+
+@app.command()
+def publish(
+    out_dir: Annotated[Path, typer.Argument(help="A folder written by `curate export`.")],
+    repo: Annotated[str, typer.Option(help="Hub dataset repo, e.g. user/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to upload to.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be uploaded.")] = False,
+    large: Annotated[
+        bool | None, typer.Option(help="Resumable multi-commit upload (default: by size).")
+    ] = None,
+) -> None:
+    """Upload an export to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    from curate.export.hub import publish as upload
+
+    try:
+        result = upload(
+            out_dir, repo, private=private, revision=revision, dry_run=dry_run, large=large
+        )
+    except CurateError as e:
+        raise _fail(e) from None
+    typer.echo(result.summary())
+
+
+@app.command()
 def verify(
     gold: Annotated[str | None, typer.Argument(help="Gold answer.")] = None,
     pred: Annotated[

@@ -44,6 +44,8 @@ from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult
 if TYPE_CHECKING:
     import duckdb
 
+    from curate.export.shards import ExportOptions
+
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -55,7 +57,11 @@ def _digest(*parts: Any) -> str:
 
 @dataclass
 class Recipe:
-    """A named, ordered list of stages over one or more sources.
+    """A named, ordered list of stages over one or more sources, and what to export.
+
+    ``exports``: `curate.export.ExportOptions` (``ExportOptions(format="verl")``): after the
+    last stage, each is exported into ``RUN/export/<format>/`` with its dataset card
+    (`curate.export.export_run`, `curate.export.card.write_card`).
 
     >>> import curate
     >>> recipe = curate.Recipe("demo", sources=[], stages=[curate.ExactDedup()])
@@ -67,6 +73,7 @@ class Recipe:
     sources: Sequence[Source]
     stages: Sequence[Stage] = field(default_factory=list)
     seed: int = 0
+    exports: Sequence[ExportOptions] = field(default_factory=list)
 
     def stage_names(self) -> list[str]:
         """Names of the stages as they appear in the run (made unique with _2, _3)."""
@@ -207,6 +214,24 @@ class _Runner:
         self.manifest["status"] = "complete"
         self._save()
         self._clean()
+        if self.recipe.exports:
+            self.manifest["exports"] = [self._export(o) for o in self.recipe.exports]
+            self._save()
+
+    def _export(self, options: ExportOptions) -> dict[str, Any]:
+        """Export the finished run as ``options`` say, with its dataset card."""
+        import dataclasses
+
+        from curate.export.card import write_card
+        from curate.export.shards import export_run
+
+        target = self.out / "export" / options.format
+        self.log(f"export {options.format} -> {target}")
+        result = export_run(Run(self.out), target, **dataclasses.asdict(options))
+        write_card(Run(self.out), target, export=target)
+        rows = result.rows
+        self.log(f"export {options.format}: {rows} rows, card {target / 'README.md'}")
+        return {"format": options.format, "dir": f"export/{options.format}", "rows": rows}
 
     def _reuse(self, fingerprint: str, index: int, name: str) -> dict[str, Any] | None:
         old = self.previous.get(fingerprint)

@@ -1,0 +1,77 @@
+"""Export a run as training-ready shards (sft, rl, verl, trl).
+
+Names are imported lazily, so ``import curate.export`` stays light.
+
+>>> import curate.export
+>>> "export_run" in curate.export.__all__
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "export_run": "curate.export.shards",
+    "build_splits": "curate.export.shards",
+    "previous_export": "curate.export.shards",
+    "split_draw": "curate.export.shards",
+    "ExportOptions": "curate.export.shards",
+    "ExportResult": "curate.export.shards",
+    "EXPORT_MANIFEST": "curate.export.shards",
+    "FORMATS": "curate.export.formats",
+    "write_card": "curate.export.card",
+    "publish": "curate.export.hub",
+    "PublishResult": "curate.export.hub",
+    "Format": "curate.export.formats",
+    "json_schema": "curate.export.formats",
+    "write_json_schemas": "curate.export.formats",
+    "validate": "curate.export.formats",
+}
+
+__all__ = [
+    "EXPORT_MANIFEST",
+    "FORMATS",
+    "ExportOptions",
+    "ExportResult",
+    "Format",
+    "PublishResult",
+    "build_splits",
+    "export_run",
+    "json_schema",
+    "previous_export",
+    "publish",
+    "split_draw",
+    "validate",
+    "write_card",
+    "write_json_schemas",
+]
+
+if TYPE_CHECKING:
+    from curate.export.card import write_card
+    from curate.export.formats import FORMATS, Format, json_schema, validate, write_json_schemas
+    from curate.export.hub import PublishResult, publish
+    from curate.export.shards import (
+        EXPORT_MANIFEST,
+        ExportOptions,
+        ExportResult,
+        build_splits,
+        export_run,
+        previous_export,
+        split_draw,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'curate.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -43,7 +43,7 @@ typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
 unit: $(VENV)/.dev
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist loadfile -q
 
 schemas: $(VENV)/.core
 	$(BIN)/python -m curate.schema schemas

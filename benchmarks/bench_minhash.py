@@ -194,14 +194,14 @@ def signature_speed(texts: list[str]) -> dict[str, float]:
     from datasketch import MinHash
     from rensa import RMinHash
 
-    from curate.dedup.minhash import _classic, _oph
+    from curate.dedup.sketch import classic, oph
     from curate.shingles import shingles
 
     out = {}
     start = time.perf_counter()
     parts = [shingles(texts[lo : lo + 4096], NGRAM) for lo in range(0, len(texts), 4096)]
     out["curate shingles (numpy)"] = time.perf_counter() - start
-    for name, sketch in (("curate oph (numpy)", _oph), ("curate classic (numpy)", _classic)):
+    for name, sketch in (("curate oph (numpy)", oph), ("curate classic (numpy)", classic)):
         start = time.perf_counter()
         for sh in parts:
             sketch(sh.hashes, sh.offsets, NUM_PERM, 42)

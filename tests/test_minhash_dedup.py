@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 from test_stages import ROWS, assert_conserved
 
 import curate
-from curate.dedup.minhash import MinHashDedup, optimal_bands, signatures
+from curate.dedup.minhash import MinHashDedup
+from curate.dedup.sketch import optimal_bands, signatures
+from curate.hashing import gram_hash
 from curate.run import apply_stage
-from curate.shingles import _GRAM_MUL, _MASK64, _fmix64_int, math_tokens, shingles, token_hash
+from curate.shingles import math_tokens, number_keys, numbers, shingles, token_hash
 from curate.stage import StageContext
 from curate.verify import normalize_answer
 
@@ -175,9 +177,8 @@ def reference_shingles(text: str | None, n: int, kind: str) -> list[int]:
         from curate.shingles import _BYTE_HASH
 
         items = [int(_BYTE_HASH[b]) for b in " ".join(tokens).encode()]
-    mul = [int(m) for m in _GRAM_MUL]
     grams = [items[i : i + n] for i in range(len(items) - n + 1)] or ([items] if items else [])
-    return [_fmix64_int(sum(v * mul[k] for k, v in enumerate(g)) & _MASK64) for g in grams]
+    return [gram_hash(g) for g in grams]
 
 
 def assert_same_shingles(texts: list[str | None], n: int = 3, kind: str = "word") -> None:
@@ -187,10 +188,24 @@ def assert_same_shingles(texts: list[str | None], n: int = 3, kind: str = "word"
         assert mine == reference_shingles(text, n, kind), repr(text)
 
 
+def assert_same_numbers(texts: list[str | None]) -> None:
+    """`number_keys` tells texts apart exactly as `numbers` (the definition) does."""
+    keys = number_keys(texts).tolist()
+    key_of: dict[tuple[str, ...], int] = {}
+    numbers_of: dict[int, tuple[str, ...]] = {}
+    for text, key in zip(texts, keys, strict=True):
+        found = tuple(numbers(text or ""))
+        assert key_of.setdefault(found, key) == key, repr(text)
+        assert numbers_of.setdefault(key, found) == found, repr(text)
+        assert (key == 0) == (not found), repr(text)
+    assert shingles(texts).numbers.tolist() == keys
+
+
 def test_vectorized_shingles_equal_the_definition_on_real_problems() -> None:
     texts = [*[p for p, _ in demo_pool()][::4], None, "", "   "]
     for n, kind in [(3, "word"), (1, "word"), (5, "char")]:
         assert_same_shingles(texts, n, kind)
+    assert_same_numbers(texts + [renumber(t, random.Random(i)) for i, t in enumerate(texts[:200])])
 
 
 FRAGMENTS = st.sampled_from(
@@ -199,7 +214,7 @@ FRAGMENTS = st.sampled_from(
         "\\ ", "\\\\", "\\$", "$", "{", "}", "1", "23", " ", "\n", "x", "Find", ".", "?", "!",
         "your answer", "\\boxed{}", "step by step", "ß", "İ", "ǰ", "а", "А", "ς", "Σ", "≤",
         "×", "π", "°", "’", "−", "\u00a0", "\u2028", "\x1c", "１２", "（", "é", "e\u0301", "中",
-        "ﬁ", "µ", "\\text{", "\\quad", "\\big", "2\\left3", "_", "^",
+        "ﬁ", "µ", "\\text{", "\\quad", "\\big", "2\\left3", "_", "^", "-", "-7",
     ]
 )  # fmt: skip
 
@@ -209,12 +224,17 @@ FRAGMENTS = st.sampled_from(
 def test_vectorized_shingles_equal_the_definition_on_tricky_text(texts: list[str]) -> None:
     assert_same_shingles(list(texts), 2, "word")
     assert_same_shingles(list(texts), 4, "char")
+    assert_same_numbers(list(texts))
 
 
 def test_numbers_key_tells_changed_numbers_apart() -> None:
     s = shingles(["Find $x$ if $2x=6$.", "find x if 2 x = 6", "Find x if 2x = 8.", "Find x.", None])
     assert s.numbers[0] == s.numbers[1] != s.numbers[2]
     assert s.numbers[3] == s.numbers[4] == 0
+    keys = number_keys(
+        ["If y = 3 and x = -2, find x.", "Find x when x=-2 and y=3.", "x = 2, y = 3"]
+    )
+    assert keys[0] == keys[1] != keys[2]  # the same numbers in another order; a sign differs
 
 
 # ---- the stage contract ---------------------------------------------------------------------

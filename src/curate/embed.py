@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate._progress import progress_bar
 from curate.errors import ConfigError, MissingExtraError
 from curate.io import write_parquet
 
@@ -224,12 +225,12 @@ class EmbeddingCache:
     def _encode(
         self, keys: list[str], texts: list[str], batch_size: int, progress: bool
     ) -> dict[str, np.ndarray]:
-        tqdm = importlib.import_module("tqdm.auto").tqdm
         model = load_model(self.model, self.device)
         out: dict[str, np.ndarray] = {}
         chunk = batch_size * _CHUNK_BATCHES
         pending: list[str] = []
-        with _all_cores(), tqdm(total=len(texts), desc="embedding", disable=not progress) as bar:
+        bar = progress_bar(len(texts), "embedding", enabled=progress, unit="texts")
+        with _all_cores(), bar:
             for start in range(0, len(texts), chunk):
                 vectors = model.encode(
                     texts[start : start + chunk],

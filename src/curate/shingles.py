@@ -1,9 +1,13 @@
-"""Tokens and shingles for near-duplicate detection (MinHash).
+"""Tokens, shingles and numbers for near-duplicate detection (MinHash, semantic dedup).
 
 `math_tokens` splits a `curate.text.normalize_text`-normalized text into the tokens
 near-duplicate detection compares (the definition, in plain Python), and `shingles`
 hashes their n-grams for many texts at once (numpy, no per-token Python), giving the
-same result.
+same result. `numbers` (and `number_keys`, in bulk) is the one "numbers must match" rule
+of both dedup stages. These tokens differ from `curate.decontam.ngram.tokenize` on purpose:
+duplicates differ in wording, so punctuation, visual LaTeX and answer-format sentences
+are dropped here, while decontamination follows DeepSeekMath's n-gram rule over words,
+CJK characters and operators and must not forgive a benchmark's own sentences.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curate.text import _COMMANDS, _QUOTES, normalize_text
+from curate.hashing import MAX_GRAM, constants, fmix64, gram_hashes, mix64
+from curate.text import LATEX_COMMANDS, QUOTES, normalize_text
 
 # ---------------------------------------------------------------------------------------------
 # Tokens and shingles for near-duplicate detection (MinHash). `math_tokens` is the definition,
@@ -30,7 +35,7 @@ _WRAPPERS = (
     *("operatorname", "limits", "nolimits"),
 )
 _TOKEN_SAME = {
-    **{f"\\{c}": (v.strip() or None) for c, v in _COMMANDS.items() if c.isalpha()},
+    **{f"\\{c}": (v.strip() or None) for c, v in LATEX_COMMANDS.items() if c.isalpha()},
     **{f"\\{c}": None for c in _WRAPPERS},
     **dict.fromkeys(("\\dots", "\\ldots", "\\cdots", "\\dotsb", "\\dotsc"), "\\dots"),
     **dict.fromkeys(("\\to", "\\rightarrow", "\\longrightarrow"), "\\to"),
@@ -110,58 +115,52 @@ def math_tokens(text: str) -> list[str]:
     return _strip_instructions(out)
 
 
+def numbers(text: str) -> list[str]:
+    r"""The numbers of a text, sorted: the one "numbers must match" rule of deduplication.
+
+    A problem with its numbers changed is another problem, however alike its words, so
+    `curate.dedup.minhash.MinHashDedup` (``numbers="match"``) and
+    `curate.dedup.semantic.SemanticDedup` (``numbers_must_match=True``) join two texts only
+    when these lists are equal: the same numbers, each as often, in any order (a reworded
+    problem often states them in another order). The numbers are the digit runs of
+    `math_tokens`, with a ``-`` token right before one as its sign; they are compared as
+    written: ``1{,}000`` and ``1,000`` agree, ``1000``, ``2.50`` against ``2.5`` or
+    ``\frac12`` against ``\frac{1}{2}`` do not. `number_keys` hashes them for many texts.
+
+    >>> numbers(r"Find $x$ if $x^2 - 10 = 1{,}000$ and $y \in (-5, 3)$.")
+    ['-10', '-5', '000', '1', '2', '3']
+    >>> numbers("If y = 3 and x = 2, find x + y.") == numbers("Find x+y when x=2, y=3.")
+    True
+    """
+    tokens = math_tokens(text)
+    signed = ("-" + t if i and tokens[i - 1] == "-" else t for i, t in enumerate(tokens))
+    return sorted(t for t, plain in zip(signed, tokens, strict=True) if "0" <= plain[0] <= "9")
+
+
 # ---- the same, vectorized ------------------------------------------------------------------
 # Every hash below is plain uint64 arithmetic (wrapping), so shingles are the same on every
 # platform and every run; numpy does the work over all texts of a batch at once.
 
 _U64 = np.uint64
-_M1, _M2 = _U64(0xFF51AFD7ED558CCD), _U64(0xC4CEB9FE1A85EC53)
 _LEN_MUL, _LEN_ADD = _U64(0x9E3779B97F4A7C15), _U64(0x632BE59BD9B4E019)
-
-
-def constants(label: str, count: int) -> np.ndarray:
-    """``count`` pseudo-random uint64 named by ``label``: BLAKE2b of the label and the index,
-    so they never change with numpy's random generators (whose streams may)."""
-    digest = (hashlib.blake2b(f"{label}:{i}".encode(), digest_size=8) for i in range(count))
-    return np.array([int.from_bytes(d.digest(), "little") for d in digest], dtype=np.uint64)
-
-
-_GRAM_MUL = constants("curate.text.gram", 64) | _U64(1)  # odd: multiplying is a bijection
-_BYTE_HASH = np.arange(1, 257, dtype=np.uint64)  # made random by fmix64 below
+_BYTE_HASH = fmix64(np.arange(1, 257, dtype=np.uint64))  # one random hash per byte
 _MASK64 = (1 << 64) - 1
-
-
-def fmix64(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finalizer, in place on a uint64 array (a bijection that mixes
-    every input bit into every output bit); returns ``x``."""
-    x ^= x >> _U64(33)
-    x *= _M1
-    x ^= x >> _U64(33)
-    x *= _M2
-    x ^= x >> _U64(33)
-    return x
-
-
-fmix64(_BYTE_HASH)
-
-
-def _fmix64_int(x: int) -> int:
-    x ^= x >> 33
-    x = (x * 0xFF51AFD7ED558CCD) & _MASK64
-    x ^= x >> 33
-    x = (x * 0xC4CEB9FE1A85EC53) & _MASK64
-    return x ^ (x >> 33)
+_SIGN = constants("curate.shingles.sign", 1)[0]  # marks a number with a "-" before it
 
 
 def token_hash(token: str) -> int:
-    """The 64-bit hash `shingles` gives a token: its UTF-8 bytes, 8 at a time, through `fmix64`
-    (tokens longer than 64 bytes: BLAKE2b)."""
+    """The 64-bit hash `shingles` gives a token: its UTF-8 bytes, 8 at a time, through
+    `curate.hashing.fmix64` (tokens longer than 64 bytes: BLAKE2b).
+
+    >>> token_hash("x") == token_hash("x") != token_hash("y")
+    True
+    """
     data = token.encode()
     if len(data) > 64:
         return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
     acc = (len(data) * int(_LEN_MUL) + int(_LEN_ADD)) & _MASK64
     for i in range(0, max(len(data), 1), 8):
-        acc = _fmix64_int(acc ^ int.from_bytes(data[i : i + 8], "little"))
+        acc = mix64(acc ^ int.from_bytes(data[i : i + 8], "little"))
     return acc
 
 
@@ -170,7 +169,9 @@ def token_hash(token: str) -> int:
 _PLAIN = r"^[\t\n\x0b\x0c\r -~]*$"
 _SEPARATOR = np.zeros(256, bool)
 _SEPARATOR[list(b",;:! ()[]$")] = True  # "\$" too: normalize_text makes "$" a space first
-_DIGIT_MERGE = r"[0-9](?:\\(?:" + "|".join(c for c, v in _COMMANDS.items() if v == "") + "))+[0-9]"
+_DIGIT_MERGE = (
+    r"[0-9](?:\\(?:" + "|".join(c for c, v in LATEX_COMMANDS.items() if v == "") + "))+[0-9]"
+)
 
 _KEEP, _DROP_TOKEN, _END, _REPLACE = range(4)
 _SPECIAL = {
@@ -185,6 +186,7 @@ _SPECIAL_BYTES = np.frombuffer("".join(_SPECIAL_TEXT).encode(), np.uint8)
 _SPECIAL_END = np.cumsum([len(t.encode()) for t in _SPECIAL_TEXT])
 _SPECIAL_START = _SPECIAL_END - [len(t.encode()) for t in _SPECIAL_TEXT]
 _MARKER_HASHES = [np.array([token_hash(t) for t in m], dtype=np.uint64) for m in _MARKERS]
+_MINUS = _U64(token_hash("-"))
 _WORD_MASK = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_MASK64], dtype=np.uint64)
 
 
@@ -193,7 +195,7 @@ class Shingles(NamedTuple):
 
     hashes: np.ndarray  # uint64: text i's shingles are hashes[offsets[i]:offsets[i + 1]]
     offsets: np.ndarray  # int64, one more than there are texts
-    numbers: np.ndarray  # uint64 per text: a hash of its numbers, in order (0: it has none)
+    numbers: np.ndarray  # uint64 per text: `number_keys`, a hash of its `numbers` (0: none)
 
 
 def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -218,7 +220,7 @@ def _segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 _UNICODE_SPACE = re.compile(r"[^\S\x00-\x7f]")
 _RARE = re.compile(
     r"[^\S\x00-\x7f]|[ßẞİǰẖẗẘẙςᲂᲃᾳᾶᾷᾼῳῶῷῼ"  # casefold makes these ASCII or look-alikes
-    + "".join(chr(c) for c in (*_QUOTES, *_LOOKALIKES))
+    + "".join(chr(c) for c in (*QUOTES, *_LOOKALIKES))
     + "".join(chr(c).upper() for c in _LOOKALIKES)
     + "]"
 )
@@ -236,7 +238,7 @@ def _mapper(table: dict[int, str]) -> Callable[[str], str]:
     return lambda text: find.sub(lambda m: table[ord(m.group())], text)
 
 
-_map_quotes, _map_lookalikes = _mapper(_QUOTES), _mapper(_LOOKALIKES)
+_map_quotes, _map_lookalikes = _mapper(QUOTES), _mapper(_LOOKALIKES)
 
 
 def _unicode(text: str) -> str | None:
@@ -378,11 +380,12 @@ def _tokens(texts: pl.Series, spans: bool = False) -> _Tokens:
     hashes, owner, first = hashes[kept], owner[kept], first[kept]
     offsets = np.zeros(len(texts) + 1, np.int64)
     np.cumsum(np.bincount(owner, minlength=len(texts)), out=offsets[1:])
-    # numbers, in order: each number token's hash mixed with its rank among the text's numbers
+    # `numbers`, a multiset: the sum of each number token's hash, marked when it has a sign
     num = np.flatnonzero((first >= ord("0")) & (first <= ord("9")))
-    rank = np.arange(len(num)) - np.searchsorted(num, offsets[:-1])[owner[num]]
+    before = np.maximum(num - 1, 0)
+    signed = (num > 0) & (hashes[before] == _MINUS) & (owner[before] == owner[num])
     mixed = np.zeros(len(hashes), np.uint64)
-    mixed[num] = fmix64(hashes[num] + rank.astype(np.uint64) * _LEN_MUL)
+    mixed[num] = fmix64(hashes[num] ^ np.where(signed, _SIGN, _U64(0)))
     numbers = _segment_sum(mixed, offsets)
     if not spans:
         return _Tokens(hashes, offsets, numbers, data, starts[:0], ends[:0])
@@ -434,23 +437,14 @@ def _grams(items: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, 
     lengths = np.diff(offsets)
     count = np.where(lengths >= n, lengths - n + 1, np.minimum(lengths, 1))
     first = _ragged(offsets[:-1], count)
-    # every window of the flat item array at once (contiguous slices), then the windows that
-    # lie inside one text; a text shorter than n sums only its own items (masked, rare)
-    padded = np.concatenate((items, np.zeros(n, np.uint64)))
-    window = padded[: len(items)] * _GRAM_MUL[0]
-    for k in range(1, n):
-        window += padded[k : k + len(items)] * _GRAM_MUL[k]
-    acc = window[first] if len(items) else np.zeros(0, np.uint64)
-    short = np.flatnonzero(np.repeat(lengths < n, count))
-    if len(short):
-        last = np.repeat(offsets[1:], count)[short]
-        acc[short] = 0
-        for k in range(n):
-            inside = first[short] + k < last
-            acc[short] += np.where(inside, padded[first[short] + k], _U64(0)) * _GRAM_MUL[k]
     out = np.zeros(len(offsets), np.int64)
     np.cumsum(count, out=out[1:])
-    return fmix64(acc), out
+    short = np.flatnonzero((lengths > 0) & (lengths < n))  # rare: one gram of all their items
+    run_lengths = None
+    if len(short):
+        run_lengths = np.full(len(first), n)
+        run_lengths[out[short]] = lengths[short]
+    return gram_hashes(items, n, first, run_lengths), out
 
 
 def shingles(
@@ -461,7 +455,7 @@ def shingles(
     Words are `math_tokens`; characters are those of the tokens joined by single spaces. A
     text with fewer than ``n`` of them has one shingle of all of them; an empty or null
     text has none. ``numbers`` hashes each text's number tokens in order, so that a problem
-    with its numbers changed can be told apart however similar its words are.
+    with its numbers changed can be told apart however similar its words are (`numbers`).
 
     >>> s = shingles(["Find $x$ if $2x = 6$.", "find x if 2x=6", None], n=3)
     >>> s.offsets.tolist(), s.hashes[0:5].tolist() == s.hashes[5:10].tolist()
@@ -469,8 +463,8 @@ def shingles(
     >>> bool(s.numbers[0] == s.numbers[1] != shingles(["Find x if 2x = 8."]).numbers[0])
     True
     """
-    if not 1 <= n <= len(_GRAM_MUL):
-        raise ValueError(f"shingle size n={n}: expected 1 to {len(_GRAM_MUL)}")
+    if not 1 <= n <= MAX_GRAM:
+        raise ValueError(f"shingle size n={n}: expected 1 to {MAX_GRAM}")
     series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
     tok = _tokens(series.cast(pl.String).fill_null(""), spans=kind == "char")
     if kind == "word":
@@ -494,3 +488,16 @@ def shingles(
     np.cumsum(np.bincount(text_of_token, spans, len(per_text)).astype(np.int64), out=offsets[1:])
     grams, offsets = _grams(chars, offsets, n)
     return Shingles(grams, offsets, tok.numbers)
+
+
+def number_keys(texts: Sequence[str | None] | pl.Series) -> np.ndarray:
+    """Per text, a 64-bit hash of its `numbers` (0: it has none; so has an empty or null
+    text): two texts have the same numbers when their keys are equal. Vectorized, as
+    `shingles`, which gives the same keys as ``numbers``.
+
+    >>> k = number_keys(["Find x if 2x = 6 and y = -1.", "If y=-1 and 2x=6, find x.", "Find x."])
+    >>> bool(k[0] == k[1]), k[2], number_keys(["Find x if 2x = 6 and y = 1."])[0] == k[0]
+    (True, np.uint64(0), np.False_)
+    """
+    series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    return _tokens(series.cast(pl.String).fill_null("")).numbers

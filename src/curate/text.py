@@ -37,19 +37,24 @@ _SAME = {
 }
 _DROP = "displaystyle textstyle scriptstyle left right bigl bigr Bigl Bigr big Big biggl biggr"
 _SPACE_CMDS = ("quad", "qquad", ",", ";", ":", "!", " ", "(", ")", "[", "]")  # \( \) \[ \] too
-_COMMANDS: dict[str, str] = {
+LATEX_COMMANDS: dict[str, str] = {
     **_SAME,
     **dict.fromkeys(_DROP.split(), ""),
     **dict.fromkeys(_SPACE_CMDS, " "),
 }
+"""What `normalize_text` does to each LaTeX command (name without the backslash): the command
+that replaces it (``"dfrac"`` -> ``"\\frac"``), ``""`` (dropped: ``\\left``, ``\\displaystyle``) or
+``" "`` (spacing: ``\\quad``, ``\\,``, and the math delimiters ``\\(`` ``\\)`` ``\\[`` ``\\]``).
+`curate.shingles` reads it to tokenize the same way."""
+
 # one pass over the commands above; $ delimiters go by str.replace, which is faster
 _LATEX = re.compile(
     r"\\("
-    + "|".join(sorted((c for c in _COMMANDS if c.isalpha()), key=len, reverse=True))
+    + "|".join(sorted((c for c in LATEX_COMMANDS if c.isalpha()), key=len, reverse=True))
     + r")(?![a-zA-Z])|\\([,;:! ()\[\]])"
 )
 
-_QUOTES = str.maketrans(
+QUOTES = str.maketrans(
     {
         "\u2018": "'",
         "\u2019": "'",
@@ -61,12 +66,14 @@ _QUOTES = str.maketrans(
         "\u00a0": " ",
     }
 )
+"""`str.translate` table of the Unicode look-alikes `normalize_text` unifies after NFKC: curly
+quotes, dashes and the minus sign become ASCII, a no-break space a space."""
 # spaces next to anything that is not a letter, digit or backslash carry no meaning
 _SPACE_AROUND_SYMBOL = re.compile(r" (?=[^\w\s\\])|(?<=[^\w\s\\]) ")
 
 
 def _latex(match: re.Match[str]) -> str:
-    return _COMMANDS[match.group(1) or match.group(2)]
+    return LATEX_COMMANDS[match.group(1) or match.group(2)]
 
 
 def normalize_text(text: str) -> str:
@@ -77,7 +84,7 @@ def normalize_text(text: str) -> str:
     spaces around symbols removed.
     """
     if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+        text = unicodedata.normalize("NFKC", text).translate(QUOTES)
     text = " ".join(_LATEX.sub(_latex, text.replace("$", " ")).split()).casefold()
     return _SPACE_AROUND_SYMBOL.sub("", text)
 

@@ -61,6 +61,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from curate._progress import progress_bar
+
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE = re.compile(r"(?<!\\)[{}]")
 _GSM8K = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
@@ -397,15 +399,15 @@ def verify_many(
         slow.sort(
             key=lambda pair: pair[0]
         )  # one gold's checks go to one worker: its parse is cached
-        bar = _progress(len(slow), "verify", progress)
+        bar = progress_bar(len(slow), "verify", enabled=progress, unit="check", min_total=200)
 
         def done(i: int, result: dict[str, Any]) -> None:
             verdicts[slow[i]] = _from_worker(result)
             bar.update(1)
 
         tasks = [{"op": "verify", "gold": _math(g), "pred": _math(p)} for g, p in slow]
-        _pool(workers).run(tasks, timeout, done, groups=[g for g, _ in slow])
-        bar.close()
+        with bar:
+            _pool(workers).run(tasks, timeout, done, groups=[g for g, _ in slow])
     return [verdicts[pair] for pair in items]
 
 
@@ -516,7 +518,9 @@ def gradable_many(
         else:
             kinds[answer] = fast
     if slow:
-        bar = _progress(len(slow), "parse answers", progress)
+        bar = progress_bar(
+            len(slow), "parse answers", enabled=progress, unit="check", min_total=200
+        )
 
         def done(i: int, result: dict[str, Any]) -> None:
             status = result["status"]
@@ -524,8 +528,8 @@ def gradable_many(
             bar.update(1)
 
         tasks = [{"op": "parse", "answer": _math(a)} for a in slow]
-        _pool(workers).run(tasks, timeout, done)
-        bar.close()
+        with bar:
+            _pool(workers).run(tasks, timeout, done)
     out = [kinds[a] for a in items]
     if not allow_text:
         out = [Gradability(False, "text", g.detail) if g.kind == "text" else g for g in out]
@@ -552,19 +556,3 @@ def gradable(
     'not_an_answer'
     """
     return gradable_many([answer], allow_text=allow_text, max_length=max_length, timeout=timeout)[0]
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled or total < 200:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="check", leave=False)

@@ -17,11 +17,19 @@ texts this cannot do exactly (letters outside ASCII and CJK, ``2\left3``) go thr
 `tokenize`. Every call checks a sample of texts against `tokenize` and falls back to it
 if they ever disagree (say, after a change to the normalizer).
 
+These tokens differ from `curate.shingles.math_tokens` (near-duplicate detection) on
+purpose: decontamination follows DeepSeekMath's n-gram rule over words, CJK characters and
+operators, and keeps every sentence of a benchmark item, while dedup drops punctuation and
+answer-format instructions that only reword a problem.
+
 `NgramIndex` holds the hashed n-grams of benchmark items: ``n``-token n-grams of long
 items, and whole short items (``min_tokens`` to ``n - 1`` tokens) matched as a whole.
 N-grams shared by more than ``max_df`` items, or inside an ``ignore`` phrase, are
 boilerplate and never match. `NgramIndex.lookup` finds every (row, item) match of a
-`Tokens` table with vectorized hashing and a binary search.
+`Tokens` table with vectorized hashing (`curate.hashing.gram_hashes`, the n-gram hash of
+MinHash shingles too) and a binary search. The index lives in memory only, built from the
+benchmark texts in each process, so the hash function can change freely: every match is
+checked token by token, and a different hash only collides differently.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from curate.hashing import gram_hashes
 from curate.text import normalize_text
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -44,7 +53,6 @@ _TOKEN = re.compile(rf"\\[a-z]+|[{_CJK}]|[^\W\d_{_CJK}]+|\d+|[{_OPS}]")
 _FAST = rf"\\[a-z]+|[{_CJK}]|[a-z]+|[0-9]+|[{_OPS}]"  # the same, on lower-cased text
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _SEED = 0x5EED
-_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd: the rolling hash is a bijection per step
 _CHECK_ROWS = 16  # rows per call compared with `tokenize`
 
 
@@ -192,18 +200,6 @@ def _spread(rows: np.ndarray, k: int) -> np.ndarray:
     return rows[:: max(1, len(rows) // k)][:k]
 
 
-def rolling(hashes: np.ndarray, n: int) -> np.ndarray:
-    """Hash of every run of ``n`` consecutive token hashes (``len - n + 1`` values)."""
-    m = len(hashes) - n + 1
-    if m <= 0:
-        return np.zeros(0, np.uint64)
-    out = hashes[:m].copy()
-    for k in range(1, n):
-        out *= _MUL
-        out += hashes[k : k + m]
-    return out
-
-
 def valid_starts(offsets: np.ndarray, n: int) -> np.ndarray:
     """Flat positions where an ``n``-gram starts and ends inside one text."""
     lengths = np.diff(offsets)
@@ -255,7 +251,7 @@ class NgramIndex:
         item_of = np.repeat(np.arange(len(texts)), lengths)
         # long items: every n-gram
         starts = valid_starts(offsets, n)
-        grams = rolling(h, n)[starts] if len(starts) else np.zeros(0, np.uint64)
+        grams = gram_hashes(h, n, starts)
         boiler = self._ignored(ignore)
         keep = ~np.isin(grams, boiler)
         if max_df is not None and len(grams):
@@ -274,9 +270,7 @@ class NgramIndex:
         self._first = np.unique(h[offsets[short]]) if len(short) else np.zeros(0, np.uint64)
         self._first_bloom = np.zeros(1 << 16, bool)
         self._first_bloom[self._first >> np.uint64(48)] = True
-        whole = np.array(
-            [rolling(h[offsets[i] : offsets[i + 1]], int(lengths[i]))[0] for i in short], np.uint64
-        )
+        whole = gram_hashes(h, n, offsets[short], lengths[short])
         self._short = _Postings(whole, short, np.zeros(len(short), np.int64))
         if max_df is not None and len(short):
             inside, where, _ = self._scan(h, offsets, self._short, None)
@@ -290,8 +284,7 @@ class NgramIndex:
         if not phrases:
             return np.zeros(0, np.uint64)
         t = tokenize_many(list(phrases))
-        grams: np.ndarray = rolling(t.hashes(), self.n)[valid_starts(t.offsets, self.n)]
-        return grams
+        return gram_hashes(t.hashes(), self.n, valid_starts(t.offsets, self.n))
 
     def __len__(self) -> int:
         return len(self._long.keys) + len(self._short.keys)
@@ -310,29 +303,20 @@ class NgramIndex:
     def _scan(
         self, h: np.ndarray, offsets: np.ndarray, short: _Postings, long: _Postings | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(item, flat start, start inside the item) of every match: whole short items,
-        then ``n``-grams; one rolling hash grows from 1 to ``n`` tokens."""
+        """(item, flat start, start inside the item) of every match: ``n``-grams at every
+        position, then whole short items, hashed only where their first token is."""
         rem = np.repeat(offsets[1:], np.diff(offsets)) - np.arange(len(h))  # tokens left
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        grams = h.copy()
-        last = self.n if long is not None else max(self.short_lengths, default=0)
-        # a whole short item can only start where its first token is
-        first = None
+        if long is not None:
+            where, item, ipos = long.find(gram_hashes(h, self.n), rem, self.n)
+            found.append((item, where, ipos))
         if self.short_lengths:
             first = np.flatnonzero(self._first_bloom[h >> np.uint64(48)])
             at = np.minimum(np.searchsorted(self._first, h[first]), len(self._first) - 1)
             first = first[self._first[at] == h[first]]
-        for length in range(1, last + 1):
-            if length > 1:  # in place: grams[i] becomes the hash of tokens i .. i + length
-                grams = grams[:-1]
-                grams *= _MUL
-                grams += h[length - 1 :]
-            if length == self.n and long is not None:
-                where, item, ipos = long.find(grams, rem, length)
-                found.append((item, where, ipos))
-            elif length in self.short_lengths:
-                assert first is not None
-                where, item, ipos = short.find(grams, rem, length, first[first < len(grams)])
+            for length in self.short_lengths:
+                starts = first[rem[first] >= length]  # the item fits in the rest of the text
+                where, item, ipos = short.find(gram_hashes(h, length, starts), rem, length, starts)
                 ok = self.tokens.lengths()[item] == length  # a hash of another length
                 found.append((item[ok], where[ok], ipos[ok]))
         if not found:
@@ -344,7 +328,7 @@ class NgramIndex:
     def _verify(
         self, h: np.ndarray, pos: np.ndarray, item: np.ndarray, ipos: np.ndarray, length: np.ndarray
     ) -> np.ndarray:
-        """Drop rolling-hash collisions: compare the matched tokens' own hashes."""
+        """Drop n-gram hash collisions: compare the matched tokens' own hashes."""
         ok = np.ones(len(pos), bool)
         start = self.tokens.offsets[item] + ipos
         for k in range(int(length.max(initial=0))):
@@ -378,21 +362,21 @@ class _Postings:
     def find(
         self, grams: np.ndarray, rem: np.ndarray, length: int, at: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each posting whose key is one of ``grams`` at a position ``i`` (one of
-        ``at``, if given) where the text still has ``length`` tokens (``rem[i] >= length``):
+        """``grams`` are the n-gram hashes at flat positions ``0, 1, ...`` (or at positions
+        ``at``, if given). For each posting whose key is one of them, at a position ``i``
+        where the text still has ``length`` tokens (``rem[i] >= length``):
         ``(i, item, position)``."""
         empty = np.zeros(0, np.int64)
         if not len(self.keys) or not len(grams):
             return empty, empty, empty
-        if at is None:
-            cand = np.flatnonzero(self.bloom[grams >> np.uint64(64 - self.bits)])
-        else:
-            cand = at[self.bloom[grams[at] >> np.uint64(64 - self.bits)]]
-        cand = cand[rem[cand] >= length]
-        lo = np.searchsorted(self.keys, grams[cand], side="left")
-        found = self.keys[np.minimum(lo, len(self.keys) - 1)] == grams[cand]
-        cand, lo = cand[found], lo[found]
-        hi = np.searchsorted(self.keys, grams[cand], side="right")
+        hit = np.flatnonzero(self.bloom[grams >> np.uint64(64 - self.bits)])
+        cand = hit if at is None else at[hit]
+        inside = rem[cand] >= length
+        cand, keys = cand[inside], grams[hit[inside]]
+        lo = np.searchsorted(self.keys, keys, side="left")
+        found = self.keys[np.minimum(lo, len(self.keys) - 1)] == keys
+        cand, lo, keys = cand[found], lo[found], keys[found]
+        hi = np.searchsorted(self.keys, keys, side="right")
         counts = hi - lo
         which = np.repeat(cand, counts)
         first = np.repeat(lo - np.cumsum(counts) + counts, counts)

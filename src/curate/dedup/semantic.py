@@ -12,8 +12,6 @@ helpers here (`neighbour_pairs`, `cross_pairs`) work on any normalised vectors.
 >>> left, right, sims, kind = neighbour_pairs(v, 0.9)
 >>> left.tolist(), right.tolist(), kind
 ([0], [1], 'flat')
->>> number_signature("Find $x$ if $2x = 1{,}000$.") == number_signature("If 2x=1000, find x.")
-True
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,6 +35,7 @@ from curate.dedup.clusters import (
 )
 from curate.embed import DEFAULT_MODEL, EmbeddingCache, model_key
 from curate.errors import ConfigError, MissingExtraError
+from curate.shingles import number_keys
 from curate.stage import Filter, StageContext
 from curate.text import normalize_text
 
@@ -55,34 +52,6 @@ SMALL = 1_000
 """Below this many vectors an approximate index is pointless: flat is used."""
 _BLOCK = 4096  # queries per range search: bounds the memory of one call
 _EPS = 1e-6
-
-_NUMBER = re.compile(r"(?<![\d.])-?(?:\d+(?:\.\d+)?|\.\d+)")
-_THOUSANDS = re.compile(r"(?<=\d)(?:,|\{,\})(?=\d{3}(?!\d))")
-_FRAC_DIGITS = re.compile(r"\\frac(\d)(\d)")
-
-
-def number_signature(text: str) -> str:
-    """The numbers in ``text`` (normalized), with their counts, as one sorted string.
-
-    ``1,000`` and ``1000``, ``2.50`` and ``2.5``, ``\\frac12`` and ``\\frac{1}{2}``
-    give the same numbers; a ``-`` right before a number is its sign (so ``(-5, 2)``
-    and ``(5, 2)`` differ); number words ("two") are not numbers here.
-
-    >>> number_signature(r"Compute $\\frac12 + 0.50 - 2$ for $x=-2$.")
-    '-2 0.5 1 2 2'
-    """
-    norm = _FRAC_DIGITS.sub(r"\\frac{\1}{\2}", _THOUSANDS.sub("", normalize_text(text)))
-    found = Counter(_canonical(m) for m in _NUMBER.findall(norm))
-    return " ".join(n for n, c in sorted(found.items()) for _ in range(c))
-
-
-def _canonical(number: str) -> str:
-    sign, number = ("-", number[1:]) if number.startswith("-") else ("", number)
-    if "." in number:
-        number = number.rstrip("0").rstrip(".")
-    number = number.lstrip("0")
-    number = "0" + number if number.startswith(".") or not number else number
-    return "0" if number == "0" else sign + number
 
 
 def _faiss() -> Any:
@@ -210,8 +179,9 @@ class SemanticDedup(Filter):
     **Changed numbers.** MiniLM gives the same problem with one number changed a
     cosine above 0.9 most of the time (measured: ~9 in 10 pairs), but it is a
     different problem. With ``numbers_must_match`` (the default) a pair counts
-    only if both texts have the same numbers (`number_signature`); set it False
-    to match on meaning alone. Measured at 0.9 on labelled real pairs
+    only if both texts have the same numbers (`curate.shingles.numbers`, the rule
+    `curate.dedup.minhash.MinHashDedup` applies too); set it False to match on
+    meaning alone. Measured at 0.9 on labelled real pairs
     (benchmarks/bench_semantic.py): precision 1.00 and recall 0.99 with the rule,
     precision 0.77 without. No rule catches this one: the same setup
     with another question ("radius" vs "center" of one circle) can score above
@@ -288,13 +258,17 @@ class SemanticDedup(Filter):
         return list(position), rows.astype(np.int64)
 
     def _agree(self, a: list[str], b: list[str], left: np.ndarray, right: np.ndarray) -> Any:
-        """Which pairs pass the numbers rule (signatures computed only for texts in a pair)."""
+        """Which pairs pass the numbers rule (keys computed only for texts in a pair)."""
         if not self.numbers_must_match or left.size == 0:
             return np.ones(left.size, dtype=bool)
-        sig_a = {int(i): number_signature(a[i]) for i in np.unique(left)}
-        sig_b = {int(j): number_signature(b[j]) for j in np.unique(right)}
-        pairs = zip(left.tolist(), right.tolist(), strict=True)
-        return np.array([sig_a[i] == sig_b[j] for i, j in pairs], dtype=bool)
+
+        def keys(texts: list[str], rows: np.ndarray) -> np.ndarray:
+            out = np.zeros(len(texts), np.uint64)
+            used = np.unique(rows)
+            out[used] = number_keys([texts[i] for i in used.tolist()])
+            return out
+
+        return keys(a, left)[left] == keys(b, right)[right]
 
     def _embed(self, cache: EmbeddingCache, texts: list[str], ctx: StageContext) -> np.ndarray:
         if not texts:  # nothing to encode: do not even load the model

@@ -10,62 +10,23 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _engines import Scripted
 
 import curate
 from curate.errors import ConfigError, RunError
 from curate.export.card import code_block, header, md_escape, write_card
 from curate.export.shards import export_run
-from curate.generate import Completion, Request, Sampling
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 HOSTILE = "a|b # c: \"q\" 's' `tick` <b>x</b> $x$ *y* [l](u) \\ {z}\n---\n# heading\n| x |"
 PLOT_FILE = re.compile(r"!\[[^\]]*\]\((plots/[a-z_]+\.png)\)")
-
-
-@dataclass(frozen=True)
-class Scripted:
-    """Answers "What is a + b?" right with probability ``skill`` (seeded), thinking first."""
-
-    label: str = "scripted"
-    skill: float = 0.5
-
-    @property
-    def model(self) -> str:
-        return self.label
-
-    def describe(self) -> dict[str, Any]:
-        return {"class": "Scripted", "label": self.label, "skill": self.skill}
-
-    def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[list[Completion]]:
-        import random
-
-        out = []
-        for r in requests:
-            text = r.prompt if isinstance(r.prompt, str) else r.prompt[-1]["content"]
-            m = re.search(r"(\d+) \+ (\d+)", text)
-            total = int(m.group(1)) + int(m.group(2)) if m else 0
-            rng = random.Random(r.seed)
-            done = []
-            for _ in range(r.n):
-                guess = total if rng.random() < self.skill else total + 1
-                body = (
-                    f"<think>{total - 1}? no.{' hm' * (total % 7)}</think> So \\boxed{{{guess}}}."
-                )
-                done.append(Completion(body, "stop", len(body.split())))
-            out.append(done)
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -199,7 +160,7 @@ def test_exported_card_configs_load_with_datasets(graded_run: curate.Run, tmp_pa
     assert f"train {rows['train']}, test {rows['test']} rows" in body
     assert "load_dataset('me/graded')" in body
     # what the Hub does with the card: load the folder by its README's configs
-    loaded = datasets.load_dataset(str(out))
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert {s: loaded[s].num_rows for s in loaded} == rows
     assert loaded["train"].features["messages"] == datasets.List(
         {"role": datasets.Value("string"), "content": datasets.Value("string")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,67 +17,17 @@ from typing import Any
 
 import polars as pl
 import pytest
+from _engines import Scripted
 from _factories import problems_frame
 
 import curate
 from curate.distill import Distill, read_responses
 from curate.errors import ConfigError
-from curate.generate import Completion, Generator, Request, Sampling
+from curate.generate import Generator, Request, Sampling
 from curate.grade import Grade, pass_at_k
 from curate.run import apply_stage
 from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
 from curate.stage import StageContext
-
-
-@dataclass(frozen=True)
-class Scripted:
-    """Answers "What is a + b?" right with probability ``skill`` (seeded), thinking first.
-
-    Special prompts: "TRUNCATE" gives finish_reason length (with a right answer), "FAIL" an
-    error completion, "MUMBLE" no answer at all.
-    """
-
-    label: str = "scripted"
-    skill: float = 0.5
-
-    def __post_init__(self) -> None:  # a record of calls, not configuration: not a field
-        object.__setattr__(self, "calls", [])
-
-    @property
-    def model(self) -> str:
-        return self.label
-
-    def describe(self) -> dict[str, Any]:
-        return {"class": "Scripted", "label": self.label, "skill": self.skill}
-
-    def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[list[Completion]]:
-        import random
-
-        self.calls.append(sum(r.n for r in requests))  # type: ignore[attr-defined]
-        out = []
-        for r in requests:
-            text = r.prompt if isinstance(r.prompt, str) else r.prompt[-1]["content"]
-            rng = random.Random(r.seed)
-            done = []
-            for _ in range(r.n):
-                m = re.search(r"(\d+) \+ (\d+)", text)
-                total = int(m.group(1)) + int(m.group(2)) if m else 0
-                guess = total if rng.random() < self.skill else total + 1
-                body = f"<think>{total - 1}? no, \\boxed{{0}}</think> So \\boxed{{{guess}}}."
-                if "TRUNCATE" in text:
-                    done.append(Completion(f"<think>\\boxed{{{total}}}", "length", 7))
-                elif "FAIL" in text:
-                    done.append(Completion.failed("server said 500 after 6 retries"))
-                elif "MUMBLE" in text:
-                    done.append(Completion("I do not know.", "stop", 4))
-                else:
-                    done.append(Completion(body, "stop", len(body.split())))
-            out.append(done)
-        return out
-
-    def close(self) -> None:
-        pass
-
 
 PROBLEMS = [(f"What is {a} + {b}?", str(a + b)) for a, b in [(1, 2), (3, 4), (10, 5), (7, 7)]]
 
@@ -252,8 +201,9 @@ def test_stage_one_selection(tmp_path: Path) -> None:
     reasons = dict(rejects.group_by("reason").len().iter_rows())
     nothing = out.filter(pl.col("n_correct") == 0).height
     assert reasons["no_passing_response"] == nothing
-    easy = out.filter(pl.col("cv") == 0).height
-    assert 0 < reasons.get("easy_not_sampled", 0) < easy or easy == 0
+    dropped = rejects.filter(pl.col("reason") == "easy_not_sampled")
+    assert (dropped["cv"] == 0).all()  # only easy problems are sampled out
+    assert dropped.height <= out.filter(pl.col("cv") == 0).height
     again, _ = apply_stage(stage, out.reverse(), ctx_for(tmp_path, "stage1"))
     assert sorted(again["id"]) == sorted(kept["id"])  # drawn per id, not per position
     _, rej = apply_stage(DeepDistillStageI(easy_keep=1.0), out, ctx_for(tmp_path, "s"))

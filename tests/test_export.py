@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _engines import Scripted
 
 import curate
 from curate.distill import DEFAULT_TEMPLATE, read_responses
 from curate.errors import ConfigError, InputError, RunError
 from curate.export import FORMATS, export_run, json_schema, split_draw
 from curate.export.formats import FIELDS, MESSAGES, arrow_schema, fields_for, hub_features
-from curate.generate import Completion, Request, Sampling
+from curate.generate import Sampling
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -51,42 +50,6 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-@dataclass(frozen=True)
-class Scripted:
-    """Answers "What is a + b?" right with probability ``skill`` (seeded). Even samples
-    write ``<think>...</think>`` in full; odd ones, as R1 does after its chat template
-    opened the thinking, only the closing tag."""
-
-    label: str = "scripted"
-    skill: float = 0.5
-
-    @property
-    def model(self) -> str:
-        return self.label
-
-    def describe(self) -> dict[str, Any]:
-        return {"class": "Scripted", "label": self.label, "skill": self.skill}
-
-    def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[list[Completion]]:
-        out = []
-        for r in requests:
-            text = r.prompt if isinstance(r.prompt, str) else r.prompt[-1]["content"]
-            rng = random.Random(f"{r.seed}{sampling.temperature}")
-            m = re.search(r"(\d+) \+ (\d+)", text)
-            total = int(m.group(1)) + int(m.group(2)) if m else 0
-            done = []
-            for i in range(r.n):
-                guess = total if rng.random() < self.skill else total + 1
-                think = f"{total - 1}? no, {total}.</think>\nSo \\boxed{{{guess}}}."
-                body = think if i % 2 else "<think>\n" + think
-                done.append(Completion(body, "stop", len(body.split())))
-            out.append(done)
-        return out
-
-    def close(self) -> None:
-        pass
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -1,0 +1,131 @@
+"""The toy arithmetic task and the tiny model trained on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from curate.errors import ConfigError
+from curate.toy import toy_model, toy_problems
+from curate.verify import check_response
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def test_problems_are_deterministic_and_right() -> None:
+    rows = toy_problems(200, seed=4)
+    assert rows == toy_problems(200, seed=4)
+    assert rows != toy_problems(200, seed=5)
+    assert toy_problems(50, seed=4) == rows[:50]
+    assert len({r["id"] for r in rows}) == 200
+    assert {r["level"] for r in rows} == {"1", "2", "3"}
+    for r in rows:
+        m = re.fullmatch(r"What is (\d+) ([+-]) (\d+)\?", r["problem"])
+        assert m is not None
+        a, op, b = int(m[1]), m[2], int(m[3])
+        assert len(str(max(a, b))) == int(r["level"])
+        assert int(r["answer"]) == (a + b if op == "+" else a - b) >= 0
+        assert check_response(r["answer"], r["solution"]).equivalent
+        assert r["solution"].startswith("<think>")
+
+
+def test_problem_options() -> None:
+    rows = toy_problems(30, levels=[1], ops=["-"])
+    assert {r["level"] for r in rows} == {"1"} and all(" - " in r["problem"] for r in rows)
+    with pytest.raises(ConfigError, match="levels"):
+        toy_problems(3, levels=[4])
+    with pytest.raises(ConfigError, match="ops"):
+        toy_problems(3, ops=["*"])
+
+
+def test_import_is_light() -> None:
+    code = "import sys, curate.toy; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_model_is_reused_not_retrained(tmp_path: Path) -> None:
+    path = toy_model(tmp_path / "m", steps=2)
+    weights = path / "model.safetensors"
+    marker = json.loads((path / "curate-toy.json").read_text())
+    assert marker["settings"]["steps"] == 2 and marker["train_seconds"] > 0
+    stamp = weights.stat().st_mtime_ns
+    assert toy_model(tmp_path / "m", steps=2) == path
+    assert weights.stat().st_mtime_ns == stamp  # not retrained
+    # other settings: the old toy model is replaced
+    toy_model(tmp_path / "m", steps=3)
+    assert json.loads((path / "curate-toy.json").read_text())["settings"]["steps"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary directories left
+    # training is deterministic for a seed: the same weights, bit for bit
+    again = toy_model(tmp_path / "again", steps=3)
+    assert (again / "model.safetensors").read_bytes() == weights.read_bytes()
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "chat_template.jinja"):
+        assert (path / name).is_file()
+
+
+def test_model_refuses_a_foreign_directory(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="does not hold a toy model"):
+        toy_model(tmp_path, steps=1)
+    with pytest.raises(ConfigError, match="steps"):
+        toy_model(tmp_path / "x", steps=0)
+
+
+def test_default_path_is_in_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = toy_model(steps=1)
+    assert path.parent == tmp_path / "curate" and path.name.startswith("toy-")
+    assert toy_model(steps=1) == path
+    assert toy_model(steps=1, seed=1) != path
+
+
+def test_tokenizer_and_template(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    path = toy_model(tmp_path / "m", steps=1)
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 3 + 4?"}], tokenize=False, add_generation_prompt=True
+    )
+    assert text == "<|im_start|>user\nWhat is 3 + 4?<|im_end|>\n<|im_start|>assistant\n"
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token is not None
+    anything = "Ünïcode ∑ 日本\t\\boxed{42}."
+    assert tok.decode(tok(anything)["input_ids"]) == anything
+    config = json.loads((path / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForCausalLM"]
+    assert config["hidden_size"] // config["num_attention_heads"] == 64
+    assert json.loads((path / "generation_config.json").read_text())["eos_token_id"] == (
+        tok.eos_token_id
+    )
+
+
+def test_trained_model_solves_some_problems(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sampled at temperature 0.6, a toy model trained for 300 steps (20 s) is right on some
+    problems and wrong on others, and on easy problems more often than on hard ones."""
+    pytest.importorskip("transformers")
+    from curate.generate.base import Request, Sampling
+    from curate.generate.hf import HFGenerator
+
+    # the same path as tests/test_generate_hf.py: trained once per session
+    path = toy_model(tmp_path_factory.getbasetemp() / "toy-300", steps=300)
+    rows = toy_problems(90, seed=11)
+    requests = [
+        Request([{"role": "user", "content": r["problem"]}], seed=i) for i, r in enumerate(rows)
+    ]
+    g = HFGenerator(str(path), batch_size=32)
+    out = g.generate(requests, Sampling(temperature=0.6, max_tokens=40))
+    by_level: dict[str, list[bool]] = defaultdict(list)
+    for r, (c,) in zip(rows, out, strict=True):
+        by_level[r["level"]].append(
+            c.correctable and check_response(r["answer"], c.text).equivalent
+        )
+    rate = {k: sum(v) / len(v) for k, v in by_level.items()}
+    overall = sum(sum(v) for v in by_level.values()) / len(rows)
+    assert 0 < overall < 1, rate
+    assert rate["1"] > rate["3"], rate

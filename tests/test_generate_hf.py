@@ -28,7 +28,7 @@ def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gen(toy_dir: Path) -> Iterator[HFGenerator]:
-    g = HFGenerator(str(toy_dir), batch_size=4)
+    g = HFGenerator(str(toy_dir), batch_size=4, threads=1)  # one thread: see HFGenerator
     yield g
     g.close()
 
@@ -142,5 +142,7 @@ def test_close_and_reload(toy_dir: Path) -> None:
 def test_bad_configuration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         HFGenerator("m", batch_size=0)
+    with pytest.raises(ConfigError, match="threads"):
+        HFGenerator("m", threads=0)
     with pytest.raises(ConfigError, match="could not load"):
         HFGenerator(str(tmp_path / "missing")).generate([Request("hi")], HOT)

@@ -118,7 +118,7 @@ def test_trained_model_solves_some_problems(tmp_path_factory: pytest.TempPathFac
     requests = [
         Request([{"role": "user", "content": r["problem"]}], seed=i) for i, r in enumerate(rows)
     ]
-    g = HFGenerator(str(path), batch_size=32)
+    g = HFGenerator(str(path), batch_size=32, threads=1)
     out = g.generate(requests, Sampling(temperature=0.6, max_tokens=40))
     by_level: dict[str, list[bool]] = defaultdict(list)
     for r, (c,) in zip(rows, out, strict=True):

@@ -18,9 +18,10 @@ without a seed gets a fresh random one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -88,7 +89,10 @@ class HFGenerator:
     name responses are stored under (default: ``model_path``). ``dtype="auto"`` is float32
     on CPU and the checkpoint's dtype on GPU. Chat prompts go through the tokenizer's chat
     template (``chat_template=False`` joins the messages' contents instead, for base
-    models); string prompts are used as they are.
+    models); string prompts are used as they are. ``threads`` sets torch's CPU threads while
+    generating (None: torch's default, one per core): on a machine shared with other busy
+    processes (``pytest -n 2`` on two cores), one thread is many times faster than two,
+    whose parallel regions keep waiting for each other.
 
     >>> HFGenerator("m", batch_size=0)
     Traceback (most recent call last):
@@ -103,8 +107,13 @@ class HFGenerator:
     dtype: Dtype = "auto"
     batch_size: int = 16
     chat_template: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ConfigError(
+                f"HFGenerator(threads={self.threads!r}): expected None or a positive integer"
+            )
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ConfigError(
                 f"HFGenerator(batch_size={self.batch_size}): expected a positive integer"
@@ -231,22 +240,39 @@ class HFGenerator:
                 s = derive_seed(seed, j) if seed is not None else random.getrandbits(31)
                 rows.append((i, j, s))
         rows.sort(key=lambda row: (len(prompts[row[0]]), row[0], row[1]))
-        for k in range(0, len(rows), self.batch_size):
-            batch = rows[k : k + self.batch_size]
-            try:
-                done = _run(engine, [(prompts[i], s) for i, _, s in batch], sampling)
-            except Exception:  # find the request at fault: one request at a time
-                done = []
-                for i, _, s in batch:
-                    try:
-                        done += _run(engine, [(prompts[i], s)], sampling)
-                    except Exception as e:
-                        done.append(Completion.failed(f"{type(e).__name__}: {e}"))
-            for (i, j, _), completion in zip(batch, done, strict=True):
-                out[i][j] = completion
+        with _torch_threads(self.threads):
+            for k in range(0, len(rows), self.batch_size):
+                batch = rows[k : k + self.batch_size]
+                try:
+                    done = _run(engine, [(prompts[i], s) for i, _, s in batch], sampling)
+                except Exception:  # find the request at fault: one request at a time
+                    done = []
+                    for i, _, s in batch:
+                        try:
+                            done += _run(engine, [(prompts[i], s)], sampling)
+                        except Exception as e:
+                            done.append(Completion.failed(f"{type(e).__name__}: {e}"))
+                for (i, j, _), completion in zip(batch, done, strict=True):
+                    out[i][j] = completion
         return [
             [c if c is not None else Completion.failed("not generated") for c in o] for o in out
         ]
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run(

@@ -46,7 +46,8 @@ def generator(name: str) -> curate.Generator:
         path = name
     label = name.rsplit("/", 1)[-1]
     if ENGINE == "hf":
-        return curate.HFGenerator(path, label=label)
+        # one torch thread per toy model: on a busy small CPU more threads only contend
+        return curate.HFGenerator(path, label=label, threads=1 if TOY else None)
     if ENGINE == "vllm":
         return curate.VLLMGenerator(
             path, label=label, gpu_memory_utilization=0.9 if not TOY else 0.2

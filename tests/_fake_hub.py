@@ -46,6 +46,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml  # type: ignore[import-untyped]  # PyYAML, a dependency of huggingface_hub
+from _http import serve, stop
 
 LFS_SUFFIXES = (".parquet", ".png", ".arrow", ".bin")
 LFS_MIN_SIZE = 10 * 1024 * 1024
@@ -116,36 +117,11 @@ class FakeHub:
         return dict(self.repos[repo_id].branches[branch])
 
     def __enter__(self) -> FakeHub:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive; every answer has a Content-Length
-            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stalls
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            def do_PUT(self) -> None:
-                fake._handle(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        # a short poll interval: `shutdown` waits up to one interval
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server = serve(self._handle, methods=("GET", "POST", "PUT"), keep_alive=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        stop(self._server)
 
     # ---------------------------------------------------------------- plumbing
 

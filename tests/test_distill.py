@@ -120,6 +120,19 @@ def test_two_models_in_order(tmp_path: Path) -> None:
     assert models == ["weak", "weak", "strong", "strong"]
 
 
+def test_two_labels_of_one_engine_are_two_models(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Unlabelled(Scripted):  # describe() without the label, as real backends do
+        def describe(self) -> dict[str, Any]:
+            return {"class": "Scripted", "skill": self.skill}
+
+    rows = problems_frame(PROBLEMS)
+    stage = Distill((Unlabelled("a"), Unlabelled("b")), n=2)
+    kept, _ = apply_stage(stage, rows, ctx_for(tmp_path))
+    assert [s["model"] for s in kept["samples"][0].to_list()] == ["a", "a", "b", "b"]
+    assert read_responses(tmp_path / "responses").height == 2 * 2 * len(PROBLEMS)
+
+
 def test_bad_configuration_is_explained() -> None:
     with pytest.raises(ConfigError, match="distinct model labels"):
         Distill((Scripted("a"), Scripted("a")))

@@ -157,7 +157,11 @@ class Distill(Stage):
             wanted.append((generator.model, key))
             stats = _Stats()
             done = set(  # failed generations are not done: a re-run tries them again
-                have.filter(pl.col("gen_key") == key, pl.col("finish_reason") != "error")
+                have.filter(
+                    pl.col("model") == generator.model,
+                    pl.col("gen_key") == key,
+                    pl.col("finish_reason") != "error",
+                )
                 .select(
                     pl.concat_str("problem_id", pl.col("sample").cast(pl.String), separator="\x00")
                 )
@@ -272,7 +276,8 @@ class _Job:
             self.stats.failed += r["finish_reason"] == "error"
             self.stats.correct += bool(r["correct"])
         table = pl.DataFrame(rows, schema={**RESPONSE_SCHEMA, "gold": pl.String}).drop("gold")
-        name = f"{self.key}-{_digest([(r['problem_id'], r['sample']) for r in rows])}.parquet"
+        keys = [self.generator.model, [(r["problem_id"], r["sample"]) for r in rows]]
+        name = f"{self.key}-{_digest(keys)}.parquet"
         write_parquet(table, self.out / name)
 
 

@@ -215,6 +215,7 @@ FRAGMENTS = st.sampled_from(
         "your answer", "\\boxed{}", "step by step", "ß", "İ", "ǰ", "а", "А", "ς", "Σ", "≤",
         "×", "π", "°", "’", "−", "\u00a0", "\u2028", "\x1c", "１２", "（", "é", "e\u0301", "中",
         "ﬁ", "µ", "\\text{", "\\quad", "\\big", "2\\left3", "_", "^", "-", "-7",
+        "\\alpha", "ΑΣ ", "ϲ", "ͺ", "Ꭰ", "\u3000", "𝑥", "😀", "\U000e0001", "\U00031350",
     ]
 )  # fmt: skip
 
@@ -225,6 +226,28 @@ def test_vectorized_shingles_equal_the_definition_on_tricky_text(texts: list[str
     assert_same_shingles(list(texts), 2, "word")
     assert_same_shingles(list(texts), 4, "char")
     assert_same_numbers(list(texts))
+
+
+def test_polars_and_python_agree_on_every_character_the_bulk_unicode_path_takes() -> None:
+    """The bulk path (`curate.shingles._unicode`) runs NFKC and lowercasing in Polars; it is
+    exact only where Polars and Python's unicodedata agree, checked here for every character
+    it accepts (a Polars upgrade with another Unicode version would fail here, not corrupt
+    shingles)."""
+    import unicodedata
+
+    from curate.shingles import _KNOWN_PLANES, _unicode_rules
+
+    rules = _unicode_rules()
+    chars = pl.Series([chr(c) for r in _KNOWN_PLANES for c in r])
+    known = chars.filter(~chars.str.contains(rules.unknown))
+    assert 60_000 < len(known) < len(chars)
+    python = pl.Series([unicodedata.normalize("NFKC", c) for c in known])
+    assert (known.str.normalize("NFKC") == python).all()
+    plain = python.filter(~python.str.contains(rules.special))
+    folded = [c.casefold() for c in plain]
+    assert plain.str.to_lowercase().to_list() == folded
+    spaces = pl.Series([chr(c) for c in range(0x80, 0x110000) if chr(c).isspace()])
+    assert spaces.str.contains(f"^{rules.spaces}$").all()
 
 
 def test_numbers_key_tells_changed_numbers_apart() -> None:

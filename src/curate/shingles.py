@@ -12,10 +12,11 @@ CJK characters and operators and must not forgive a benchmark's own sentences.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -212,57 +213,82 @@ def _segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return out
 
 
-# For a text that is not plain ASCII, `_unicode` does normalize_text's Unicode work (NFKC,
-# quotes, case, Unicode spaces) and the look-alikes, and leaves the LaTeX to the byte path.
-# That matches `_prepare` unless casefold or a look-alike puts an ASCII letter right after a
-# \command, where normalize_text's LaTeX pass would have seen a non-letter: such texts (rare)
-# take `_prepare`.
-_UNICODE_SPACE = re.compile(r"[^\S\x00-\x7f]")
-_RARE = re.compile(
-    r"[^\S\x00-\x7f]|[ßẞİǰẖẗẘẙςᲂᲃᾳᾶᾷᾼῳῶῷῼ"  # casefold makes these ASCII or look-alikes
-    + "".join(chr(c) for c in (*QUOTES, *_LOOKALIKES))
-    + "".join(chr(c).upper() for c in _LOOKALIKES)
-    + "]"
-)
-_CASEFOLD_LETTERS = re.compile("[ßẞİǰẖẗẘẙ]")
-_LOOKALIKE_AFTER_COMMAND = re.compile(
-    r"\\[a-zA-Z]+["
-    + "".join(k for k in map(chr, _LOOKALIKES) if str(_LOOKALIKES[ord(k)])[:1].isalpha())
-    + "]"
-)
+# For texts that are not plain ASCII, `_unicode` does normalize_text's Unicode work (NFKC,
+# quotes, case, Unicode spaces) and the look-alikes in bulk, in Polars (Rust, no per-text
+# Python), and leaves the LaTeX to the byte path. That matches `_prepare` when (a) Polars and
+# Python's `unicodedata` agree on every character of the text, which holds for characters
+# Python knows (assigned in its Unicode version: NFKC of assigned characters is frozen by the
+# Unicode stability policy; `test_minhash_dedup` checks every one of them against the
+# installed Polars) and (b) lowercasing is casefolding, which fails for a few hundred
+# characters (ß, ς, Cherokee, Greek with iota) and for "Σ" (Rust lowercases a final one to
+# "ς"), and (c) no ASCII letter appears right after a \command where normalize_text's LaTeX
+# pass saw a non-letter (İ lowercases to "i" and a combining dot; "\alphaа" with a Cyrillic
+# "а"). Texts that fail any of these (rare) take `_prepare`, the definition, in Python.
 
 
-def _mapper(table: dict[int, str]) -> Callable[[str], str]:
-    """``str.translate(table)`` as a regex substitution: far faster when few characters match."""
-    find = re.compile("[" + re.escape("".join(map(chr, table))) + "]")
-    return lambda text: find.sub(lambda m: table[ord(m.group())], text)
+def _class(codes: Sequence[int]) -> str:
+    """A Rust-regex character class body of code points, as ranges: ``\\x{80}-\\x{2ff}...``."""
+    out: list[str] = []
+    ordered = sorted(codes)
+    lo = prev = ordered[0]
+    for code in [*ordered[1:], -1]:
+        if code != prev + 1:
+            out.append(f"\\x{{{lo:x}}}" + (f"-\\x{{{prev:x}}}" if prev > lo else ""))
+            lo = code
+        prev = code
+    return "".join(out)
 
 
-_map_quotes, _map_lookalikes = _mapper(QUOTES), _mapper(_LOOKALIKES)
+class _UnicodeRules(NamedTuple):
+    unknown: str  # a character Python's unicodedata does not know (or not checked: astral)
+    special: str  # after NFKC: lowercasing differs from casefolding, or makes an ASCII letter
+    spaces: str  # Unicode spaces that are not ASCII (normalize_text's split() drops them)
+    lookalike_after_command: str
 
 
-def _unicode(text: str) -> str | None:
-    text = unicodedata.normalize("NFKC", text)
-    if not _RARE.search(text):  # the common case: CJK, accents, nothing to map
-        return text.casefold()
-    if _CASEFOLD_LETTERS.search(text):
-        return None
-    text = _map_quotes(text).casefold()
-    if _LOOKALIKE_AFTER_COMMAND.search(text):
-        return None
-    return _map_lookalikes(_UNICODE_SPACE.sub(" ", text))
+_QUOTE_MAP = {chr(k): str(v) for k, v in QUOTES.items()}
+_LOOKALIKE_MAP = {chr(k): str(v) for k, v in _LOOKALIKES.items()}
+_KNOWN_PLANES = (range(0x80, 0xD800), range(0xE000, 0x10000), range(0x1D400, 0x1D800))
+
+
+@functools.cache
+def _unicode_rules() -> _UnicodeRules:
+    """The regexes of `_unicode` (built on first use: about 20 ms over 62K characters)."""
+    known = [c for r in _KNOWN_PLANES for c in r if unicodedata.category(chr(c)) != "Cn"]
+    special = [c for c in known if chr(c).casefold() != chr(c).lower()]
+    letters = "".join(k for k in map(chr, _LOOKALIKES) if str(_LOOKALIKES[ord(k)])[:1].isalpha())
+    return _UnicodeRules(
+        unknown=f"[^\\x00-\\x7f{_class(known)}]",
+        special=f"[{_class([*special, ord('Σ'), ord('İ')])}]",
+        spaces=f"[{_class([c for c in range(0x80, 0x3001) if chr(c).isspace()])}]",
+        lookalike_after_command=f"\\\\[a-zA-Z]+[{_class(list(map(ord, letters)))}]",
+    )
+
+
+def _unicode(texts: pl.Series) -> pl.Series:
+    """normalize_text's Unicode work and the look-alikes, for texts that are not plain ASCII;
+    null where the text must take `_prepare` instead."""
+    rules = _unicode_rules()
+    unknown = texts.str.contains(rules.unknown)
+    folded = texts.str.normalize("NFKC")
+    unknown |= folded.str.contains(rules.special)
+    folded = folded.str.replace_many(_QUOTE_MAP).str.to_lowercase()
+    unknown |= folded.str.contains(rules.lookalike_after_command)
+    folded = folded.str.replace_all(rules.spaces, " ").str.replace_many(_LOOKALIKE_MAP)
+    return pl.select(pl.when(unknown).then(None).otherwise(folded)).to_series()
 
 
 def _texts_bytes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """UTF-8 bytes of the texts, each followed by a newline; their byte offsets; and which
     texts still need the byte path's share of normalize_text (the others went through
     `_prepare` whole)."""
-    values = texts.to_list()
-    for i in np.flatnonzero(~texts.str.contains(_PLAIN).to_numpy()).tolist():
-        values[i] = _unicode(values[i])
-    fast = np.array([v is not None for v in values], dtype=bool)
-    for i in np.flatnonzero(~fast).tolist():
-        values[i] = _prepare(texts[i])
+    values = texts.clone()  # scatter below writes to the copy, never to the caller's texts
+    fast = np.ones(len(texts), dtype=bool)
+    other = np.flatnonzero(~texts.str.contains(_PLAIN).to_numpy())
+    if len(other):
+        done = _unicode(texts.gather(other))
+        values.scatter(other, done)
+        _prepare_at(values, texts, other[done.is_null().to_numpy()], fast)
     data, offsets = _joined(values)
     # a digit right before a backslash may start a `_DIGIT_MERGE` ("1\left2": see above)
     near = np.flatnonzero((data[:-1] >= ord("0")) & (data[:-1] <= ord("9")) & (data[1:] == 92))
@@ -270,17 +296,23 @@ def _texts_bytes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     suspects = suspects[np.diff(suspects, prepend=-1) > 0]
     suspects = suspects[fast[suspects]]
     if len(suspects):
-        merge = pl.Series([values[i] for i in suspects]).str.contains(_DIGIT_MERGE).to_numpy()
-        for i in suspects[merge].tolist():
-            values[i], fast[i] = _prepare(texts[i]), False
-        if merge.any():
+        merge = suspects[values.gather(suspects).str.contains(_DIGIT_MERGE).to_numpy()]
+        if len(merge):
+            _prepare_at(values, texts, merge, fast)
             data, offsets = _joined(values)
     return data, offsets, fast
 
 
-def _joined(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _prepare_at(values: pl.Series, texts: pl.Series, at: np.ndarray, fast: np.ndarray) -> None:
+    """``values[i] = _prepare(texts[i])`` for every i in ``at`` (marked not ``fast``)."""
+    if len(at):
+        values.scatter(at, [_prepare(t) for t in texts.gather(at).to_list()])
+        fast[at] = False
+
+
+def _joined(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """The texts' UTF-8 bytes, each followed by a newline, and where each one starts."""
-    arrow = (pl.Series(values, dtype=pl.String) + "\n").to_arrow()
+    arrow = (values + "\n").to_arrow()
     if arrow.type != pa.large_string():
         arrow = arrow.cast(pa.large_string())
     _, bounds, chars = arrow.buffers()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
@@ -251,9 +252,18 @@ _LOOKALIKE_MAP = {chr(k): str(v) for k, v in _LOOKALIKES.items()}
 _KNOWN_PLANES = (range(0x80, 0xD800), range(0xE000, 0x10000), range(0x1D400, 0x1D800))
 
 
-@functools.cache
 def _unicode_rules() -> _UnicodeRules:
-    """The regexes of `_unicode` (built on first use: about 20 ms over 62K characters)."""
+    """The regexes of `_unicode`, built on first use (about 20 ms over 62K characters; once,
+    not by every thread of `curate.dedup.sketch.signatures` at the same time)."""
+    with _RULES_LOCK:
+        return _build_unicode_rules()
+
+
+_RULES_LOCK = threading.Lock()
+
+
+@functools.cache
+def _build_unicode_rules() -> _UnicodeRules:
     known = [c for r in _KNOWN_PLANES for c in r if unicodedata.category(chr(c)) != "Cn"]
     special = [c for c in known if chr(c).casefold() != chr(c).lower()]
     letters = "".join(k for k in map(chr, _LOOKALIKES) if str(_LOOKALIKES[ord(k)])[:1].isalpha())

@@ -197,12 +197,17 @@ def signatures(
     series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
     make = oph if sketch == "oph" else classic
 
+    # batches of at most BATCH texts, as many per thread (10K texts on 2 threads: 2 x 5,000,
+    # not 8,192 + 1,808, which left one thread idle most of the time)
+    threads = max(1, min(workers or os.cpu_count() or 1, -(-len(series) // BATCH)))
+    count = -(-len(series) // (BATCH * threads)) * threads
+    size = -(-len(series) // count) if count else BATCH
+
     def batch(lo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sh = shingles(series.slice(lo, BATCH), ngram, shingle)
+        sh = shingles(series.slice(lo, size), ngram, shingle)
         return make(sh.hashes, sh.offsets, num_perm, seed), sh.numbers, np.diff(sh.offsets) == 0
 
-    starts = range(0, len(series), BATCH)
-    threads = max(1, min(workers or os.cpu_count() or 1, len(starts)))
+    starts = range(0, len(series), size)
     parts = []
     with ThreadPoolExecutor(threads) as pool:
         for part in pool.map(batch, starts) if threads > 1 else map(batch, starts):

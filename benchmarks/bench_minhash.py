@@ -16,7 +16,8 @@ Data: the problems of MATH train, DAPO-17k, GSM8K train and rllm's AIME (about 3
 copies of randomly chosen ones, each with one light perturbation (``\\frac``/``\\dfrac``,
 ``$``/``\\(``, whitespace, ``\\left(``, Unicode look-alikes, an answer-format sentence, one or
 two words swapped for synonyms), up to each size. Ground truth: a copy duplicates its original.
-Every run is a fresh subprocess (peak RSS from ``resource.getrusage``).
+Every run is a fresh subprocess (peak RSS from ``/proc/self/status``); the methods take
+turns, ``--repeats`` rounds, and each keeps its fastest run.
 
 Run from the repository root::
 
@@ -272,21 +273,16 @@ def exact_jaccard(texts: list[str], pairs: np.ndarray) -> np.ndarray:
     return np.array([len(sets[a] & sets[b]) / len(sets[a] | sets[b]) for a, b in pairs.tolist()])
 
 
-def measure(method: str, path: Path, limit: int, work: Path, repeats: int) -> dict[str, Any]:
-    """Run ``method`` in fresh processes ``repeats`` times; keep the fastest run."""
-    best: dict[str, Any] = {}
-    for _ in range(repeats):
-        result = work / f"{method}-{limit}.json"
-        cmd = [sys.executable, __file__, "--child", method, "--input", str(path)]
-        cmd += ["--limit", str(limit), "--result", str(result)]
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-        out: dict[str, Any] = json.loads(result.read_text())
-        if method == "signatures":
-            return out
-        if not best or out["seconds"] < best["seconds"]:
-            best = out
-            best["labels"] = np.load(result.with_suffix(".npy"))
-    return best
+def measure(method: str, path: Path, limit: int, work: Path) -> dict[str, Any]:
+    """Run ``method`` once in a fresh process."""
+    result = work / f"{method}-{limit}.json"
+    cmd = [sys.executable, __file__, "--child", method, "--input", str(path)]
+    cmd += ["--limit", str(limit), "--result", str(result)]
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    out: dict[str, Any] = json.loads(result.read_text())
+    if method != "signatures":
+        out["labels"] = np.load(result.with_suffix(".npy"))
+    return out
 
 
 def main() -> None:
@@ -335,11 +331,16 @@ def main() -> None:
         plan = [("curate", size), ("curate_numbers_ignored", size), ("curate_14x9", size)]
         plan += [("rensa", size if size <= args.rensa_max else 0)]
         plan += [("datasketch", min(size, args.datasketch_max))]
+        plan = [(method, limit) for method, limit in plan if limit]
+        # rounds of every method in turn, fastest run of each kept: a slow spell of this
+        # shared machine then costs one run of each method, not every run of one method
+        for _ in range(1 if size > 100_000 else args.repeats):
+            for method, limit in plan:
+                r = measure(method, path, limit, work)
+                if method not in runs or r["seconds"] < runs[method]["seconds"]:
+                    runs[method] = r
         for method, limit in plan:
-            if not limit:
-                continue
-            repeats = 1 if size > 100_000 else args.repeats
-            runs[method] = r = measure(method, path, limit, work, repeats)
+            r = runs[method]
             rejected = int((r["labels"] != np.arange(limit)).sum())
             note, seconds = "", r["seconds"]
             if limit < size:
@@ -352,7 +353,7 @@ def main() -> None:
                 flush=True,
             )
         if size == 100_000:
-            speed = measure("signatures", path, size, work, 1)
+            speed = measure("signatures", path, size, work)
             print("  signatures alone, ms per 1,000 documents (same shingles where it applies):")
             for name, ms in speed.items():
                 print(f"    {name}: {ms:.1f}")

@@ -4,6 +4,7 @@ failures."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def test_protocol_and_description(gen: HFGenerator, toy_dir: Path) -> None:
     assert gen.model == str(toy_dir)
     assert HFGenerator(str(toy_dir), label="toy").model == "toy"
     d = gen.describe()
-    assert d["backend"] == "hf" and d["model_path"] == str(toy_dir)
+    assert d["backend"] == "hf" and d["model_path"] is None  # local: the weights name it
     assert d["weights"] == weights_fingerprint(toy_dir) and d["weights"] is not None
+    hub = HFGenerator("org/model", revision="v1").describe()
+    assert (hub["model_path"], hub["revision"], hub["weights"]) == ("org/model", "v1", None)
     assert "device" not in d and "batch_size" not in d
     assert HFGenerator(str(toy_dir), batch_size=1, device="cpu").describe() == d
     assert HFGenerator(str(toy_dir), dtype="bfloat16").describe() != d
@@ -56,6 +59,21 @@ def test_fingerprint_sees_other_weights(toy_dir: Path, tmp_path: Path) -> None:
     other = toy_model(tmp_path / "other", steps=1, seed=1)
     assert weights_fingerprint(other) != weights_fingerprint(toy_dir)
     assert weights_fingerprint(other) == weights_fingerprint(other)
+
+
+def test_the_same_weights_elsewhere_are_the_same_model(toy_dir: Path, tmp_path: Path) -> None:
+    """A model directory copied to another path (another machine, another user's cache) keeps
+    the responses cache key and draws the same samples: its path is not part of the key."""
+    import curate
+
+    copy = Path(shutil.copytree(toy_dir, tmp_path / "elsewhere" / "model"))
+    here, there = (HFGenerator(str(d), label="toy", threads=1) for d in (toy_dir, copy))
+    stage = curate.Distill(here, n=2, template="{problem}", sampling=HOT)
+    assert stage.gen_key(here) == stage.gen_key(there)
+    requests = [Request("What is 2 + 3?", n=2, seed=7)]
+    assert here.generate(requests, HOT) == there.generate(requests, HOT)
+    here.close()
+    there.close()
 
 
 def test_results_in_request_order_with_n_samples(gen: HFGenerator) -> None:

@@ -71,6 +71,21 @@ def weights_fingerprint(model_path: str | Path) -> str | None:
     return h.hexdigest()
 
 
+def model_identity(model_path: str, revision: str | None = None) -> dict[str, Any]:
+    """What names a model's weights in a generator's `describe`: a local directory by its
+    `weights_fingerprint` alone, not its path (the same weights copied elsewhere, or found
+    in another user's cache, are the same model: they keep the responses cache and draw the
+    same samples), else the hub name and revision.
+
+    >>> model_identity("org/model", "main")
+    {'model_path': 'org/model', 'revision': 'main', 'weights': None}
+    """
+    fingerprint = weights_fingerprint(model_path)
+    if fingerprint is not None:
+        return {"model_path": None, "revision": None, "weights": fingerprint}
+    return {"model_path": model_path, "revision": revision, "weights": None}
+
+
 @dataclass(frozen=True)
 class _Engine:
     model: Any
@@ -130,16 +145,14 @@ class HFGenerator:
         return self.label or self.model_path
 
     def describe(self) -> dict[str, Any]:
-        """What decides the outputs besides sampling: the weights (a fingerprint of a local
-        directory), the dtype and the prompt rendering; not the device or batch size."""
-        if "_fingerprint" not in self.__dict__:
-            object.__setattr__(self, "_fingerprint", weights_fingerprint(self.model_path))
+        """What decides the outputs besides sampling: the weights (`model_identity`), the
+        dtype and the prompt rendering; not the device or batch size."""
+        if "_identity" not in self.__dict__:
+            object.__setattr__(self, "_identity", model_identity(self.model_path, self.revision))
         return {
             "backend": "hf",
             "class": type(self).__name__,
-            "model_path": self.model_path,
-            "revision": self.revision,
-            "weights": self.__dict__["_fingerprint"],
+            **self.__dict__["_identity"],
             "dtype": self.dtype,
             "chat_template": self.chat_template,
         }

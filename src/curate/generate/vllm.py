@@ -23,7 +23,7 @@ floating-point effects of batching). A request without a seed gets ``n`` unseede
 ('Qwen/Qwen3-8B', (('enforce_eager', True), ('seed', 1)))
 >>> sorted(g.describe())
 ['backend', 'chat_template', 'class', 'dtype', 'engine_options', 'max_model_len', \
-'model_path', 'weights']
+'model_path', 'revision', 'weights']
 >>> g.describe()["engine_options"]  # enforce_eager changes speed, not outputs
 {'seed': 1}
 """
@@ -39,7 +39,7 @@ from typing import Any
 
 from curate.errors import ConfigError, MissingExtraError
 from curate.generate.base import Completion, Prompt, Request, Sampling, as_messages, derive_seed
-from curate.generate.hf import weights_fingerprint
+from curate.generate.hf import model_identity
 
 _FIELDS = frozenset(
     {
@@ -154,21 +154,22 @@ class VLLMGenerator:
         return {key: _thaw(value) for key, value in pairs}
 
     def describe(self) -> dict[str, Any]:
-        """What decides the outputs besides sampling: the weights (a fingerprint of a local
-        directory), the dtype, the context length, the prompt rendering and the engine
-        options that are not about memory or speed; not parallelism or memory settings.
+        """What decides the outputs besides sampling: the weights (a local directory's
+        fingerprint, not its path: `curate.generate.hf.model_identity`), the dtype, the context
+        length, the prompt rendering and the engine options that are not about memory or
+        speed; not parallelism or memory settings.
 
         >>> VLLMGenerator("org/model", tensor_parallel_size=4).describe()["weights"] is None
         True
         """
-        if "_fingerprint" not in self.__dict__:
-            object.__setattr__(self, "_fingerprint", weights_fingerprint(self.model_path))
+        if "_identity" not in self.__dict__:
+            revision = self.options.get("revision")  # an engine option for vLLM
+            object.__setattr__(self, "_identity", model_identity(self.model_path, revision))
         pairs: tuple[tuple[str, Any], ...] = self.engine_options  # type: ignore[assignment]
         return {
             "backend": "vllm",
             "class": type(self).__name__,
-            "model_path": self.model_path,
-            "weights": self.__dict__["_fingerprint"],
+            **self.__dict__["_identity"],
             "dtype": self.dtype,
             "max_model_len": self.max_model_len,
             "chat_template": self.chat_template,

@@ -538,3 +538,69 @@ def _tokenizer() -> Any:
         chat_template=CHATML,
         clean_up_tokenization_spaces=False,
     )
+
+
+# --- streaming: chunks, spilling, a bad row late --------------------------------------------
+
+
+def test_rechunk_cuts_depend_on_the_rows_not_the_batches() -> None:
+    import random
+
+    from curate.export import writer
+
+    rng = random.Random(0)
+    sizes = [rng.randrange(0, writer.CHUNK_BYTES // 3) for _ in range(300)]
+
+    def cut(batches: list[int]) -> list[list[int]]:
+        frames, at = [], 0
+        for b in batches:
+            frames.append(pl.DataFrame({"s": sizes[at : at + b]}, schema={"s": pl.Int64}))
+            at += b
+        return [f["s"].to_list() for f in writer.rechunk(frames, pl.col("s"))]
+
+    whole = cut([300])
+    assert cut([1] * 300) == cut([7, 0, 150, 143]) == whole
+    assert [s for c in whole for s in c] == sizes
+    assert all(sum(c) >= writer.CHUNK_BYTES > sum(c[:-1]) for c in whole[:-1])
+
+
+@pytest.mark.parametrize("fmt", ["sft", "verl"])
+def test_small_chunks_and_a_tight_sort_memory_give_the_same_rows(
+    fmt: str, selected_run: curate.Run, big_run: curate.Run, tmp: Path, monkeypatch: Any
+) -> None:
+    """Rows go through shaping, validation and the writer a chunk at a time, and responses
+    through DuckDB's sort: tiny chunks change neither the rows nor their order."""
+    from curate.export import shards, writer
+
+    run = selected_run if fmt == "sft" else big_run
+    whole = export_run(run, tmp / f"whole-{fmt}", format=fmt, test_fraction=0.25, shard_rows=7)  # type: ignore[arg-type]
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 300)
+    monkeypatch.setattr(shards, "SORT_MEMORY", "64MB")
+    small = export_run(run, tmp / f"small-{fmt}", format=fmt, test_fraction=0.25, shard_rows=7)  # type: ignore[arg-type]
+    assert small.rows == whole.rows and whole.rows["train"] > 7
+    for split in whole.files:
+        assert [p.name for p in small.files[split]] == [p.name for p in whole.files[split]]
+        for a, b in zip(small.files[split], whole.files[split], strict=True):
+            assert pq.read_table(a).equals(pq.read_table(b))
+            assert pq.read_metadata(a).num_row_groups >= 1
+
+
+def test_a_bad_row_in_a_later_chunk_leaves_the_previous_export(tmp: Path, monkeypatch: Any) -> None:
+    from curate.export import writer
+
+    rows = [{"problem": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(200)]
+    good = curate.Recipe("late", [curate.read(_jsonl(tmp / "late.jsonl", rows))], [])
+    run = good.run(tmp / "late")
+    out = tmp / "late-out"
+    export_run(run, out, format="verl")
+    before = _shards(out), (out / "export.json").read_bytes()
+    rows[-1]["answer"] = None
+    bad = curate.Recipe("late", [curate.read(_jsonl(tmp / "late2.jsonl", rows))], [])
+    run = bad.run(tmp / "late2")
+    ids = run.table("problems").collect().sort("id")
+    assert ids["answer"].is_null().arg_true()[0] > 10  # rows are exported by id
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 200)  # a few rows per chunk: good ones first
+    with pytest.raises(InputError, match=r"reward_model\.ground_truth is null"):
+        export_run(run, out, format="verl")
+    assert (_shards(out), (out / "export.json").read_bytes()) == before
+    assert sorted(p.name for p in out.iterdir()) == ["data", "export.json"]

@@ -54,8 +54,9 @@ responses table's ``prompt``; ``system_prompt=`` replaces its system message) un
 point verl's ``custom_reward_function`` at a scorer (such as one over `curate.verify`).
 
 A required field must be non-null, and a required string must hold more than whitespace;
-`validate` checks every row before anything is written. JSON Schemas of the four formats
-are generated from `FIELDS` into ``schemas/`` (``python -m curate.export.formats schemas``).
+`validate` checks every row before it is published (`export_run` writes into a hidden
+folder that replaces the export only once every row passed). JSON Schemas of the four
+formats are generated from `FIELDS` into ``schemas/`` (``python -m curate.export.formats schemas``).
 
 >>> [f.name for f in FIELDS["verl"]]
 ['data_source', 'prompt', 'ability', 'reward_model', 'extra_info']

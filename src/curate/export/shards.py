@@ -1,8 +1,10 @@
 r"""Export a run as training-ready Parquet shards: rows, split, shards, manifest.
 
 `export_run` reads the run's final problems (and, for ``sft``/``trl``, its responses),
-shapes them into one of the formats of `curate.export.formats`, validates every row, and
-only then writes::
+shapes them into one of the formats of `curate.export.formats` and validates every row, a
+chunk of about 64 MB of text at a time (memory stays bounded however many responses: the
+responses are sorted by DuckDB, which spills to disk), into a hidden folder that becomes
+``OUT/data`` only once every row passed::
 
     OUT/data/train-00000-of-00002.parquet   the Hub's shard naming: load_dataset finds the
     OUT/data/train-00001-of-00002.parquet   splits by file name
@@ -17,9 +19,9 @@ only then writes::
   same order, and the same bytes (zstd level 3, no pandas or `datasets` metadata in the
   file: any Parquet reader gets the plain Arrow types).
 - **Shards**: ``shard_rows`` rows each, or as many rows as fit in about ``shard_bytes`` of
-  uncompressed Arrow data (so files on disk come out smaller); row groups of
-  ``row_group_rows``, by default about 100 MB of uncompressed data, the bound `datasets`
-  and the Hub's viewer use.
+  uncompressed Arrow data (so files on disk come out smaller; `curate.export.writer`); row
+  groups of ``row_group_rows``, by default about 100 MB of uncompressed data, the bound
+  `datasets` and the Hub's viewer use.
 - **Replace**: shards are written into a hidden folder and swapped in for ``OUT/data`` in
   one rename, so a re-export never leaves a stale shard of a bigger earlier export; the
   manifest is replaced last. ``OUT`` must be new, empty, or a previous export.
@@ -33,16 +35,18 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from curate._version import __version__
 from curate.distill import DEFAULT_TEMPLATE, RESPONSES_DIR
@@ -52,21 +56,19 @@ from curate.export.formats import (
     THINK_END,
     THINK_START,
     Format,
+    arrow_schema,
     fields_for,
     hub_features,
     select,
     to_arrow,
 )
+from curate.export.writer import ShardWriter, rechunk
 from curate.io import write_json
 from curate.run import Run
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 EXPORT_MANIFEST = "export.json"
 EXPORT_VERSION = 1
 DATA_DIR = "data"
-ROW_GROUP_BYTES = 100 * 2**20
 _MSG = pl.Struct({"role": pl.String, "content": pl.String})
 _KEYS = ["problem_id", "model", "sample"]
 # the problem columns a response row carries (the last three only when graded)
@@ -168,27 +170,104 @@ def export_run(
     run = run if isinstance(run, Run) else Run(run)
     out = Path(out)
     _check_out(out)
-    tables = build_splits(run, options)  # every row validated before anything is written
-    return _write(run, out, options, tables)
+    return _write(run, out, options)
 
 
 def build_splits(run: Run, options: ExportOptions) -> dict[str, pa.Table]:
-    """The rows of each split as Arrow tables of the format's schema, validated, in order."""
-    problems = run.table("problems").collect()
-    fields = fields_for(options.format, problems.columns)
-    if options.format in ("sft", "trl"):
-        base = _response_rows(run, problems, options)
-        key = "problem_id"
-    else:
-        base = problems.sort("id")
-        key = "id"
-    base = base.with_columns(_split_column(base[key], options))
-    tables = {}
-    for split in options.splits:
-        part = base.filter(pl.col("_split") == split).with_row_index("_index")
-        shaped = select(part, fields, _expressions(options))
-        tables[split] = to_arrow(shaped, options.format, fields)
-    return tables
+    """The rows of each split as one Arrow table of the format's schema, validated, in order
+    (all in memory: `export_run` streams them to disk a chunk at a time instead)."""
+    rows = _Rows(run, options)
+    return {
+        split: pa.concat_tables([rows.schema.empty_table(), *rows.chunks(split)])
+        for split in options.splits
+    }
+
+
+class _Rows:
+    """The rows of an export, shaped and validated a chunk at a time, split by split.
+
+    Problems (``rl``/``verl``) are read whole (one row per problem); responses (``sft``/
+    ``trl``, often long) are located by their keys first, then read, joined with their
+    problem's columns and sorted by DuckDB, which spills to ``spill`` rather than hold
+    every text in memory at once.
+    """
+
+    def __init__(self, run: Run, options: ExportOptions, spill: Path | None = None) -> None:
+        self.run, self.options, self.spill = run, options, spill
+        self.problems = run.table("problems").collect()
+        self.fields = fields_for(options.format, self.problems.columns)
+        self.schema = arrow_schema(self.fields)
+        if options.format in ("sft", "trl"):
+            self.parts, self.wanted = _wanted_responses(run, self.problems, options)
+        else:
+            self.problems = self.problems.sort("id")
+            self.problems = self.problems.with_columns(_split_column(self.problems["id"], options))
+
+    def chunks(self, split: str) -> Iterator[pa.Table]:
+        """``split``'s rows as Arrow tables of `schema`, in export order."""
+        if self.options.format in ("sft", "trl"):
+            frames = self._responses(split)
+            size = pl.col("text").str.len_bytes() + pl.col("prompt").str.len_bytes()
+        else:
+            frames = iter([self.problems.filter(pl.col("_split") == split)])
+            size = pl.col("problem").str.len_bytes()
+        size = size.fill_null(0) + 64  # and the other fields, about
+        index = 0
+        for chunk in rechunk(frames, size):
+            chunk = chunk.with_columns(pl.lit(split).alias("_split"))
+            chunk = chunk.with_row_index("_index", offset=index)
+            index += chunk.height
+            if self.options.format in ("sft", "trl") and self.options.template is None:
+                parsed = _parse_prompts(chunk["prompt"], self.options.system_prompt)
+                chunk = chunk.join(parsed, on="prompt", maintain_order="left")
+            shaped = select(chunk, self.fields, _expressions(self.options))
+            yield to_arrow(shaped, self.options.format, self.fields)
+
+    def _responses(self, split: str) -> Iterator[pl.DataFrame]:
+        """The selected responses of ``split`` with their problem's columns, ordered by
+        problem, model, sample (DuckDB: the sort spills to disk past its memory limit)."""
+        import duckdb
+
+        wanted = self.wanted.filter(pl.col("_split") == split).drop("_split")
+        if not wanted.height:
+            return
+        columns = [c for c in _PROBLEM_COLUMNS if c in self.problems.columns]
+        problems = self.problems.select(columns)
+        paths = pl.Series([str(p) for p in self.parts], dtype=pl.String)
+        wanted = wanted.with_columns(_file=paths.gather(wanted["_part"]))
+        files = ", ".join(_sql_string(str(p)) for p in self.parts)
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
+            con.execute("SET preserve_insertion_order = false")
+            con.execute("SET threads = 1")  # a sort on more threads needs more memory
+            if self.spill is not None:
+                con.execute(f"SET temp_directory = {_sql_string(str(self.spill))}")
+            con.register("wanted", wanted.to_arrow())
+            con.register("problems", problems.to_arrow())
+            query = f"""
+                SELECT w.problem_id, w.model, w.sample, r.text, r.prompt,
+                       CAST(r.n_tokens AS BIGINT) AS n_tokens, p.* EXCLUDE (id)
+                FROM read_parquet([{files}], filename = true, file_row_number = true,
+                                  union_by_name = true) AS r
+                JOIN wanted AS w ON r.filename = w._file AND r.file_row_number = w._row
+                JOIN problems AS p ON p.id = w.problem_id
+                ORDER BY w.problem_id, w.model, w.sample
+            """
+            for batch in con.sql(query).to_arrow_reader(4096):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield frame
+        finally:
+            con.close()
+
+
+SORT_MEMORY = "1GB"
+"""DuckDB's memory limit for sorting an export's responses (more spills to disk)."""
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _split_column(keys: pl.Series, options: ExportOptions) -> pl.Expr:
@@ -261,8 +340,15 @@ def _expressions(options: ExportOptions) -> dict[str, pl.Expr]:
     return {**common, "prompt": prompt, "completion": assistant}
 
 
-def _response_rows(run: Run, problems: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
-    """The selected responses with their problem's columns, ordered by problem, model, sample."""
+def _wanted_responses(
+    run: Run, problems: pl.DataFrame, options: ExportOptions
+) -> tuple[list[Path], pl.DataFrame]:
+    """The responses parts, and where the responses to export are: part, row, key, split.
+
+    Read from the key columns only (no text): per (problem, model, sample), the response
+    of the run's own settings (`_current`), the first stored where a key was written twice,
+    and of those the ``selected`` ones, or else the correct, finished ones.
+    """
     folder = run.path / RESPONSES_DIR
     parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not parts:
@@ -271,11 +357,17 @@ def _response_rows(run: Run, problems: pl.DataFrame, options: ExportOptions) -> 
             f"{options.format} export is made of responses: run Distill first, or export "
             "rl/verl"
         )
-    scan = pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed")
-    scan = scan.with_columns(pl.col("sample", "n_tokens").cast(pl.Int64))
     keyed = [*_KEYS, "gen_key"]
+    scans = [
+        pl.scan_parquet(p)
+        .select(*keyed, *_SAMPLE_MATCH, "correct")
+        .with_row_index("_row")
+        .with_columns(pl.lit(i, pl.Int64).alias("_part"))
+        for i, p in enumerate(parts)
+    ]
     keys = (
-        scan.select(*keyed, *_SAMPLE_MATCH, "correct")
+        pl.concat(scans, how="diagonal_relaxed")
+        .with_columns(pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64))
         .unique(keyed, keep="first", maintain_order=True)  # as read_responses: first part wins
         .collect()
     )
@@ -298,17 +390,9 @@ def _response_rows(run: Run, problems: pl.DataFrame, options: ExportOptions) -> 
         keys = keys.join(chosen, on=_KEYS, how="semi")
     else:
         keys = keys.filter(pl.col("correct").fill_null(False), pl.col("finish_reason") == "stop")
-    texts = (
-        scan.select(*keyed, "text", "prompt", "n_tokens")
-        .join(keys.lazy().select(keyed), on=keyed, how="semi")
-        .unique(keyed, keep="first", maintain_order=True)
-        .collect()
-    )
-    wanted = [c for c in _PROBLEM_COLUMNS if c in problems.columns]
-    rows = texts.join(problems.select(wanted), left_on="problem_id", right_on="id", how="inner")
-    if options.template is None:
-        rows = rows.join(_parse_prompts(rows["prompt"], options.system_prompt), on="prompt")
-    return rows.sort(_KEYS)
+    keys = keys.join(problems.select(pl.col("id").alias("problem_id")), on="problem_id", how="semi")
+    wanted = keys.select("_part", "_row", *_KEYS)
+    return parts, wanted.with_columns(_split_column(wanted["problem_id"], options))
 
 
 def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
@@ -408,33 +492,54 @@ def previous_export(out: str | Path) -> dict[str, Any] | None:
     return manifest
 
 
-def _write(
-    run: Run, out: Path, options: ExportOptions, tables: dict[str, pa.Table]
-) -> ExportResult:
+def _write(run: Run, out: Path, options: ExportOptions) -> ExportResult:
+    """Rows are validated as they are written into a hidden folder, which replaces
+    ``out/data`` only once every row passed: a bad row leaves ``out`` as it was (a new
+    ``out`` is removed again)."""
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_into(run, out, options)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # empty again: the hidden folder is gone
+        raise
+
+
+def _write_into(run: Run, out: Path, options: ExportOptions) -> ExportResult:
     for stale in out.iterdir():  # left by an export that was killed
         if _ours_stale(stale.name):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = out / f".{DATA_DIR}.tmp-{os.getpid()}"
     tmp.mkdir()
-    total = sum(t.num_rows for t in tables.values())
     splits: dict[str, dict[str, Any]] = {}
     files: dict[str, list[Path]] = {}
     try:
-        for split, table in tables.items():
-            names = []
-            if table.num_rows or not total:
-                shards, row_group = _plan(table, options)
-                for i, (offset, length) in enumerate(shards):
-                    name = f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
-                    _write_shard(table.slice(offset, length), tmp / name, row_group)
-                    names.append(name)
+        spill = tmp / ".spill"
+        rows = _Rows(run, options, spill)
+        writers = {}
+        for split in options.splits:  # rows are validated chunk by chunk, into ``tmp``
+            writers[split] = writer = ShardWriter(
+                tmp,
+                split,
+                rows.schema,
+                shard_rows=options.shard_rows,
+                shard_bytes=options.shard_bytes,
+                row_group_rows=options.row_group_rows,
+            )
+            for table in rows.chunks(split):
+                writer.add(table)
+        shutil.rmtree(spill, ignore_errors=True)
+        total = sum(w.rows for w in writers.values())
+        for split, writer in writers.items():
+            paths = writer.finish(empty_shard=not total)  # no rows at all: keep the schema
             splits[split] = {
-                "rows": table.num_rows,
-                "bytes": sum((tmp / n).stat().st_size for n in names),
-                "files": [f"{DATA_DIR}/{n}" for n in names],
+                "rows": writer.rows,
+                "bytes": sum(p.stat().st_size for p in paths),
+                "files": [f"{DATA_DIR}/{p.name}" for p in paths],
             }
-            files[split] = [out / DATA_DIR / n for n in names]
+            files[split] = [out / DATA_DIR / p.name for p in paths]
         old = out / f".{DATA_DIR}.old-{os.getpid()}"
         if (out / DATA_DIR).exists():
             os.replace(out / DATA_DIR, old)
@@ -442,14 +547,13 @@ def _write(
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    schema = next(iter(tables.values())).schema
     manifest = {
         "export_version": EXPORT_VERSION,
         "format": options.format,
         "curate_version": __version__,
         "rows": total,
         "splits": splits,
-        "features": hub_features(schema),
+        "features": hub_features(rows.schema),
         "run": {
             "path": str(run.path.resolve()),
             "recipe": run.name,
@@ -460,29 +564,4 @@ def _write(
         "options": {k: v for k, v in asdict(options).items() if k != "format"},
     }
     write_json(manifest, out / EXPORT_MANIFEST)
-    return ExportResult(out, options.format, {s: t.num_rows for s, t in tables.items()}, files)
-
-
-def _plan(table: pa.Table, options: ExportOptions) -> tuple[list[tuple[int, int]], int]:
-    """(offset, rows) of each shard, and the rows per row group."""
-    n = table.num_rows
-    per_row = max(1.0, table.nbytes / n) if n else 1.0
-    per_shard = options.shard_rows or max(1, int(options.shard_bytes // per_row))
-    count = max(1, math.ceil(n / per_shard))
-    row_group = options.row_group_rows or max(1, int(ROW_GROUP_BYTES // per_row))
-    return [(i * per_shard, min(per_shard, n - i * per_shard)) for i in range(count)], row_group
-
-
-def _write_shard(table: pa.Table, path: Path, row_group: int) -> None:
-    """One shard: zstd, statistics, no schema metadata (plain for every reader); a table
-    with no rows gets no row group at all (`datasets` cannot read an empty one)."""
-    import pyarrow.parquet as pq
-
-    with open(path, "wb") as f:
-        with pq.ParquetWriter(
-            f, table.schema, compression="zstd", compression_level=3, store_schema=False
-        ) as writer:
-            if table.num_rows:
-                writer.write_table(table, row_group_size=min(row_group, table.num_rows))
-        f.flush()
-        os.fsync(f.fileno())
+    return ExportResult(out, options.format, {s: w.rows for s, w in writers.items()}, files)

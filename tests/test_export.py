@@ -604,3 +604,34 @@ def test_a_bad_row_in_a_later_chunk_leaves_the_previous_export(tmp: Path, monkey
         export_run(run, out, format="verl")
     assert (_shards(out), (out / "export.json").read_bytes()) == before
     assert sorted(p.name for p in out.iterdir()) == ["data", "export.json"]
+
+
+def test_shard_rows_decide_alone_and_a_failed_export_leaves_no_new_folders(
+    big_run: curate.Run, tmp: Path
+) -> None:
+    result = export_run(big_run, tmp / "rows", format="verl", shard_rows=100, shard_bytes=5000)
+    assert [pq.read_metadata(p).num_rows for p in result.files["train"]] == [100] * 10
+    with pytest.raises(RunError, match="run Distill first"):
+        export_run(big_run, tmp / "new" / "deeper" / "out", format="sft")
+    assert not (tmp / "new").exists()
+
+
+def test_a_retried_failed_generation_is_exported_not_its_failure(
+    selected_run: curate.Run, tmp: Path
+) -> None:
+    """The responses cache may hold a key twice: a failed generation and, from a later run,
+    its retry. The export takes the copy that did not fail (as `read_responses` does), even
+    when the failure was stored first."""
+    import shutil
+
+    copy = Path(shutil.copytree(selected_run.path, tmp / "retried"))
+    parts = sorted((copy / "responses").glob("*.parquet"))
+    first = pl.read_parquet(parts[0])
+    failed = first.with_columns(
+        text=pl.lit(""), finish_reason=pl.lit("error"), error=pl.lit("server said 500")
+    )
+    failed.write_parquet(copy / "responses" / "000-failed-first.parquet")  # sorts first
+    want = export_run(selected_run, tmp / "retried-want", format="sft")
+    got = export_run(curate.Run(copy), tmp / "retried-got", format="sft")
+    assert got.rows == want.rows
+    assert pl.read_parquet(got.files["train"]).equals(pl.read_parquet(want.files["train"]))

@@ -233,9 +233,10 @@ class _Rows:
             return
         columns = [c for c in _PROBLEM_COLUMNS if c in self.problems.columns]
         problems = self.problems.select(columns)
-        paths = pl.Series([str(p) for p in self.parts], dtype=pl.String)
+        # absolute: read_parquet reads each path as a pattern ("~x/run" would expand)
+        paths = pl.Series([str(p.resolve()) for p in self.parts], dtype=pl.String)
         wanted = wanted.with_columns(_file=paths.gather(wanted["_part"]))
-        files = ", ".join(_sql_string(str(p)) for p in self.parts)
+        files = ", ".join(_sql_string(p) for p in paths.to_list())
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
@@ -346,8 +347,9 @@ def _wanted_responses(
     """The responses parts, and where the responses to export are: part, row, key, split.
 
     Read from the key columns only (no text): per (problem, model, sample), the response
-    of the run's own settings (`_current`), the first stored where a key was written twice,
-    and of those the ``selected`` ones, or else the correct, finished ones.
+    of the run's own settings (`_current`; where a key was stored twice, the copy
+    `curate.distill.read_responses` keeps), and of those the ``selected`` ones, or else the
+    correct, finished ones.
     """
     folder = run.path / RESPONSES_DIR
     parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
@@ -365,10 +367,17 @@ def _wanted_responses(
         .with_columns(pl.lit(i, pl.Int64).alias("_part"))
         for i, p in enumerate(parts)
     ]
+    failed = pl.col("finish_reason") == "error"
     keys = (
         pl.concat(scans, how="diagonal_relaxed")
         .with_columns(pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64))
-        .unique(keyed, keep="first", maintain_order=True)  # as read_responses: first part wins
+        .with_row_index("_at")
+        # as `curate.distill.read_responses`: a copy that did not fail (a failed generation
+        # tried again), else the first stored
+        .sort(failed, "_at")
+        .unique(keyed, keep="first", maintain_order=True)
+        .sort("_at")
+        .drop("_at")
         .collect()
     )
     keys = _current(keys, problems)
@@ -496,14 +505,14 @@ def _write(run: Run, out: Path, options: ExportOptions) -> ExportResult:
     """Rows are validated as they are written into a hidden folder, which replaces
     ``out/data`` only once every row passed: a bad row leaves ``out`` as it was (a new
     ``out`` is removed again)."""
-    created = not out.exists()
+    created = [d for d in (out, *out.parents) if not d.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
     try:
         return _write_into(run, out, options)
     except BaseException:
-        if created:
+        for folder in created:  # empty again: the hidden folder is gone
             with contextlib.suppress(OSError):
-                out.rmdir()  # empty again: the hidden folder is gone
+                folder.rmdir()
         raise
 
 
@@ -515,10 +524,10 @@ def _write_into(run: Run, out: Path, options: ExportOptions) -> ExportResult:
     tmp.mkdir()
     splits: dict[str, dict[str, Any]] = {}
     files: dict[str, list[Path]] = {}
+    writers: dict[str, ShardWriter] = {}
     try:
         spill = tmp / ".spill"
         rows = _Rows(run, options, spill)
-        writers = {}
         for split in options.splits:  # rows are validated chunk by chunk, into ``tmp``
             writers[split] = writer = ShardWriter(
                 tmp,
@@ -546,6 +555,8 @@ def _write_into(run: Run, out: Path, options: ExportOptions) -> ExportResult:
         os.replace(tmp, out / DATA_DIR)
         shutil.rmtree(old, ignore_errors=True)
     finally:
+        for writer in writers.values():
+            writer.abort()  # a shard still open after an error
         shutil.rmtree(tmp, ignore_errors=True)
     manifest = {
         "export_version": EXPORT_VERSION,

@@ -8,6 +8,7 @@ same rows in the same chunks give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -99,8 +100,11 @@ class ShardWriter:
             piece = table.slice(offset, min(room, table.num_rows - offset))
             self._append(piece, per_row)
             offset += piece.num_rows
-            full = self.shard_rows is not None and self._shard_rows >= self.shard_rows
-            if full or self._shard_bytes + per_row > self.shard_bytes:
+            if self.shard_rows is not None:  # rows decide alone: exactly shard_rows each
+                full = self._shard_rows >= self.shard_rows
+            else:
+                full = self._shard_bytes + per_row > self.shard_bytes
+            if full:
                 self._close_shard()
 
     def finish(self, *, empty_shard: bool = False) -> list[Path]:
@@ -120,6 +124,14 @@ class ShardWriter:
             os.replace(path, name)
             final.append(name)
         return final
+
+    def abort(self) -> None:
+        """Close an open shard without finishing it (its file is left for the caller)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._file.close()
+            self._writer = self._file = None
 
     def _append(self, piece: pa.Table, per_row: float) -> None:
         if self._writer is None:

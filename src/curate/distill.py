@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -62,6 +62,7 @@ _SAMPLE_FIELDS = (
 _POLARS_TYPES = {"string": pl.String, "int32": pl.Int32, "int64": pl.Int64}
 _POLARS_TYPES |= {"double": pl.Float64, "bool": pl.Boolean}
 RESPONSE_SCHEMA = {name: _POLARS_TYPES[str(t)] for name, t, _, _ in RESPONSE_FIELDS}
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def prompt_for(template: str, problem: str) -> str:
@@ -316,14 +317,31 @@ def read_responses(directory: str | Path) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=RESPONSE_SCHEMA)
     table = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
-    keys = ["problem_id", "model", "sample", "gen_key"]
-    failed = (pl.col("finish_reason") == "error").alias("_failed")
+    return one_per_key(table).select(RESPONSE_SCHEMA.keys())
+
+
+RESPONSE_KEYS = ("problem_id", "model", "sample", "gen_key")
+"""What names one stored response (the responses cache's key)."""
+
+
+def one_per_key(responses: FrameT) -> FrameT:
+    """The responses' rule for a key stored more than once (a failed generation tried again,
+    or two runs that raced): the first row that did not fail if there is one, else the
+    first; rows stay in their order. For `read_responses` and the export alike (which reads
+    only the key columns, lazily).
+
+    >>> rows = pl.DataFrame({"problem_id": ["a", "a"], "model": "m", "sample": 0,
+    ...     "gen_key": "k", "finish_reason": ["error", "stop"]})
+    >>> one_per_key(rows)["finish_reason"].to_list()
+    ['stop']
+    """
+    failed = pl.col("finish_reason") == "error"
     return (
-        table.with_row_index("_at")
+        responses.with_row_index("_at")
         .sort(failed, "_at")
-        .unique(keys, keep="first", maintain_order=True)
+        .unique(RESPONSE_KEYS, keep="first", maintain_order=True)
         .sort("_at")
-        .select(RESPONSE_SCHEMA.keys())
+        .drop("_at")
     )
 
 

@@ -49,7 +49,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate._version import __version__
-from curate.distill import DEFAULT_TEMPLATE, RESPONSES_DIR
+from curate.distill import DEFAULT_TEMPLATE, RESPONSE_KEYS, RESPONSES_DIR, one_per_key
 from curate.errors import ConfigError, InputError, RunError
 from curate.export.formats import (
     FORMATS,
@@ -359,36 +359,21 @@ def _wanted_responses(
             f"{options.format} export is made of responses: run Distill first, or export "
             "rl/verl"
         )
-    keyed = [*_KEYS, "gen_key"]
     scans = [
         pl.scan_parquet(p)
-        .select(*keyed, *_SAMPLE_MATCH, "correct")
+        .select(*RESPONSE_KEYS, *_SAMPLE_MATCH, "correct")
         .with_row_index("_row")
         .with_columns(pl.lit(i, pl.Int64).alias("_part"))
         for i, p in enumerate(parts)
     ]
-    failed = pl.col("finish_reason") == "error"
-    keys = (
-        pl.concat(scans, how="diagonal_relaxed")
-        .with_columns(pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64))
-        .with_row_index("_at")
-        # as `curate.distill.read_responses`: a copy that did not fail (a failed generation
-        # tried again), else the first stored
-        .sort(failed, "_at")
-        .unique(keyed, keep="first", maintain_order=True)
-        .sort("_at")
-        .drop("_at")
-        .collect()
-    )
+    keys = one_per_key(
+        pl.concat(scans, how="diagonal_relaxed").with_columns(
+            pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64)
+        )
+    ).collect()
     keys = _current(keys, problems)
     if "selected" in problems.columns:
-        chosen = (
-            problems.select(pl.col("id").alias("problem_id"), "selected")
-            .explode("selected")
-            .drop_nulls("selected")
-            .unnest("selected")
-            .with_columns(pl.col("sample").cast(pl.Int64))
-        )
+        chosen = _per_sample(problems, "selected")
         missing = chosen.join(keys, on=_KEYS, how="anti")
         if missing.height:
             raise RunError(
@@ -404,6 +389,18 @@ def _wanted_responses(
     return parts, wanted.with_columns(_split_column(wanted["problem_id"], options))
 
 
+def _per_sample(problems: pl.DataFrame, column: str) -> pl.DataFrame:
+    """One row per entry of the problems' list-of-structs ``column`` (``samples``,
+    ``selected``): its fields, under the problem's id as ``problem_id``."""
+    return (
+        problems.select(pl.col("id").alias("problem_id"), column)
+        .explode(column)
+        .drop_nulls(column)
+        .unnest(column)
+        .with_columns(pl.col("sample").cast(pl.Int64))
+    )
+
+
 def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
     """One response per (problem, model, sample): the ones the run's ``samples`` describe.
 
@@ -414,12 +411,9 @@ def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
     """
     if "samples" in problems.columns:
         described = (
-            problems.select(pl.col("id").alias("problem_id"), "samples")
-            .explode("samples")
-            .drop_nulls("samples")
-            .unnest("samples")
+            _per_sample(problems, "samples")
             .select(*_KEYS, *_SAMPLE_MATCH)
-            .with_columns(pl.col("sample", "n_tokens").cast(pl.Int64))
+            .with_columns(pl.col("n_tokens").cast(pl.Int64))
         )
         keys = keys.join(described.select(_KEYS).unique(), on=_KEYS, how="semi")
         votes = (
@@ -430,7 +424,7 @@ def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
             .unique("model", keep="first", maintain_order=True)
         )
         keys = keys.join(votes.select("model", "gen_key"), on=["model", "gen_key"], how="semi")
-    return keys.sort([*_KEYS, "gen_key"]).unique(_KEYS, keep="first", maintain_order=True)
+    return keys.sort(RESPONSE_KEYS).unique(_KEYS, keep="first", maintain_order=True)
 
 
 def _parse_prompts(prompts: pl.Series, system: str | None) -> pl.DataFrame:

@@ -82,7 +82,6 @@ class ShardWriter:
         self._shard_bytes = 0.0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._pending_bytes = 0.0
 
     def add(self, table: pa.Table) -> None:
         """Append ``table``'s rows (of ``schema``) after the rows already added."""
@@ -144,7 +143,6 @@ class ShardWriter:
         self._shard_bytes += piece.num_rows * per_row
         self._pending.append(piece)
         self._pending_rows += piece.num_rows
-        self._pending_bytes += piece.num_rows * per_row
         group = self._group_rows(per_row)
         while self._pending_rows >= group:
             self._flush(group)
@@ -160,10 +158,8 @@ class ShardWriter:
         rows = min(rows or table.num_rows, table.num_rows)
         self._writer.write_table(table.slice(0, rows), row_group_size=rows)
         rest = table.slice(rows)
-        per_row = self._pending_bytes / self._pending_rows
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
-        self._pending_bytes = rest.num_rows * per_row
 
     def _close_shard(self) -> None:
         if self._writer is None:

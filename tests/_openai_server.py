@@ -84,19 +84,21 @@ class FakeOpenAI:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             status, headers, payload = self._reply(h.path, body, dict(h.headers.items()))
-            try:
-                h.send_response(status)
-                for k, v in headers.items():
-                    h.send_header(k, v)
-                h.send_header("content-length", str(len(payload)))
-                h.end_headers()
-                h.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout)
         finally:
+            # Counted out before the reply is sent: once the client has the reply it may
+            # send its next request, whose thread must not find this one still counted.
             with self._lock:
                 self.in_flight -= 1
                 seen.end = time.monotonic()
+        try:
+            h.send_response(status)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.send_header("content-length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout)
 
     def _reply(
         self, path: str, body: dict[str, Any], headers: dict[str, str]

@@ -496,8 +496,8 @@ def shingles(
 
     Words are `math_tokens`; characters are those of the tokens joined by single spaces. A
     text with fewer than ``n`` of them has one shingle of all of them; an empty or null
-    text has none. ``numbers`` hashes each text's number tokens in order, so that a problem
-    with its numbers changed can be told apart however similar its words are (`numbers`).
+    text has none. ``numbers`` hashes each text's `numbers` (`number_keys`), so that a problem
+    with its numbers changed can be told apart however similar its words are.
 
     >>> s = shingles(["Find $x$ if $2x = 6$.", "find x if 2x=6", None], n=3)
     >>> s.offsets.tolist(), s.hashes[0:5].tolist() == s.hashes[5:10].tolist()
@@ -507,8 +507,7 @@ def shingles(
     """
     if not 1 <= n <= MAX_GRAM:
         raise ValueError(f"shingle size n={n}: expected 1 to {MAX_GRAM}")
-    series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
-    tok = _tokens(series.cast(pl.String).fill_null(""), spans=kind == "char")
+    tok = _tokens(text_series(texts).fill_null(""), spans=kind == "char")
     if kind == "word":
         grams, offsets = _grams(tok.hashes, tok.offsets, n)
         return Shingles(grams, offsets, tok.numbers)
@@ -541,5 +540,11 @@ def number_keys(texts: Sequence[str | None] | pl.Series) -> np.ndarray:
     >>> bool(k[0] == k[1]), k[2], number_keys(["Find x if 2x = 6 and y = 1."])[0] == k[0]
     (True, np.uint64(0), np.False_)
     """
-    series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
-    return _tokens(series.cast(pl.String).fill_null("")).numbers
+    return _tokens(text_series(texts).fill_null("")).numbers
+
+
+def text_series(texts: Sequence[str | None] | pl.Series) -> pl.Series:
+    """``texts`` as a Polars String series (nulls kept), the input of the vectorized paths."""
+    return (
+        texts.cast(pl.String) if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    )

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from curate.hashing import constants, fmix64
-from curate.shingles import shingles
+from curate.shingles import shingles, text_series
 
 Sketch = Literal["oph", "classic"]
 
@@ -194,7 +194,7 @@ def signatures(
     >>> s.empty.tolist()
     [False, False, False, True]
     """
-    series = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    series = text_series(texts)
     make = oph if sketch == "oph" else classic
 
     # batches of at most BATCH texts, as many per thread (10K texts on 2 threads: 2 x 5,000,

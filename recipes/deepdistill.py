@@ -39,9 +39,9 @@ ENGINE = os.environ.get("CURATE_ENGINE", "hf" if TOY else "vllm")
 
 def generator(name: str) -> curate.Generator:
     if name.startswith("toy-"):
-        from curate.toy import toy_model
+        from curate.toy import STEPS, toy_model
 
-        path = str(toy_model(steps=TOY_STEPS.get(name, 600)))
+        path = str(toy_model(steps=TOY_STEPS.get(name, STEPS)))
     else:
         path = name
     label = name.rsplit("/", 1)[-1]

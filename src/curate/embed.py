@@ -31,8 +31,8 @@ import hashlib
 import importlib
 import os
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from curate._progress import progress_bar
+from curate._torch import torch_threads
 from curate.errors import ConfigError, MissingExtraError
 from curate.io import write_parquet
 
@@ -128,17 +129,10 @@ def _load(path: str, device: str | None) -> Any:
     return st.SentenceTransformer(path, device=device, local_files_only=True)
 
 
-@contextmanager
-def _all_cores() -> Iterator[None]:
+def _all_cores() -> AbstractContextManager[None]:
     """torch uses every core this process may run on while encoding, then goes back."""
-    torch = importlib.import_module("torch")
-    before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores or 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(max(1, cores or 1))
 
 
 class EmbeddingCache:

@@ -52,6 +52,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from curate._torch import torch_threads
 from curate.errors import ConfigError, MissingExtraError
 
 TOY_VERSION = "2"
@@ -340,12 +341,10 @@ def _train(out: Path, *, steps: int, seed: int) -> dict[str, Any]:
         vocab_size=len(tok), bos_token_id=pad, eos_token_id=eos, pad_token_id=pad, **ARCH
     )
     config._attn_implementation = "eager"  # faster than SDPA at this size, same maths
-    threads = torch.get_num_threads()
     # matrices this small gain little from threads, and lose a lot when the cores are shared
     # (pytest -n 2 on two cores): one thread per two cores, at most four
-    torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
     start = time.perf_counter()
-    try:
+    with torch_threads(max(1, min(4, (os.cpu_count() or 1) // 2))):
         torch.manual_seed(seed)
         model: Any = Qwen2ForCausalLM(config)  # type: ignore[no-untyped-call]
         model.train()
@@ -380,8 +379,6 @@ def _train(out: Path, *, steps: int, seed: int) -> dict[str, Any]:
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(loss)
-    finally:
-        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     model.eval()
     model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]

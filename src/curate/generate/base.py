@@ -86,6 +86,15 @@ class Request:
         if not (isinstance(self.n, int) and self.n >= 1):
             raise ConfigError(f"Request(n={self.n}): expected an integer >= 1")
 
+    def sample_seed(self, j: int) -> int | None:
+        """The seed of sample ``j``, the same in every backend: ``derive_seed(seed, j)``, or
+        None when the request has no seed.
+
+        >>> Request("p", seed=7).sample_seed(1) == derive_seed(7, 1), Request("p").sample_seed(0)
+        (True, None)
+        """
+        return None if self.seed is None else derive_seed(self.seed, j)
+
 
 @dataclass(frozen=True)
 class Completion:

@@ -18,16 +18,16 @@ without a seed gets a fresh random one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from curate._torch import torch_threads
 from curate.errors import ConfigError, MissingExtraError
-from curate.generate.base import Completion, Prompt, Request, Sampling, as_messages, derive_seed
+from curate.generate.base import Completion, Prompt, Request, Sampling, as_messages
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")
@@ -86,6 +86,41 @@ def model_identity(model_path: str, revision: str | None = None) -> dict[str, An
     return {"model_path": model_path, "revision": revision, "weights": None}
 
 
+def encode_prompt(
+    tokenizer: Any,
+    prompt: Prompt,
+    *,
+    chat_template: bool,
+    model: str,
+    template: str | None = None,
+    template_hint: str = "",
+) -> list[int]:
+    """The token ids of ``prompt``, rendered as both local backends render it (HF and vLLM).
+
+    A string is encoded with the tokenizer's special tokens. Messages go through the chat
+    template (``template``, else the tokenizer's own) with the generation prompt, or, with
+    ``chat_template=False``, are joined by blank lines as plain text. Without a template,
+    a `ConfigError` names ``model`` and the ways out (``template_hint``: another one).
+    """
+    if isinstance(prompt, str):
+        return list(tokenizer.encode(prompt, add_special_tokens=True))
+    messages = as_messages(prompt)
+    if not chat_template:
+        return list(tokenizer.encode("\n\n".join(m["content"] for m in messages)))
+    if template is None and getattr(tokenizer, "chat_template", None) is None:
+        raise ConfigError(
+            f"{model!r} has no chat template: pass chat_template=False (to join the messages "
+            f"as plain text){template_hint} or string prompts"
+        )
+    text = tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    if not isinstance(text, str):  # tokenizers that only render to ids (mistral)
+        return [int(t) for t in text]
+    # the template writes any BOS itself: no second one
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
 @dataclass(frozen=True)
 class _Engine:
     model: Any
@@ -133,10 +168,10 @@ class HFGenerator:
             raise ConfigError(
                 f"HFGenerator(batch_size={self.batch_size}): expected a positive integer"
             )
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        if self.dtype not in get_args(Dtype):
             raise ConfigError(
                 f"HFGenerator(dtype={self.dtype!r}): expected one of "
-                "'auto', 'float32', 'bfloat16', 'float16'"
+                + ", ".join(map(repr, get_args(Dtype)))
             )
         object.__setattr__(self, "model_path", str(self.model_path))
 
@@ -202,22 +237,9 @@ class HFGenerator:
         return _Engine(model, tokenizer, torch.device(device), frozenset(eos_set), pad, context)
 
     def _encode(self, engine: _Engine, prompt: Prompt) -> list[int]:
-        tok = engine.tokenizer
-        if isinstance(prompt, str):
-            ids: list[int] = tok(prompt, add_special_tokens=True)["input_ids"]
-        else:
-            messages = as_messages(prompt)
-            if not self.chat_template:
-                ids = tok("\n\n".join(m["content"] for m in messages))["input_ids"]
-            elif tok.chat_template is None:
-                raise ConfigError(
-                    f"{self.model_path!r} has no chat template: pass chat_template=False "
-                    "(to join the messages as plain text) or string prompts"
-                )
-            else:
-                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                # the template writes any BOS itself: no second one
-                ids = tok(text, add_special_tokens=False)["input_ids"]
+        ids = encode_prompt(
+            engine.tokenizer, prompt, chat_template=self.chat_template, model=self.model_path
+        )
         if engine.context is not None and len(ids) >= engine.context:
             raise ValueError(
                 f"prompt of {len(ids)} tokens does not fit the model's context of "
@@ -248,12 +270,11 @@ class HFGenerator:
                 out[i] = [Completion.failed(f"{type(e).__name__}: {e}")] * r.n
         rows = []
         for i in prompts:
-            seed = requests[i].seed
             for j in range(requests[i].n):
-                s = derive_seed(seed, j) if seed is not None else random.getrandbits(31)
-                rows.append((i, j, s))
+                s = requests[i].sample_seed(j)
+                rows.append((i, j, random.getrandbits(31) if s is None else s))
         rows.sort(key=lambda row: (len(prompts[row[0]]), row[0], row[1]))
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             for k in range(0, len(rows), self.batch_size):
                 batch = rows[k : k + self.batch_size]
                 try:
@@ -270,22 +291,6 @@ class HFGenerator:
         return [
             [c if c is not None else Completion.failed("not generated") for c in o] for o in out
         ]
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` for the block (None: unchanged)."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(

@@ -67,7 +67,6 @@ from curate.generate.base import (
     Request,
     Sampling,
     as_messages,
-    derive_seed,
 )
 
 if TYPE_CHECKING:
@@ -287,9 +286,7 @@ class _Call:
             ] * request.n
         if not self.gen.split_n:
             return await self.post(self.body(request, sampling, request.n, request.seed), request.n)
-        seeds = [
-            None if request.seed is None else derive_seed(request.seed, i) for i in range(request.n)
-        ]
+        seeds = [request.sample_seed(i) for i in range(request.n)]
         samples = await asyncio.gather(
             *(self.post(self.body(request, sampling, 1, s), 1) for s in seeds)
         )

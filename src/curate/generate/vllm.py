@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import ConfigError, MissingExtraError
-from curate.generate.base import Completion, Prompt, Request, Sampling, as_messages, derive_seed
-from curate.generate.hf import model_identity
+from curate.generate.base import Completion, Prompt, Request, Sampling
+from curate.generate.hf import encode_prompt, model_identity
 
 _FIELDS = frozenset(
     {
@@ -165,7 +165,6 @@ class VLLMGenerator:
         if "_identity" not in self.__dict__:
             revision = self.options.get("revision")  # an engine option for vLLM
             object.__setattr__(self, "_identity", model_identity(self.model_path, revision))
-        pairs: tuple[tuple[str, Any], ...] = self.engine_options  # type: ignore[assignment]
         return {
             "backend": "vllm",
             "class": type(self).__name__,
@@ -173,7 +172,7 @@ class VLLMGenerator:
             "dtype": self.dtype,
             "max_model_len": self.max_model_len,
             "chat_template": self.chat_template,
-            "engine_options": {k: _thaw(v) for k, v in pairs if k not in _RESOURCE_OPTIONS},
+            "engine_options": {k: v for k, v in self.options.items() if k not in _RESOURCE_OPTIONS},
         }
 
     def __getstate__(self) -> dict[str, Any]:
@@ -303,8 +302,7 @@ class VLLMGenerator:
             else:
                 prompt = {"prompt_token_ids": ids}
                 for j in range(request.n):
-                    seed = None if request.seed is None else derive_seed(request.seed, j)
-                    jobs.append((i, prompt, params(seed)))
+                    jobs.append((i, prompt, params(request.sample_seed(j))))
         got: dict[int, list[Completion]] = {}
         for (i, _, _), completions in zip(jobs, self._run(llm, jobs), strict=True):
             got.setdefault(i, []).extend(completions)
@@ -318,26 +316,14 @@ class VLLMGenerator:
 
     def _encode(self, llm: Any, prompt: Prompt) -> list[int]:
         """The prompt's token ids, rendered as ``LLM.generate``/``LLM.chat`` would."""
-        tok = llm.get_tokenizer()
-        if isinstance(prompt, str):
-            return list(tok.encode(prompt, add_special_tokens=True))
-        messages = as_messages(prompt)
-        if not self.chat_template:
-            return list(tok.encode("\n\n".join(m["content"] for m in messages)))
-        template = llm.chat_template  # engine_options' chat_template, loaded by vLLM
-        if template is None and getattr(tok, "chat_template", None) is None:
-            raise ConfigError(
-                f"{self.model_path!r} has no chat template: pass chat_template=False (to join "
-                "the messages as plain text), engine_options={'chat_template': ...} or string "
-                "prompts"
-            )
-        text = tok.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=True
+        return encode_prompt(
+            llm.get_tokenizer(),
+            prompt,
+            chat_template=self.chat_template,
+            model=self.model_path,
+            template=llm.chat_template,  # engine_options' chat_template, loaded by vLLM
+            template_hint=", engine_options={'chat_template': ...}",
         )
-        if not isinstance(text, str):  # tokenizers that only render to ids (mistral)
-            return [int(t) for t in text]
-        # the template writes any BOS itself: no second one
-        return list(tok.encode(text, add_special_tokens=False))
 
     def _run(self, llm: Any, jobs: list[tuple[int, dict[str, Any], Any]]) -> list[list[Completion]]:
         """Completions of every job, from one engine call; if that call raises, one call

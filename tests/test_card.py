@@ -8,7 +8,6 @@ an inference engine, copied from test_distill.py) so that grading has something 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,6 @@ import curate
 from curate.errors import ConfigError, RunError
 from curate.export.card import code_block, header, md_escape, write_card
 from curate.export.shards import export_run
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 HOSTILE = "a|b # c: \"q\" 's' `tick` <b>x</b> $x$ *y* [l](u) \\ {z}\n---\n# heading\n| x |"
 PLOT_FILE = re.compile(r"!\[[^\]]*\]\((plots/[a-z_]+\.png)\)")

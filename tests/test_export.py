@@ -8,7 +8,6 @@ double of an inference engine: what is under test is the export of what it wrote
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +26,6 @@ from curate.export import FORMATS, export_run, json_schema, split_draw
 from curate.export.formats import FIELDS, MESSAGES, arrow_schema, fields_for, hub_features
 from curate.generate import Sampling
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 datasets = pytest.importorskip("datasets")
 jsonschema = pytest.importorskip("jsonschema")
 

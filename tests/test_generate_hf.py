@@ -3,7 +3,6 @@ failures."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,20 +10,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("transformers")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Request, Sampling
 from curate.generate.hf import HFGenerator, weights_fingerprint
 from curate.toy import toy_model
-
-STEPS = 300  # the answer format is learnt well before; tests/test_toy.py shares this model
-
-
-@pytest.fixture(scope="module")
-def toy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # the same path as tests/test_toy.py: trained once per session (per xdist worker)
-    return toy_model(tmp_path_factory.getbasetemp() / f"toy-{STEPS}", steps=STEPS)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,8 +14,6 @@ import pytest
 from curate.errors import ConfigError
 from curate.toy import toy_model, toy_problems
 from curate.verify import check_response
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def test_problems_are_deterministic_and_right() -> None:
@@ -105,20 +102,17 @@ def test_tokenizer_and_template(tmp_path: Path) -> None:
     )
 
 
-def test_trained_model_solves_some_problems(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_trained_model_solves_some_problems(toy_dir: Path) -> None:
     """Sampled at temperature 0.6, a toy model trained for 300 steps (20 s) is right on some
     problems and wrong on others, and on easy problems more often than on hard ones."""
-    pytest.importorskip("transformers")
     from curate.generate.base import Request, Sampling
     from curate.generate.hf import HFGenerator
 
-    # the same path as tests/test_generate_hf.py: trained once per session
-    path = toy_model(tmp_path_factory.getbasetemp() / "toy-300", steps=300)
     rows = toy_problems(90, seed=11)
     requests = [
         Request([{"role": "user", "content": r["problem"]}], seed=i) for i, r in enumerate(rows)
     ]
-    g = HFGenerator(str(path), batch_size=32, threads=1)
+    g = HFGenerator(str(toy_dir), batch_size=32, threads=1)
     out = g.generate(requests, Sampling(temperature=0.6, max_tokens=40))
     by_level: dict[str, list[bool]] = defaultdict(list)
     for r, (c,) in zip(rows, out, strict=True):

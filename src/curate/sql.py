@@ -17,15 +17,20 @@ import polars as pl
 from curate.errors import CurateError
 
 
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+def sql_string(value: str | Path) -> str:
+    """``value`` as a SQL string literal: quoted, with any quote inside doubled.
+
+    >>> sql_string("it's")
+    "'it''s'"
+    """
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def connect(tables: Mapping[str, Sequence[Path]]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table."""
     con = duckdb.connect(":memory:")
     for name, paths in tables.items():
-        files = "[" + ", ".join(_literal(p) for p in paths) + "]"
+        files = "[" + ", ".join(sql_string(p) for p in paths) + "]"
         quoted = '"' + name.replace('"', '""') + '"'
         if not paths:
             continue

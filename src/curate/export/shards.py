@@ -193,11 +193,13 @@ class _Rows:
     """
 
     def __init__(self, run: Run, options: ExportOptions, spill: Path | None = None) -> None:
-        self.run, self.options, self.spill = run, options, spill
+        self.options, self.spill = options, spill
         self.problems = run.table("problems").collect()
         self.fields = fields_for(options.format, self.problems.columns)
         self.schema = arrow_schema(self.fields)
-        if options.format in ("sft", "trl"):
+        self.expressions = _expressions(options)
+        self.responses = options.format in ("sft", "trl")  # else one row per problem
+        if self.responses:
             self.parts, self.wanted = _wanted_responses(run, self.problems, options)
         else:
             self.problems = self.problems.sort("id")
@@ -205,7 +207,7 @@ class _Rows:
 
     def chunks(self, split: str) -> Iterator[pa.Table]:
         """``split``'s rows as Arrow tables of `schema`, in export order."""
-        if self.options.format in ("sft", "trl"):
+        if self.responses:
             frames = self._responses(split)
             size = pl.col("text").str.len_bytes() + pl.col("prompt").str.len_bytes()
         else:
@@ -217,16 +219,18 @@ class _Rows:
             chunk = chunk.with_columns(pl.lit(split).alias("_split"))
             chunk = chunk.with_row_index("_index", offset=index)
             index += chunk.height
-            if self.options.format in ("sft", "trl") and self.options.template is None:
+            if self.responses and self.options.template is None:
                 parsed = _parse_prompts(chunk["prompt"], self.options.system_prompt)
                 chunk = chunk.join(parsed, on="prompt", maintain_order="left")
-            shaped = select(chunk, self.fields, _expressions(self.options))
+            shaped = select(chunk, self.fields, self.expressions)
             yield to_arrow(shaped, self.options.format, self.fields)
 
     def _responses(self, split: str) -> Iterator[pl.DataFrame]:
         """The selected responses of ``split`` with their problem's columns, ordered by
         problem, model, sample (DuckDB: the sort spills to disk past its memory limit)."""
         import duckdb
+
+        from curate.sql import sql_string  # imports duckdb: not before it is needed
 
         wanted = self.wanted.filter(pl.col("_split") == split).drop("_split")
         if not wanted.height:
@@ -236,14 +240,14 @@ class _Rows:
         # absolute: read_parquet reads each path as a pattern ("~x/run" would expand)
         paths = pl.Series([str(p.resolve()) for p in self.parts], dtype=pl.String)
         wanted = wanted.with_columns(_file=paths.gather(wanted["_part"]))
-        files = ", ".join(_sql_string(p) for p in paths.to_list())
+        files = ", ".join(sql_string(p) for p in paths.to_list())
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
             con.execute("SET preserve_insertion_order = false")
             con.execute("SET threads = 1")  # a sort on more threads needs more memory
             if self.spill is not None:
-                con.execute(f"SET temp_directory = {_sql_string(str(self.spill))}")
+                con.execute(f"SET temp_directory = {sql_string(self.spill)}")
             con.register("wanted", wanted.to_arrow())
             con.register("problems", problems.to_arrow())
             query = f"""
@@ -265,10 +269,6 @@ class _Rows:
 
 SORT_MEMORY = "1GB"
 """DuckDB's memory limit for sorting an export's responses (more spills to disk)."""
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _split_column(keys: pl.Series, options: ExportOptions) -> pl.Expr:

@@ -111,11 +111,8 @@ class ShardWriter:
         with no rows gets no file, or one zero-row shard with ``empty_shard``."""
         self._close_shard()
         if not self._paths and empty_shard:
-            path = self.folder / f".{self.split}-00000.part"
-            with open(path, "wb") as f:
-                pq.ParquetWriter(f, self.schema, **_PARQUET).close()
-                _sync(f)
-            self._paths.append(path)
+            self._open()
+            self._close_shard()
         count = len(self._paths)
         final = []
         for i, path in enumerate(self._paths):
@@ -132,12 +129,16 @@ class ShardWriter:
             self._file.close()
             self._writer = self._file = None
 
+    def _open(self) -> None:
+        """Start the next shard: a hidden ``.part`` file, renamed by `finish`."""
+        path = self.folder / f".{self.split}-{len(self._paths):05d}.part"
+        self._file = open(path, "wb")  # noqa: SIM115 (closed in _close_shard)
+        self._writer = pq.ParquetWriter(self._file, self.schema, **_PARQUET)
+        self._paths.append(path)
+
     def _append(self, piece: pa.Table, per_row: float) -> None:
         if self._writer is None:
-            path = self.folder / f".{self.split}-{len(self._paths):05d}.part"
-            self._file = open(path, "wb")  # noqa: SIM115 (closed in _close_shard)
-            self._writer = pq.ParquetWriter(self._file, self.schema, **_PARQUET)
-            self._paths.append(path)
+            self._open()
         self.rows += piece.num_rows
         self._shard_rows += piece.num_rows
         self._shard_bytes += piece.num_rows * per_row

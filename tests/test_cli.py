@@ -94,11 +94,29 @@ def test_run_recipe_file(gsm8k: Path, tmp_path: Path) -> None:
 
 def test_verify_single(tmp_path: Path) -> None:
     result = runner.invoke(app, ["verify", r"\frac{1}{2}", "0.5"])
-    assert result.exit_code == 0 and result.output.strip() == "equivalent"
+    assert result.exit_code == 0 and result.stdout.strip() == "equivalent (numeric)"
     result = runner.invoke(app, ["verify", "3", "4"])
-    assert result.exit_code == 1 and result.output.strip() == "different"
+    assert result.exit_code == 1 and result.stdout.startswith("different")
     result = runner.invoke(app, ["verify", "3"])
     assert result.exit_code == 2
+    # a whole response: the answers read are shown
+    result = runner.invoke(app, ["verify", "7", "<think>hm</think> So the answer is $7$."])
+    assert result.exit_code == 0 and "pred: 7" in result.output
+    # could not decide: exit 2, and the status says why
+    result = runner.invoke(app, ["verify", "7", "<think>3 + 4 = 7, so"])
+    assert result.exit_code == 2 and result.stdout.startswith("no_answer")
+    result = runner.invoke(app, ["verify", r"\frac{1}{", "0.5", "--json"])
+    verdict = json.loads(result.stdout)
+    assert result.exit_code == 2 and verdict["status"] == "gold_unparseable", verdict
+    # options
+    result = runner.invoke(app, ["verify", "3.14159", r"\pi"])
+    assert result.exit_code == 1
+    result = runner.invoke(app, ["verify", "3.14159", r"\pi", "--rel-tol", "1e-5"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["verify", r"50\%", "50", "--percent", "value"])
+    assert result.exit_code == 1
+    result = runner.invoke(app, ["verify", "1", "1", "--percent", "nonsense"])
+    assert result.exit_code == 2 and "percent" in result.output
 
 
 def test_verify_pairs(tmp_path: Path) -> None:
@@ -106,27 +124,44 @@ def test_verify_pairs(tmp_path: Path) -> None:
     pairs.write_text(
         '{"gold": "\\\\frac{1}{2}", "pred": "0.5"}\n{"gold": 3, "pred": "4"}\n\n'
         '{"gold": "x+1", "pred": "1+x"}\n'
+        '{"gold": "1"}\nnot json\n[1, 2]\n{"gold": "1", "pred": ["a"]}\n'
+        '{"gold": "7", "pred": "The answer is 7.<|im_end|>"}\n'
     )
     result = runner.invoke(app, ["verify", "--pairs", str(pairs)])
     assert result.exit_code == 0, result.output
-    verdicts = [json.loads(line) for line in result.output.splitlines()]
-    assert [v["equivalent"] for v in verdicts] == [True, False, True]
-    assert [v["reason"] for v in verdicts] == ["numeric", "different", "symbolic"]
-    pairs.write_text('{"gold": "1", "pred": "1"}\n{"gold": "1"}\n')
-    result = runner.invoke(app, ["verify", "--pairs", str(pairs)])
-    assert result.exit_code == 2 and "line 2" in result.output and "pred" in result.output
-    pairs.write_text('{"gold": "1", "pred": "1"}\nnot json\n')
-    result = runner.invoke(app, ["verify", "--pairs", str(pairs)])
-    assert result.exit_code == 2 and "line 2" in result.output
+    verdicts = [json.loads(line) for line in result.stdout.splitlines()]
+    # one verdict per line, in order, the malformed ones included
+    assert [v["line"] for v in verdicts] == list(range(1, 10))
+    assert [v["status"] for v in verdicts] == [
+        "equivalent",
+        "different",
+        "error",
+        "equivalent",
+        "error",
+        "error",
+        "error",
+        "error",
+        "equivalent",
+    ]
+    assert [v["reason"] for v in verdicts[:4]] == ["numeric", "numeric", "bad_input", "symbolic"]
+    assert "line 5" in verdicts[4]["detail"] and "'pred': missing" in verdicts[4]["detail"]
+    assert "not valid JSON" in verdicts[5]["detail"] and "line 6" in verdicts[5]["detail"]
+    assert "expected a string or number, got list" in verdicts[7]["detail"]
+    assert verdicts[8]["pred"] == "7"
+    assert "equivalent: 3" in result.stderr and "error: 5" in result.stderr
+    missing = runner.invoke(app, ["verify", "--pairs", str(tmp_path / "missing.jsonl")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
 
 
 def test_console_script_exit_codes() -> None:
     exe = Path(sys.executable).with_name("curate")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "curate.cli"]
     done = subprocess.run([*cmd, "verify", "2", "2.0"], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "equivalent"
+    assert done.returncode == 0 and done.stdout.strip() == "equivalent (numeric)"
     done = subprocess.run([*cmd, "verify", "2", "3"], capture_output=True, text=True)
-    assert done.returncode == 1 and done.stdout.strip() == "different"
+    assert done.returncode == 1 and done.stdout.strip() == "different (numeric)"
+    done = subprocess.run([*cmd, "verify", "2", "I give up."], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout.startswith("no_answer")
 
 
 def test_export_report_and_publish_dry_run(gsm8k: Path, tmp_path: Path) -> None:

@@ -90,6 +90,35 @@ def test_rerun_generates_only_missing_keys(tmp_path: Path) -> None:
     assert gen.calls == [4]
 
 
+def test_a_new_grader_regrades_stored_responses_without_generating(tmp_path: Path) -> None:
+    rows = problems_frame(PROBLEMS)
+    gen = Scripted(skill=1.0)
+    apply_stage(Distill(gen, n=2), rows, ctx_for(tmp_path))
+    before = read_responses(tmp_path / "responses").sort("problem_id", "sample")
+    assert before["correct"].all() and before["grader"].n_unique() == 1
+    # another grader: the whole text read by its last number only (the thinking included)
+    strict = curate.VerifyOptions(think="ignore", rules=("last",))
+    ctx = ctx_for(tmp_path)
+    kept, _ = apply_stage(Distill(gen, n=2, grading=strict), rows, ctx)
+    assert gen.calls == [8]  # nothing generated again
+    assert ctx.stats["regraded"] == 8 and ctx.stats["scripted"]["cached"] == 8
+    after = read_responses(tmp_path / "responses").sort("problem_id", "sample")
+    assert after["text"].to_list() == before["text"].to_list()
+    assert after["grader"].n_unique() == 1 and after["grader"][0] != before["grader"][0]
+    assert kept["samples"][0][0]["extracted_answer"] == after["extracted_answer"][0]
+    # the same grader again: nothing to re-grade
+    ctx = ctx_for(tmp_path)
+    apply_stage(Distill(gen, n=2, grading=strict), rows, ctx)
+    assert "regraded" not in ctx.stats and gen.calls == [8]
+    # parts written before graders were recorded (no grader column) are re-graded too
+    for part in (tmp_path / "responses").glob("*.parquet"):
+        pl.read_parquet(part).drop("grader", "verdict_detail").write_parquet(part)
+    ctx = ctx_for(tmp_path)
+    apply_stage(Distill(gen, n=2), rows, ctx)
+    assert ctx.stats["regraded"] == 8
+    assert read_responses(tmp_path / "responses")["correct"].all()
+
+
 def test_failed_generations_are_tried_again(tmp_path: Path) -> None:
     rows = problems_frame([("FAIL 1 + 1", "2"), ("What is 1 + 1?", "2")])
     gen = Scripted()

@@ -27,7 +27,7 @@ from curate.hashing import gram_hash
 from curate.run import apply_stage
 from curate.shingles import math_tokens, number_keys, numbers, shingles, token_hash
 from curate.stage import StageContext
-from curate.verify import normalize_answer
+from curate.verification import normalize_answer
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 

@@ -13,7 +13,7 @@ import pytest
 
 from curate.errors import ConfigError
 from curate.toy import toy_model, toy_problems
-from curate.verify import check_response
+from curate.verification import verify
 
 
 def test_problems_are_deterministic_and_right() -> None:
@@ -29,7 +29,7 @@ def test_problems_are_deterministic_and_right() -> None:
         a, op, b = int(m[1]), m[2], int(m[3])
         assert len(str(max(a, b))) == int(r["level"])
         assert int(r["answer"]) == (a + b if op == "+" else a - b) >= 0
-        assert check_response(r["answer"], r["solution"]).equivalent
+        assert verify(r["answer"], r["solution"]).equivalent
         assert r["solution"].startswith("<think>")
 
 
@@ -116,9 +116,7 @@ def test_trained_model_solves_some_problems(toy_dir: Path) -> None:
     out = g.generate(requests, Sampling(temperature=0.6, max_tokens=40))
     by_level: dict[str, list[bool]] = defaultdict(list)
     for r, (c,) in zip(rows, out, strict=True):
-        by_level[r["level"]].append(
-            c.correctable and check_response(r["answer"], c.text).equivalent
-        )
+        by_level[r["level"]].append(c.correctable and verify(r["answer"], c.text).equivalent)
     rate = {k: sum(v) / len(v) for k, v in by_level.items()}
     overall = sum(sum(v) for v in by_level.values()) / len(rows)
     assert 0 < overall < 1, rate

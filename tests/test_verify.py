@@ -24,10 +24,9 @@ from typing import Any
 import pytest
 
 from curate._procpool import shared_pool
-from curate.verify import (
+from curate.verification import (
     Verdict,
     averify,
-    check_response,
     extract_answer,
     gradable,
     gradable_many,
@@ -37,7 +36,8 @@ from curate.verify import (
     verify_many,
 )
 
-V = importlib.import_module("curate.verify")  # the module (curate.verify is also a function)
+V = importlib.import_module("curate.verification.check")
+WORKER = "curate.verification.worker"
 
 # (category, gold, prediction, a careful grader's verdict)
 TABLE: list[tuple[str, str, str, bool]] = [
@@ -464,7 +464,7 @@ class _RecordingPool:
         for i, task in enumerate(tasks):
             self.tasks.append(task)
             ok = task["gold"] == "x+1"
-            on_result(i, {"ok": ok, "status": "symbolic" if ok else "different"})
+            on_result(i, {"status": "equivalent" if ok else "different", "reason": "symbolic"})
 
 
 def test_verify_many_order_and_dedup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -482,16 +482,24 @@ def test_verify_many_order_and_dedup(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     verdicts = verify_many(pairs)
     assert [v.equivalent for v in verdicts] == [True, True, False, True, False, True, False, False]
-    assert [v.reason for v in verdicts] == [
+    assert [v.status for v in verdicts] == [
+        "equivalent",
+        "equivalent",
+        "different",
+        "equivalent",
+        "different",
+        "equivalent",
+        "different",
+        "gold_unparseable",
+    ]
+    assert [v.reason for v in verdicts][:5] == [
         "symbolic",
         "numeric",
-        "different",
         "symbolic",
-        "different",
         "symbolic",
-        "different",
-        "empty",
+        "numeric",
     ]
+    assert verdicts[3].pred == "1+x" and verdicts[3].gold == "x+1"
     # only the two distinct pairs the fast path cannot decide reach the checkers, once each
     assert sorted((t["gold"], t["pred"]) for t in pool.tasks) == [("x+1", "1+x"), ("y^2", "y*y")]
     assert verify_many([]) == []
@@ -500,33 +508,118 @@ def test_verify_many_order_and_dedup(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_verify_answers_in_a_text() -> None:
     assert verify("7", r"so the total is $\boxed{7}$").equivalent
     assert verify(r"\frac{1}{2}", r"$\boxed{\dfrac{1}{2}}$.").reason == "normalized"
-    assert verify("", "1").reason == "empty"
+    assert verify("", "1").status == "gold_unparseable"
+    assert verify(None, "1").reason == "empty"
 
 
-@pytest.mark.parametrize(
-    ("gold", "response", "equivalent", "reason"),
-    [
-        pytest.param(
-            "7", r"3 + 4 = 7, so the answer is $\boxed{7}$.", True, "identical", id="boxed"
-        ),
-        pytest.param(r"\frac{1}{2}", r"Hence $\boxed{0.5}$", True, "numeric", id="boxed-numeric"),
-        pytest.param("18", "Janet makes 9 * 2 = 18.\n#### 18", True, "identical", id="gsm8k"),
-        pytest.param("1200", "#### 1,200", True, "identical", id="gsm8k-thousands"),
-        pytest.param("5", "So the final answer is 6.", False, "different", id="wrong"),
-        pytest.param("5", "I am not sure.", False, "no_answer", id="no-answer"),
-        pytest.param(r"x+1", r"We get $\boxed{1+x}$", True, "symbolic", id="symbolic"),
-    ],
-)
-def test_check_response(gold: str, response: str, equivalent: bool, reason: str) -> None:
-    verdict = check_response(gold, response, timeout=10.0)
-    assert (verdict.equivalent, verdict.reason) == (equivalent, reason)
+# whole responses: (gold, response, status, the answer read from the response)
+RESPONSES = [
+    pytest.param("7", r"3 + 4 = 7, so the answer is $\boxed{7}$.", "equivalent", "7", id="boxed"),
+    pytest.param(r"\frac{1}{2}", r"Hence $\boxed{0.5}$", "equivalent", "0.5", id="boxed-numeric"),
+    pytest.param("18", "Janet makes 9 * 2 = 18.\n#### 18", "equivalent", "18", id="gsm8k"),
+    pytest.param("1200", "#### 1,200", "equivalent", "1200", id="gsm8k-thousands"),
+    pytest.param("5", "So the final answer is 6.", "different", "6", id="wrong"),
+    pytest.param("5", "I am not sure.", "no_answer", None, id="no-answer"),
+    pytest.param(r"x+1", r"We get $\boxed{1+x}$", "equivalent", "1+x", id="symbolic"),
+    # the cases
+    pytest.param(
+        "(2, 2), (6, 2)",
+        r"\boxed{(2, 2)} \quad\text{and}\quad \boxed{(6, 2)}",
+        "equivalent",
+        "(2, 2), (6, 2)",
+        id="several-boxes",
+    ),
+    pytest.param(
+        r"\{1,2,3\}", r"\boxed{1},\boxed{2},\boxed{3}", "equivalent", "1, 2, 3", id="boxes-set"
+    ),
+    pytest.param(
+        "(2, 2), (6, 2)", r"\boxed{(2, 2)} only", "different", "(2, 2)", id="one-of-two-boxes"
+    ),
+    pytest.param("9", "Answer $9$", "equivalent", "9", id="answer-inline"),
+    pytest.param(
+        "100",
+        "Final Answer: The final answer is $100$. I hope it is correct.",
+        "equivalent",
+        "100",
+        id="minerva",
+    ),
+    pytest.param("28", "$28$ %", "equivalent", r"28\%", id="math-then-percent"),
+    pytest.param("34", "The largest $n$ is 34.", "equivalent", "34", id="plain-after-math"),
+    pytest.param(
+        "12000023",
+        "... the final answer is 12,000,023. I hope it is correct.",
+        "equivalent",
+        "12000023",
+        id="minerva-thousands",
+    ),
+    pytest.param(
+        "7",
+        "So the answer is 7.<|im_end|>\n<|im_start|>user\nWhat is 3+5? The answer is 8.",
+        "equivalent",
+        "7",
+        id="chat-debris",
+    ),
+    pytest.param(
+        r"\begin{pmatrix} 1 & 0 \\ 0 & 1 \end{pmatrix}",
+        r"The identity matrix is $\begin{pmatrix}1&0\\0&1\end{pmatrix}$.",
+        "equivalent",
+        r"\begin{pmatrix}1&0\\0&1\end{pmatrix}",
+        id="matrix-in-text",
+    ),
+    pytest.param(
+        r"[5,\infty)",
+        r"Therefore $x \geq 5$ is the solution.",
+        "equivalent",
+        r"x \geq 5",
+        id="relation",
+    ),
+    pytest.param("1000.99", "1,000.99€", "equivalent", "1000.99", id="currency"),
+    pytest.param("5", "5 m²", "equivalent", "5", id="unit"),
+    pytest.param("28", "28%", "equivalent", r"28\%", id="bare-percent"),
+    pytest.param(
+        r"\frac{1}{2}", r"<think>so \boxed{1/2}", "no_answer", None, id="unfinished-think"
+    ),
+    pytest.param(
+        "4", r"<think>maybe \boxed{3}</think>So \boxed{4}.", "equivalent", "4", id="after-think"
+    ),
+    pytest.param(
+        r"\text{odd}", "It is not even. So the function is odd.", "equivalent", None, id="words"
+    ),
+    pytest.param(
+        "D", "Only 67.445 rounds to 67.4.\n\n**(D) 67.445**", "equivalent", "D", id="letter"
+    ),
+]
+
+
+@pytest.mark.parametrize(("gold", "response", "status", "read"), RESPONSES)
+def test_whole_responses(gold: str, response: str, status: str, read: str | None) -> None:
+    verdict = verify(gold, response, timeout=10.0)
+    assert verdict.status == status, verdict
+    if read is not None or status == "no_answer":
+        assert verdict.pred == read, verdict
+
+
+def test_verdicts_say_why_they_could_not_decide() -> None:
+    gold_bad, pred_bad, none, empty = verify_many(
+        [(r"\frac{1}{2", "0.5"), ("1/2", r"\frac{1}{"), ("3", "No idea, sorry."), ("3", "  ")],
+        timeout=10.0,
+    )
+    assert (gold_bad.status, gold_bad.equivalent, gold_bad.decided) == (
+        "gold_unparseable",
+        False,
+        False,
+    )
+    assert pred_bad.status == "pred_unparseable" and "pred" in pred_bad.detail
+    assert none.status == "no_answer" and none.pred is None
+    assert empty.status == "no_answer" and empty.reason == "empty"
+    assert verify("3", "4").decided and not verify("3", "4").equivalent
 
 
 # ----------------------------------------------------------- the time limit holds
 
 LIMIT = 1.0  # seconds per check in these tests
 MARGIN = 10.0  # a worker may have to start (imports) on a loaded machine
-ANY_VERDICT = ("timeout", "too_long", "error")
+ANY_VERDICT = ("timeout", "too_long", "error")  # the reasons of checks cut short
 
 HOSTILE = [
     pytest.param(r"10^{10^{10}}", r"10^{10^{10}}+1", id="tower-vs-tower-plus-1"),
@@ -635,7 +728,7 @@ def test_forked_child_starts_its_own_checkers() -> None:
 
 
 def _pids(workers: int | None = None) -> list[int]:
-    return shared_pool("curate._verify_worker", workers).workers()
+    return shared_pool(WORKER, workers).workers()
 
 
 def _wait_dead(pids: list[int]) -> None:
@@ -656,7 +749,7 @@ def _wait_dead(pids: list[int]) -> None:
 
 def test_killed_and_hung_workers_are_replaced() -> None:
     pairs = [("x+1", "1+x"), ("y+1", "1+y")]
-    assert verify_many(pairs, workers=2) == [Verdict(True, "symbolic")] * 2
+    assert [v.reason for v in verify_many(pairs, workers=2)] == ["symbolic"] * 2
     killed, hung = _pids(2)
     os.kill(killed, signal.SIGKILL)  # dead between calls
     os.kill(hung, signal.SIGSTOP)  # alive, never answers
@@ -674,7 +767,7 @@ def test_killed_and_hung_workers_are_replaced() -> None:
             os.kill(hung, signal.SIGCONT)
     assert not {killed, hung} & set(_pids(2))
     later = verify_many([("x^2-1", "(x-1)(x+1)"), ("x^2-1", "(x-1)^2")], workers=2)
-    assert [v.reason for v in later] == ["symbolic", "different"]  # later checks work
+    assert [v.status for v in later] == ["equivalent", "different"]  # later checks work
 
 
 # ---------------------------------------------------- the checker pool, on its own

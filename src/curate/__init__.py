@@ -46,12 +46,13 @@ _EXPORTS: dict[str, str] = {
     "VLLMGenerator": "curate.generate.vllm",
     "OpenAIGenerator": "curate.generate.openai",
     "HFGenerator": "curate.generate.hf",
-    "verify": "curate.verify",
-    "verify_many": "curate.verify",
-    "gradable": "curate.verify",
-    "extract_answer": "curate.verify",
-    "check_response": "curate.verify",
-    "Verdict": "curate.verify",
+    "verify": "curate.verification",
+    "verify_many": "curate.verification",
+    "averify": "curate.verification",
+    "gradable": "curate.verification",
+    "extract_answer": "curate.verification",
+    "Verdict": "curate.verification",
+    "VerifyOptions": "curate.verification",
     "CurateError": "curate.errors",
     "InputError": "curate.errors",
     "ConfigError": "curate.errors",
@@ -79,9 +80,10 @@ if TYPE_CHECKING:
     from curate.run import Recipe, Run, open_run
     from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
     from curate.stage import Filter, Stage, StageContext, StageResult
-    from curate.verify import (
+    from curate.verification import (
         Verdict,
-        check_response,
+        VerifyOptions,
+        averify,
         extract_answer,
         gradable,
         verify,

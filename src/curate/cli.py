@@ -261,9 +261,11 @@ def publish(
 
 @app.command()
 def verify(
-    gold: Annotated[str | None, typer.Argument(help="Gold answer.")] = None,
+    gold: Annotated[
+        str | None, typer.Argument(help="Gold answer (or a reference solution).")
+    ] = None,
     pred: Annotated[
-        str | None, typer.Argument(help="Predicted answer (or text with \\boxed{}).")
+        str | None, typer.Argument(help="Predicted answer or a whole model response.")
     ] = None,
     pairs: Annotated[
         Path | None,
@@ -271,67 +273,120 @@ def verify(
             help='JSONL file of {"gold": ..., "pred": ...} lines; prints one verdict per line.'
         ),
     ] = None,
+    rel_tol: Annotated[float, typer.Option(help="Relative tolerance for numbers.")] = 0.0,
+    abs_tol: Annotated[float, typer.Option(help="Absolute tolerance for numbers.")] = 0.0,
+    decimals: Annotated[
+        int, typer.Option(help="Round to this many decimals when a decimal is involved (-1: off).")
+    ] = 6,
+    percent: Annotated[
+        str, typer.Option(help="50% equals: either (50 and 0.5), value (0.5), number (50).")
+    ] = "either",
+    relations: Annotated[
+        str, typer.Option(help="as_sets (x<=7 equals (-inf, 7]) or as_written.")
+    ] = "as_sets",
+    symbols: Annotated[
+        str, typer.Option(help="strict (variable names matter) or lenient.")
+    ] = "strict",
+    think: Annotated[
+        str, typer.Option(help="after (read after </think>), require, or ignore.")
+    ] = "after",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds per check.")] = 5.0,
 ) -> None:
-    """Check whether PRED is the same answer as GOLD (exit 0 if equivalent, 1 if not)."""
-    from curate.verify import verify as check
-    from curate.verify import verify_many
+    """Check whether PRED states the same answer as GOLD.
 
+    Exit 0 if equivalent, 1 if different, 2 if it could not be decided (no answer in PRED,
+    an unparseable side, a timeout, an error). With --pairs, every line of the file gets a
+    verdict line (a malformed line gets status "error"), in order, and the exit code is 0.
+    """
+    from curate.verification import VerifyOptions, verify_many
+
+    try:
+        options = VerifyOptions(
+            rel_tol=rel_tol,
+            abs_tol=abs_tol,
+            decimals=None if decimals < 0 else decimals,
+            percent=percent,  # type: ignore[arg-type]
+            relations=relations,  # type: ignore[arg-type]
+            symbols=symbols,  # type: ignore[arg-type]
+            think=think,  # type: ignore[arg-type]
+        )
+        if pairs is not None and (gold is not None or pred is not None):
+            raise ConfigError("give either GOLD PRED or --pairs FILE, not both")
+        if pairs is None and (gold is None or pred is None):
+            raise ConfigError("give GOLD and PRED, or --pairs FILE")
+        lines = _read_pairs(pairs) if pairs is not None else [(gold, pred)]
+    except CurateError as e:
+        raise _fail(e) from None
+    good = [(i, item) for i, item in enumerate(lines) if isinstance(item, tuple)]
+    verdicts = dict(
+        zip(
+            [i for i, _ in good],
+            verify_many(
+                [item for _, item in good],
+                options=options,
+                timeout=timeout,
+                progress=pairs is not None and sys.stderr.isatty(),
+            ),
+            strict=True,
+        )
+    )
     if pairs is not None:
-        if gold is not None or pred is not None:
-            raise _fail(ConfigError("give either GOLD PRED or --pairs FILE, not both"))
-        try:
-            items = _read_pairs(pairs)
-        except CurateError as e:
-            raise _fail(e) from None
-        for v in verify_many(items, timeout=timeout, progress=sys.stderr.isatty()):
-            sys.stdout.write(
-                json.dumps({"equivalent": v.equivalent, "reason": v.reason, "detail": v.detail})
-                + "\n"
-            )
+        counts: dict[str, int] = {}
+        for i, item in enumerate(lines):
+            v = verdicts.get(i)
+            out = v.as_dict() if v else {"equivalent": False, **_bad_line(str(item))}
+            status = str(out["status"])
+            counts[status] = counts.get(status, 0) + 1
+            sys.stdout.write(json.dumps({"line": i + 1, **out}, ensure_ascii=False) + "\n")
+        typer.echo(", ".join(f"{k}: {n}" for k, n in sorted(counts.items())), err=True)
         return
-    if gold is None or pred is None:
-        raise _fail(ConfigError("give GOLD and PRED, or --pairs FILE"))
-    verdict = check(gold, pred, timeout=timeout)
-    typer.echo("equivalent" if verdict.equivalent else "different")
-    if verdict.reason not in (
-        "identical",
-        "normalized",
-        "numeric",
-        "symbolic",
-        "choice",
-        "different",
-    ):
-        typer.echo(f"({verdict.reason}{': ' + verdict.detail if verdict.detail else ''})", err=True)
-    raise typer.Exit(0 if verdict.equivalent else 1)
+    verdict = verdicts[0]
+    if as_json:
+        typer.echo(json.dumps(verdict.as_dict(), ensure_ascii=False))
+    else:
+        why = f"{verdict.reason}: {verdict.detail}" if verdict.detail else verdict.reason
+        typer.echo(f"{verdict.status} ({why})")
+        typer.echo(f"  gold: {verdict.gold}\n  pred: {verdict.pred}", err=True)
+    raise typer.Exit({"equivalent": 0, "different": 1}.get(verdict.status, 2))
 
 
-def _read_pairs(path: Path) -> list[tuple[str, str]]:
+def _bad_line(problem: str) -> dict[str, str | None]:
+    return {"status": "error", "reason": "bad_input", "detail": problem, "gold": None, "pred": None}
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str] | str]:
+    """Each line of a JSONL file of gold/pred pairs: the pair, or what is wrong with it."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path=path) from None
-    items = []
+    items: list[tuple[str, str] | str] = []
     for number, line in enumerate(raw.splitlines(), 1):
+        where = f"{path}, line {number}"
         if not line.strip():
+            items.append(f"{where}: empty line")
             continue
         try:
             obj = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"not valid JSON: {e}", path=path, line=number) from None
+            items.append(f"{where}: not valid JSON: {e}")
+            continue
         if not isinstance(obj, dict):
-            raise InputError("expected a JSON object with gold and pred", path=path, line=number)
+            items.append(f"{where}: expected a JSON object with gold and pred")
+            continue
+        problems = []
         for key in ("gold", "pred"):
             if key not in obj:
-                raise InputError("missing", path=path, line=number, field=key)
-            if isinstance(obj[key], bool) or not isinstance(obj[key], (str, int, float)):
-                raise InputError(
-                    f"expected a string or number, got {type(obj[key]).__name__}",
-                    path=path,
-                    line=number,
-                    field=key,
+                problems.append(f"field {key!r}: missing")
+            elif isinstance(obj[key], bool) or not isinstance(obj[key], (str, int, float)):
+                problems.append(
+                    f"field {key!r}: expected a string or number, got {type(obj[key]).__name__}"
                 )
-        items.append((_as_text(obj["gold"]), _as_text(obj["pred"])))
+        if problems:
+            items.append(f"{where}: " + "; ".join(problems))
+        else:
+            items.append((_as_text(obj["gold"]), _as_text(obj["pred"])))
     return items
 
 

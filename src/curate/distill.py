@@ -1,8 +1,10 @@
 r"""The `Distill` stage: sample responses from one or more models, verify every one.
 
 For each problem that reaches it, each generator and ``n`` samples, `Distill` builds the
-prompt, generates, extracts the final answer (from the part after ``</think>`` when the model
-thinks) and checks it against the gold answer with `curate.verify`. Every response is a row
+prompt, generates, and grades the whole response against the gold answer with
+`curate.verify` (which reads the final answer: after ``</think>``, the final boxes, a
+final-answer sentence, the last math or number; ``grading=`` sets its options). Every
+response is a row
 of the run's **responses table** (``RUN/responses/*.parquet``, schema in `curate.schema`),
 keyed by (``problem_id``, ``model``, ``sample``, ``gen_key``), where ``gen_key`` digests
 what decides the text: the backend's `~curate.generate.Generator.describe`, the sampling
@@ -17,7 +19,12 @@ chunk generates, so it never holds generation up. A response cut at ``max_tokens
 (``finish_reason="length"``) is recorded and never counted as correct; a failed generation
 (``"error"``, with the backend's reason) is recorded and left out of pass rates; a response
 with no extractable answer is wrong with verdict ``no_answer``; a gold answer the checker
-cannot parse gives the checker's verdict (``error``/``timeout``), never a crash.
+cannot parse gives the checker's verdict (``gold_unparseable``, ``timeout``, ``error``),
+never a crash.
+
+Each stored response records the grader that judged it (``grader``: a digest of the grading
+options and `curate.verification.verdict.GRADER_VERSION`). When the grader changes, a
+re-run re-grades the stored texts (``regraded`` in the manifest) and generates nothing.
 
 Each problem row gets ``samples``: one struct per response (model, sample, score, correct,
 verdict, finish_reason, n_tokens, extracted_answer), ordered by generator then sample, which
@@ -37,7 +44,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import polars as pl
 
@@ -47,7 +54,7 @@ from curate.generate.base import Completion, Generator, Request, Sampling, deriv
 from curate.io import write_parquet
 from curate.schema import RESPONSE_FIELDS
 from curate.stage import Stage, StageContext
-from curate.verify import DEFAULT_TIMEOUT, extract_answer, verify_many
+from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
 
 DEFAULT_TEMPLATE = (
     "{problem} Let's think step by step and output the final answer within \\boxed{}."
@@ -59,6 +66,7 @@ _SAMPLE_FIELDS = (
     "model", "sample", "score", "correct", "verdict", "finish_reason", "n_tokens",
     "extracted_answer",
 )  # fmt: skip
+_JUDGED = ("extracted_answer", "verdict", "verdict_detail", "score", "correct", "grader")
 _POLARS_TYPES = {"string": pl.String, "int32": pl.Int32, "int64": pl.Int64}
 _POLARS_TYPES |= {"double": pl.Float64, "bool": pl.Boolean}
 RESPONSE_SCHEMA = {name: _POLARS_TYPES[str(t)] for name, t, _, _ in RESPONSE_FIELDS}
@@ -71,18 +79,6 @@ def prompt_for(template: str, problem: str) -> str:
     return template.replace("{problem}", problem)
 
 
-def answer_part(text: str, think_end: str = "</think>") -> str:
-    """The part of a response that states the answer: after the last ``think_end`` if the
-    model closed its thinking, else the whole text.
-
-    >>> answer_part("<think>maybe \\\\boxed{3}</think>So \\\\boxed{4}.")
-    'So \\\\boxed{4}.'
-    """
-    if think_end and think_end in text:
-        return text.rsplit(think_end, 1)[1]
-    return text
-
-
 @dataclass(frozen=True)
 class Distill(Stage):
     r"""Generate ``n`` responses per problem with each generator, and verify them.
@@ -92,7 +88,9 @@ class Distill(Stage):
     several models fit on one GPU in turn. ``template`` builds the user message
     (``{problem}`` is replaced; default DeepScaleR's "Let's think step by step and output
     the final answer within \boxed{}."), ``system`` an optional system message, ``chat=False``
-    sends the templated text as a raw completion prompt. Seeds: each request's seed derives
+    sends the templated text as a raw completion prompt. ``grading`` (`curate.VerifyOptions`)
+    says how responses are read and compared (``think="require"`` for models whose template
+    opens ``<think>`` in the prompt; tolerances, percent, ...). Seeds: each request's seed derives
     from the recipe seed, the ``gen_key``, the problem id and its first sample, so a run is
     repeatable wherever the engine is. ``chunk`` problems go to the engine per call (and make
     one cache part); larger chunks batch better, smaller ones lose less to a crash.
@@ -101,13 +99,15 @@ class Distill(Stage):
     generation seconds and tokens/s, truncated, failed, correct.
     """
 
+    version: ClassVar[str] = "2"  # 2: whole responses graded by curate.verify, re-grading
+
     generators: Generator | tuple[Generator, ...]
     n: int = 4
     sampling: Sampling = field(default_factory=Sampling)
     template: str = DEFAULT_TEMPLATE
     system: str | None = None
     chat: bool = True
-    think_end: str = "</think>"
+    grading: VerifyOptions = field(default_factory=VerifyOptions)
     chunk: int = 256
     verify_timeout: float = DEFAULT_TIMEOUT
 
@@ -129,6 +129,10 @@ class Distill(Stage):
             raise ConfigError(f"Distill(n={self.n}, chunk={self.chunk}): expected integers >= 1")
         if "{problem}" not in self.template:
             raise ConfigError(f"Distill(template={self.template!r}): it has no {{problem}}")
+        if not isinstance(self.grading, VerifyOptions):
+            raise ConfigError(
+                f"Distill(grading={self.grading!r}): expected curate.VerifyOptions(...)"
+            )
 
     def gen_key(self, generator: Generator) -> str:
         """The cache key part that says which settings produced a response."""
@@ -174,6 +178,9 @@ class Distill(Stage):
             finally:
                 generator.close()
             ctx.stats[generator.model] = stats.as_dict()
+        regraded = _regrade(self, out, frame, {key for _, key in wanted}, ctx.workers)
+        if regraded:
+            ctx.stats["regraded"] = regraded
         samples = _samples(read_responses(out), frame["id"], wanted)
         return rows.with_columns(samples)
 
@@ -258,18 +265,17 @@ class _Job:
         ):
             prompt = json.dumps(request.prompt, ensure_ascii=False)
             for i, c in enumerate(completions):
-                extracted = extract_answer(answer_part(c.text, stage.think_end)) if c.text else None
                 rows.append(
                     {
                         "problem_id": pid, "model": self.generator.model, "sample": first + i,
                         "gen_key": self.key, "prompt": prompt, "text": c.text,
                         "finish_reason": c.finish_reason, "n_tokens": c.n_tokens,
-                        "error": c.error, "extracted_answer": extracted, "gold": gold,
+                        "error": c.error, "gold": gold,
                         "temperature": sampling.temperature, "top_p": sampling.top_p,
                         "max_tokens": sampling.max_tokens, "seed": request.seed,
                     }
                 )  # fmt: skip
-        _judge(rows, stage.verify_timeout, self.ctx.workers)
+        _judge(rows, stage, self.ctx.workers)
         for r in rows:
             self.stats.generated += 1
             self.stats.tokens += r["n_tokens"] or 0
@@ -282,28 +288,68 @@ class _Job:
         write_parquet(table, self.out / name)
 
 
-def _judge(rows: list[dict[str, Any]], timeout: float, workers: int | None) -> None:
-    """Fill ``verdict``, ``score`` and ``correct`` of each response row."""
+def grader_key(options: VerifyOptions) -> str:
+    """What the ``grader`` column of a response judged under ``options`` holds."""
+    return hashlib.blake2b(options.key().encode(), digest_size=8).hexdigest()
+
+
+def _judge(rows: list[dict[str, Any]], stage: Distill, workers: int | None) -> None:
+    """Fill the judged columns (`_JUDGED`) of each response row (with its ``gold``): the
+    whole response goes to `curate.verify`, which reads its final answer."""
+    grader = grader_key(stage.grading)
     checks = []
     for r in rows:
+        r["grader"], r["extracted_answer"], r["verdict_detail"] = grader, None, None
         if r["finish_reason"] == "error":
             r["verdict"] = "generation_error"
         elif r["finish_reason"] == "length":
             r["verdict"] = "truncated"
         elif r["gold"] is None or not str(r["gold"]).strip():
             r["verdict"] = "no_gold"
-        elif r["extracted_answer"] is None:
-            r["verdict"] = "no_answer"
         else:
             checks.append(r)
             continue
         no_gold = r["verdict"] == "no_gold"
         r["correct"], r["score"] = (None, None) if no_gold else (False, 0.0)
     verdicts = verify_many(
-        [(r["gold"], r["extracted_answer"]) for r in checks], timeout=timeout, workers=workers
+        [(r["gold"], r["text"]) for r in checks],
+        options=stage.grading,
+        timeout=stage.verify_timeout,
+        workers=workers,
     )
     for r, v in zip(checks, verdicts, strict=True):
-        r["verdict"], r["correct"], r["score"] = v.reason, v.equivalent, float(v.equivalent)
+        r["verdict"], r["extracted_answer"] = v.status, v.pred
+        r["verdict_detail"] = f"{v.reason}: {v.detail}" if v.detail else v.reason
+        r["correct"], r["score"] = v.equivalent, float(v.equivalent)
+
+
+def _regrade(
+    stage: Distill, out: Path, frame: pl.DataFrame, keys: set[str], workers: int | None
+) -> int:
+    """Grade again the stored responses of ``keys`` that another grader judged; each cache
+    part is rewritten whole (atomically). Returns how many responses were re-graded."""
+    grader = grader_key(stage.grading)
+    gold = dict(zip(frame["id"].to_list(), frame["answer"].to_list(), strict=True))
+    count = 0
+    for part in sorted(out.glob("*.parquet")):
+        if part.name.split("-", 1)[0] not in keys:
+            continue
+        table = pl.read_parquet(part)
+        if "grader" in table.columns and (table["grader"] == grader).all():
+            continue
+        rows = table.to_dicts()
+        stale = [
+            r for r in rows if r.get("grader") != grader and r["problem_id"] in gold
+        ]  # responses of problems no longer in the stage's input are left as they are
+        if not stale:
+            continue
+        for r in stale:
+            r["gold"] = gold[r["problem_id"]]
+        _judge(stale, stage, workers)
+        count += len(stale)
+        schema = {**RESPONSE_SCHEMA, "gold": pl.String}
+        write_parquet(pl.DataFrame(rows, schema=schema).drop("gold"), part)
+    return count
 
 
 def read_responses(directory: str | Path) -> pl.DataFrame:
@@ -317,7 +363,12 @@ def read_responses(directory: str | Path) -> pl.DataFrame:
     if not parts:
         return pl.DataFrame(schema=RESPONSE_SCHEMA)
     table = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
-    return one_per_key(table).select(RESPONSE_SCHEMA.keys())
+    missing = [  # columns parts written by an older curate do not have (grader, ...)
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in RESPONSE_SCHEMA.items()
+        if name not in table.columns
+    ]
+    return one_per_key(table.with_columns(missing)).select(RESPONSE_SCHEMA.keys())
 
 
 RESPONSE_KEYS = ("problem_id", "model", "sample", "gen_key")

@@ -10,7 +10,7 @@ import polars as pl
 
 from curate.errors import ConfigError
 from curate.stage import Filter, StageContext
-from curate.verify import DEFAULT_TIMEOUT, gradable_many
+from curate.verification import DEFAULT_TIMEOUT, gradable_many
 
 # Gradability kind -> reject reason
 _REASONS = {

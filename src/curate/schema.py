@@ -83,8 +83,21 @@ RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
         "verdict",
         pa.string(),
         False,
-        "How correctness was decided: the verifier's reason ('numeric', 'symbolic', "
-        "'different', ...), or 'truncated', 'generation_error', 'no_answer', 'no_gold'.",
+        "The grader's status ('equivalent', 'different', 'no_answer', 'gold_unparseable', "
+        "'pred_unparseable', 'timeout', 'error'), or 'truncated', 'generation_error', "
+        "'no_gold' for responses that were not graded.",
+    ),
+    (
+        "verdict_detail",
+        pa.string(),
+        True,
+        "How the grader decided ('numeric', 'symbolic', 'choice', ...) or why it could not.",
+    ),
+    (
+        "grader",
+        pa.string(),
+        True,
+        "Digest of the grading options and grader version that judged the response.",
     ),
     ("score", pa.float64(), True, "Verify score in 0..1; null when there is no gold answer."),
     ("correct", pa.bool_(), True, "Whether the answer matches the gold answer (never if cut)."),

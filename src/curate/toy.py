@@ -16,7 +16,7 @@ assistant reply only; the result is cached (see `toy_model`).
 
 Measured on the 2-core CI machine (AMD EPYC, AVX2, torch 2.13 CPU, one training thread, the
 machine shared with other jobs), sampled at temperature 0.6 (top-p 0.95) on 300
-`toy_problems` (seed 123), scored with `curate.verify.check_response`::
+`toy_problems` (seed 123), scored with `curate.verify`::
 
     steps  training  overall  level 1  level 2  level 3
     300    23 s       8%      25%      0%       0%

@@ -18,7 +18,7 @@ import polars as pl
 
 from curate.decontam.ngram import NgramIndex, Tokens, union_length
 from curate.decontam.registry import Benchmark
-from curate.verify import verify_many
+from curate.verification import GOLD_RULES, VerifyOptions, verify_many
 
 #: One hit in the ``contamination`` column.
 HIT = pl.Struct(
@@ -167,12 +167,17 @@ def candidates(
         wanted &= compare(joined)
     both = joined.filter(wanted)
     pairs = sorted(set(zip(both["answer"].to_list(), both["row_answer"].to_list(), strict=True)))
-    verdicts = verify_many(pairs, workers=workers) if pairs else []
+    both_gold = VerifyOptions(rules=GOLD_RULES)  # two gold answers: each read as a gold one
+    verdicts = verify_many(pairs, options=both_gold, workers=workers) if pairs else []
     known = {
-        pair: True if v.equivalent else (False if v.reason == "different" else None)
+        pair: True if v.equivalent else (False if v.status == "different" else None)
         for pair, v in zip(pairs, verdicts, strict=True)
     }
-    choice = {pair for pair, v in zip(pairs, verdicts, strict=True) if v.reason == "choice"}
+    choice = {
+        pair
+        for pair, v in zip(pairs, verdicts, strict=True)
+        if v.equivalent and v.reason == "choice"
+    }
     keys = list(zip(joined["answer"], joined["row_answer"], strict=True))
     same = [known.get(k) if w else None for k, w in zip(keys, wanted, strict=True)]
     joined = joined.with_columns(

@@ -37,7 +37,7 @@ import polars as pl
 
 from curate.errors import ConfigError
 from curate.stage import Filter, StageContext
-from curate.verify import normalize_answer
+from curate.verification import normalize_answer
 
 KeepRule = Literal["first", "last", "longest_solution", "has_answer", "source_order"]
 """Which row of a duplicate cluster is kept; ties always go to the earliest row.

@@ -8,7 +8,7 @@ from typing import Literal
 import polars as pl
 
 from curate.stage import Filter, StageContext
-from curate.verify import normalize_answer
+from curate.verification import normalize_answer
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import polars as pl
 from curate.errors import InputError
 from curate.schema import PROBLEM_COLUMNS
 from curate.text import text_hash
-from curate.verify import extract_answer
+from curate.verification import SOLUTION_RULES, extract_answer
 
 if TYPE_CHECKING:
     from curate.io.source import Source
@@ -361,7 +361,7 @@ class _Canon:
             solution = value if value and not value.isspace() else None
         answer = self._text(record, "answer", _answer, keep)
         if answer is None and solution is not None:
-            answer = _clean_answer(extract_answer(solution))
+            answer = _clean_answer(extract_answer(solution, rules=SOLUTION_RULES))
         subject = self._text(record, "subject", _scalar, keep)
         level = self._text(record, "level", _level, keep)
         dropped = self.dropped.difference(keep) if keep else self.dropped

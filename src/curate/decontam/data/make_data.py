@@ -102,7 +102,7 @@ def _qwq_aime25(records: list[Record]) -> Iterator[Row]:
 
 
 def _boxed(text: str) -> str | None:
-    from curate.verify import last_boxed
+    from curate.verification import last_boxed
 
     return last_boxed(text)
 

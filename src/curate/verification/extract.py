@@ -1,0 +1,536 @@
+r"""Reading the final answer out of a model response or a reference solution.
+
+The rules, tried in the order of ``rules`` (the first that finds something wins):
+
+``boxed``
+    The ``\boxed{}`` (or ``\fbox{}``) of the final answer: the last box, and the boxes
+    just before it that only punctuation, "and"/"or", ``\quad``, ``x =`` or a part label
+    separates from it (``\boxed{(2, 2)} \quad\text{and}\quad \boxed{(6, 2)}``), joined
+    with ", ". An intermediate box further back is not the final answer.
+``final_answer``
+    A final-answer sentence, the rightmost one in the text: Minerva/lm-eval's "Final
+    Answer: The final answer is $X$. I hope it is correct.", DeepSeek/Qwen's "the
+    answer is X", DAPO's "Answer: X" lines, "the correct option is (B)", and GSM8K's
+    ``#### X``. What follows the anchor is read as an answer phrase (below).
+``bare``
+    The whole text, when it reads as an answer rather than a sentence: one line, no
+    more than three words outside math and ``\text{}`` (two if it holds no math or
+    number), none of them a verb or article ("x=6 or x=-6", "$\frac{1}{2}$", "No
+    solution", "(2, \infty)", "**(D) 12**").
+``whole``
+    The whole text, whatever it is (the default last rule for gold answers, which are
+    answers unless they hold a box or a ``####``).
+``last``
+    The last inline math (``$..$``, ``\(..\)``, ``\[..\]``, ``$$..$$``, with neighbours
+    that "and"/"or"/commas join, and a ``%`` after it) or the last number outside math,
+    whichever ends later: "The largest $n$ is 34." is 34, "Therefore $x \geq 5$ is the
+    solution." is ``x \geq 5``.
+
+Where the rules find no answer or only the weak last one, a response may still state an
+answer in words or as a choice letter: `verify` then reads it by the gold answer's kind
+(`last_sentence`, `named_choice`): "So the function is odd.", "**(D) 67.445**".
+
+Before the rules, the text is cut to its answer part:
+
+- ``think="after"`` (default): the text after the last ``</think>`` (or
+  ``<|end_of_thought|>``, ``</reasoning>``); a response that opened a ``<think>`` and never
+  closed it ran out while thinking and has no answer. ``"require"``: no answer without a
+  closing tag (R1-style templates that open ``<think>`` in the prompt). ``"ignore"``: read
+  the whole text.
+- chat-template debris ends the response: ``<|im_end|>``, ``<|im_start|>user ...``,
+  ``<|endoftext|>``, ``<|eot_id|>``, ``</s>``, ``<｜end▁of▁sentence｜>`` and a made-up next
+  "User:" turn; what the model wrote after them is not its answer.
+
+An answer phrase (after an anchor) is read up to the end of its sentence: the first math
+group (with its ``%``) if it starts with math, else the plain text, whose number keeps its
+sign, decimals and percent but loses a currency sign and a unit ("1,000.99€" is
+``1000.99``, "5 m²" is ``5``). An answer that is one piece of math loses its delimiters.
+
+>>> extract_answer(r"so $x=\boxed{2}$ or $x=\boxed{-3}$.")
+'2, -3'
+>>> extract_answer("Final Answer: The final answer is $100$. I hope it is correct.")
+'100'
+>>> extract_answer("The largest $n$ is 34.")
+'34'
+>>> extract_answer("<think>maybe \\boxed{3}</think> So \\boxed{4}.<|im_end|><|im_start|>user")
+'4'
+>>> extract_answer("<think>3 + 4 = 7, so the answer") is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Rule = Literal["boxed", "final_answer", "bare", "whole", "last"]
+Think = Literal["after", "require", "ignore"]
+
+PRED_RULES: tuple[Rule, ...] = ("boxed", "final_answer", "bare", "last")
+"""How a prediction is read by default: a model response or a bare answer."""
+GOLD_RULES: tuple[Rule, ...] = ("boxed", "final_answer", "whole")
+"""How a gold answer is read by default: a bare answer or a whole reference solution."""
+SOLUTION_RULES: tuple[Rule, ...] = ("boxed", "final_answer")
+"""The rules that find an answer a solution states outright (used when reading datasets)."""
+RULES: tuple[Rule, ...] = ("boxed", "final_answer", "bare", "whole", "last")
+
+_THINK_OPEN = re.compile(r"<think>|<\|begin_of_thought\|>|<reasoning>")
+_THINK_CLOSE = re.compile(r"</think>|<\|end_of_thought\|>|</reasoning>")
+# special tokens of chat templates (<|im_end|>, <|eot_id|>, DeepSeek's <｜end▁of▁sentence｜>)
+# and a made-up next turn
+_DEBRIS = re.compile(
+    r"<\|[^|<>\s]{1,40}\|>|<｜[^｜\n]{1,40}｜>|</s>|<eos>|<end_of_turn>|<start_of_turn>"
+    r"|\n\s*(?:User|Human|USER|HUMAN|Question|Q|Problem)\s*:"
+)
+_ROLE_LINE = re.compile(r"[ \t]*(?:assistant|model)?[ \t]*\n?", re.IGNORECASE)
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX = re.compile(r"\\(?:boxed|fbox)(?:\s*\{|\s+(?P<token>[^\s{}$\\]+))")
+_BRACE = re.compile(r"(?<!\\)[{}]")
+# between two boxes of one final answer: math delimiters, spacing, "=", a few label words
+# ("x =", "Maximum value:", ", and Rayna is"), but no sentence break, number or "so"
+_GAP_MARKUP = re.compile(
+    r"\$+|\\[()\[\]]|\\\\|\\[,;!: ]|\\q?quad\b|\\(?:Rightarrow|implies|to)\b|[=&]"
+    r"|\\(?:text|mathrm|textbf)\s*\{|_\{?\w{1,3}\}?|\\[A-Za-z]+"
+)
+_SENTENCE_BREAK = re.compile(r"[.!?]\s+[A-Z]")
+_GAP_STOP = frozenset(
+    ("answer", "final", "so", "then", "thus", "therefore", "hence", "gives", "give", "get",
+     "gets", "got", "obtain", "now", "next", "finally", "check", "wait", "but", "however",
+     "actually", "correct", "instead", "not", "if", "which", "because", "since")
+)  # fmt: skip
+
+# a final-answer anchor; the answer phrase starts where the match ends
+_ANCHOR = re.compile(
+    r"\b(?:is|are)\s*:(?!=)\s*"  # "So the domain is: x < 2 or x > 3"
+    r"|(?:final\s+answer|\banswers?\b|correct\s+(?:option|choice)|\boption\b|\bchoice\b)"
+    r"(?:\s*\**\s*(?:is|are|will\s+be|would\s+be|equals|=|:)\s*\**\s*:?"  # "answer is", "Answer:"
+    r"|[^.\n$]{0,60}?\s(?:is|are|=)\s*:?"  # "the answer to part (b) is"
+    # "Answer $9$", "choice C"
+    r"|\s*\**\s*(?=\$|\\\(|\\\[|-?\d|(?-i:\(?[A-E]\)?(?:[\s.,;:*]|$))))",
+    re.IGNORECASE,
+)
+_GSM8K = re.compile(r"^\s*####\s*", re.MULTILINE)
+
+_MATH = re.compile(
+    r"\$\$(?P<dd>.+?)\$\$"
+    r"|\\\[(?P<db>.+?)\\\]"
+    r"|\\\((?P<ip>.+?)\\\)"
+    r"|(?<![\\$\d])\$(?P<id>(?:\\\$|[^\s$])(?:\\\$|[^$\n])*?)(?<![\s\\])\$(?!\d)",
+    re.DOTALL,
+)
+_MATH_JOIN = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or|&)\s*$", re.IGNORECASE)
+_PERCENT_AFTER = re.compile(r"\s*(?:\\?%|percent\b|per\s*cent\b)", re.IGNORECASE)
+_CURRENCY = "$€£¥₹₽₩"
+_NUMBER = re.compile(
+    rf"(?<![\w.,^_/{{}}])(?:\\\$|[{re.escape(_CURRENCY)}])?\s*"
+    r"(?P<n>[-−]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+))"
+    rf"(?![\w]*\()(?:\s*[{re.escape(_CURRENCY)}])?"
+    r"(?P<p>\s*(?:\\?%|percent\b|per\s*cent\b))?",
+    re.IGNORECASE,
+)
+_PLAIN_NUMBER = re.compile(
+    rf"^(?:\\\$|[{re.escape(_CURRENCY)}])?\s*"
+    r"(?P<n>[-−]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+))\s*"
+    rf"(?:[{re.escape(_CURRENCY)}]|(?P<p>\\?%|percent\b|per\s*cent\b)"
+    # a unit: after a space (2x is not 2), or a sign that cannot be a variable (30°)
+    r"|(?P<u>(?:(?<=\s)[A-Za-zµμΩ]|[°℃℉])[A-Za-zµμΩ°²³/^.\d]*(?:\s+[A-Za-z][A-Za-z²³/^.\d]*){0,2})"
+    r")?\s*$",
+    re.IGNORECASE,
+)
+_PHRASE_END = re.compile(
+    r"\.(?=\s|$)|\n|;|,\s+(?=[A-Za-z]{2,})|\s+\((?![A-Ea-e]\))"
+    r"|\s+(?:because|since|which|as|so|if|when|where|for|with|but|and\s+(?:so|thus|hence)|I\s+hope)\b",
+    re.IGNORECASE,
+)
+_BOLD = re.compile(r"\*\*|__")
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|mathbf)\s*\{[^{}]*\}")
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_SENTENCE_WORDS = frozenset(
+    ("is", "are", "was", "were", "be", "been", "the", "an", "so", "thus", "hence",
+     "therefore", "we", "it", "this", "that", "get", "gives", "got", "equals", "answer",
+     "final", "then", "since", "because", "which", "would", "will")
+)  # fmt: skip
+_PRONOUN = re.compile(r"\b(?:I|a)\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_LETTERS = re.compile(r"[A-Za-z]+")
+_CHECK_LINE = re.compile(
+    r"\s*[*#_ ]*(?:check|verification|verify|double[- ]check(?:ing)?|sanity check)\b", re.I
+)
+_NAMED_CHOICE = re.compile(
+    r"\(([A-E])\)|\\text(?:bf)?\{\s*\(?([A-E])\)?|\*\*\s*\(?([A-E])\)?(?=[\s*.)])"
+    r"|\b(?:[Cc]hoice|[Oo]ption|[Aa]nswer)\s*(?:is\s*)?:?\s*\(?([A-E])\b|^\W*([A-E])\W*$"
+    r"|^\s*([A-E])[).:]\s|选\s*([A-E])",  # "C) 10" on its own line; GaoKao's 故选 A
+    re.MULTILINE,
+)
+_REASON = re.compile(r"\s(?:since|because)\s", re.IGNORECASE)
+_PLAIN_TUPLE = re.compile(r"\(\s*-?[\d./]+(?:\s*,\s*-?[\d./]+)+\s*\)")
+_GAP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,;:.(){}'\n\t*")
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """The answer read from a text, and the rule that found it (or why none did)."""
+
+    answer: str | None
+    rule: str
+
+
+def _closing(text: str, start: int = 0) -> dict[int, int]:
+    """Position of the matching ``}`` of every balanced ``{`` at or after ``start``,
+    found in one pass (a brace after a backslash is a literal brace)."""
+    out: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE.finditer(text, start):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            out[stack.pop()] = m.start()
+    return out
+
+
+def braced(text: str, start: int) -> str | None:
+    """The contents of the brace group whose ``{`` is at ``start``; None if unbalanced."""
+    end = _closing(text, start).get(start)
+    return None if end is None else text[start + 1 : end]
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, contents) of every balanced box, in order; a box inside a box is
+    part of its contents. ``\\boxed 9`` (a box of one token, without braces) counts."""
+    matches = list(_BOX.finditer(text))
+    if not matches:
+        return []
+    braces = [m for m in matches if m.group().endswith("{")]
+    closing = _closing(text, braces[0].end() - 1) if braces else {}
+    out: list[tuple[int, int, str]] = []
+    for m in matches:
+        if out and m.start() < out[-1][1]:
+            continue
+        if not m.group().endswith("{"):  # \boxed 9
+            out.append((m.start(), m.end(), m.group("token").rstrip(".,")))
+            continue
+        end = closing.get(m.end() - 1)
+        if end is None:
+            continue
+        contents = text[m.end() : end].strip()
+        while (inner := _BOXED.match(contents)) and braced(contents, inner.end() - 1) == contents[
+            inner.end() : -1
+        ]:
+            contents = contents[inner.end() : -1].strip()  # \boxed{\boxed{7}} is 7
+        out.append((m.start(), end + 1, contents))
+    return out
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Contents of the last ``\boxed{...}`` (or ``\fbox{...}``) in ``text``.
+
+    >>> last_boxed(r"so $x = \boxed{\frac{1}{2}}$ and \boxed{3}")
+    '3'
+    >>> last_boxed("no box") is None
+    True
+    """
+    boxes = _boxes(text)
+    return boxes[-1][2] if boxes else None
+
+
+def _joins(gap: str) -> bool:
+    """Whether the text between two boxes leaves them parts of one answer."""
+    if len(gap) > 80 or _SENTENCE_BREAK.search(gap):
+        return False
+    rest = _GAP_MARKUP.sub(" ", gap)
+    if any(c.isdigit() for c in rest) or not set(rest) <= _GAP_CHARS:
+        return False
+    words = [w.lower() for w in _LETTERS.findall(rest)]
+    words = [w for w in words if w not in ("and", "or")]
+    return len(words) <= 4 and not _GAP_STOP.intersection(words)
+
+
+def final_boxes(text: str) -> str | None:
+    r"""The boxes of the final answer: the last box and those just before it that only
+    joining words and punctuation separate from it, joined with ", " (repeats once).
+
+    >>> final_boxes(r"\boxed{1},\boxed{2},\boxed{3}")
+    '1, 2, 3'
+    >>> final_boxes(r"first \boxed{5}; adding 2 gives \boxed{7}.")
+    '7'
+    """
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if not _joins(text[box[1] : group[-1][0]]):
+            break
+        group.append(box)
+    contents = [c for _, _, c in reversed(group) if c]
+    unique = list(dict.fromkeys(contents))
+    return ", ".join(unique) if unique else None
+
+
+def answer_region(text: str, think: Think = "after") -> str | None:
+    """The part of a response that can state its answer (see the module docstring), or
+    None when the model never finished thinking."""
+    if think != "ignore":
+        closes = list(_THINK_CLOSE.finditer(text))
+        if closes:
+            text = text[closes[-1].end() :]
+        elif think == "require" or _THINK_OPEN.search(text):
+            return None
+    start = 0
+    for m in _DEBRIS.finditer(text):
+        if text[start : m.start()].strip():
+            return text[start : m.start()]
+        start = m.end()
+        if m.group() == "<|im_start|>":
+            start = _ROLE_LINE.match(text, start).end()  # type: ignore[union-attr]  # always matches
+    return text[start:]
+
+
+def _math_groups(text: str) -> list[tuple[int, int, str]]:
+    """Inline and display math of ``text`` as (start, end, source) groups: math joined by
+    commas/"and"/"or" is one group, a ``%`` after it belongs to it (as ``\\%``)."""
+    groups: list[tuple[int, int, str]] = []
+    for m in _MATH.finditer(text):
+        start, end = m.start(), m.end()
+        source = text[start:end]
+        if p := _PERCENT_AFTER.match(text, end):
+            end, source = p.end(), source + "\\%"
+        if groups and _MATH_JOIN.fullmatch(text[groups[-1][1] : start]):
+            first, last, before = groups.pop()
+            start, source = first, before + text[last:start] + source
+        groups.append((start, end, source))
+    return groups
+
+
+def _plain(answer: str) -> str:
+    """A plain-text answer without currency and units: "1,000.99€" is 1000.99, "28
+    percent" is 28\\%, "Area = 15 cm²" is 15; what is not a number with a unit stays."""
+    answer = answer.strip()
+    if (n := _number_word(answer)) is not None:
+        return n
+    m = _PLAIN_NUMBER.match(answer)
+    if m is None and "=" in answer:  # "Area = 1/2 · 10 · 3 = 15 cm²": the unit says it all
+        m = _PLAIN_NUMBER.match(answer.rsplit("=", 1)[1].strip())
+        m = m if m is not None and (m.group("u") or m.group("p")) else None
+    if m is None:
+        return answer
+    return _number_text(m)
+
+
+_UNITS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _number_word(answer: str) -> str | None:
+    """A whole number written in words, 0-99 ("thirteen", "forty-two"), as digits."""
+    word = answer.lower().rstrip(".").strip()
+    if word in _UNITS:
+        return str(_UNITS.index(word))
+    tens, _, unit = word.replace(" ", "-").partition("-")
+    if tens in _TENS and (not unit or unit in _UNITS[1:10]):
+        return str(20 + 10 * _TENS.index(tens) + (_UNITS.index(unit) if unit else 0))
+    return None
+
+
+def _number_text(m: re.Match[str]) -> str:
+    """A matched number as an answer: a unicode minus is "-", digit groups are joined,
+    a percent stays."""
+    number = m.group("n").replace("−", "-")
+    if "," in number:
+        number = number.replace(",", "")
+    return number + "\\%" if m.group("p") else number
+
+
+def _phrase(text: str) -> str | None:
+    """The answer phrase that starts ``text`` (what follows a final-answer anchor)."""
+    text = _BOLD.sub("", text[:600]).lstrip(" \t:*")
+    if not text.strip():
+        return None
+    groups = _math_groups(text)
+    if groups:
+        start, _, source = groups[0]
+        lead = text[:start]
+        if not _NUMBER.search(lead) and (lead.count(" ") <= 4 and "\n" not in lead.strip()):
+            return source
+    cut = _PHRASE_END.search(text)
+    plain = (text[: cut.start()] if cut else text).strip().rstrip(".:,")
+    if not plain:
+        return None
+    return _plain(plain)
+
+
+def _final_answer(text: str) -> str | None:
+    best: tuple[int, str] | None = None
+    for pattern in (_ANCHOR, _GSM8K):
+        for m in pattern.finditer(text):
+            answer = _phrase(text[m.end() :])
+            if answer is not None and (best is None or m.end() >= best[0]):
+                best = (m.end(), answer)
+    return None if best is None else best[1]
+
+
+def _is_bare(text: str) -> bool:
+    if "\n" in text.strip() or len(text) > 200:
+        return False
+    outside = _TEXT_CMD.sub(" ", _MATH.sub(" ", text))
+    words = [w.lower() for w in _WORD.findall(outside) if w.lower() not in ("and", "or")]
+    if outside != text or any(c.isdigit() for c in text):
+        limit = 3
+    elif words and _PRONOUN.search(outside):  # "I give up.", "a guess"
+        return False
+    else:
+        limit = 2
+    return len(words) <= limit and not _SENTENCE_WORDS.intersection(words)
+
+
+def _bare(text: str) -> str | None:
+    if not _is_bare(text):
+        return None
+    groups = _math_groups(text)
+    if len(groups) == 1 and groups[0][0] == 0 and groups[0][1] == len(text.rstrip(". ")):
+        return groups[0][2]  # all math: "$28$ %" is 28\%
+    return _plain(text)
+
+
+def _last(text: str) -> str | None:
+    lines = text.rstrip().splitlines()
+    while len(lines) > 1 and _CHECK_LINE.match(lines[-1]):  # "Check: 20 + 25 + 15 = 60"
+        lines.pop()
+    text = "\n".join(lines)
+    # a reason given after the answer is not the answer: "N = 11 since 11 squared is 121."
+    if (why := _REASON.search(text, max(text.rfind("\n"), text.rfind(". ")) + 1)) is not None:
+        return _last_candidate(text[: why.start()]) or _last_candidate(text)
+    return _last_candidate(text)
+
+
+def _last_candidate(text: str) -> str | None:
+    """The last inline math or the last number (or tuple of numbers) outside math."""
+    groups = _math_groups(text)
+    masked = text
+    for start, end, _ in reversed(groups):
+        masked = masked[:start] + " " * (end - start) + masked[end:]
+    numbers = list(_NUMBER.finditer(masked))
+    math_end = groups[-1][1] if groups else -1
+    tuples = list(_PLAIN_TUPLE.finditer(masked))
+    if (
+        tuples
+        and tuples[-1].end() > math_end
+        and (not numbers or tuples[-1].end() >= numbers[-1].end())
+    ):
+        return tuples[-1].group()
+    if numbers and numbers[-1].end() > math_end:
+        return _number_text(numbers[-1])
+    return groups[-1][2] if groups else None
+
+
+def named_choice(text: str, think: Think = "after") -> str | None:
+    """The choice letter the end of a response names ("(D)", "option C", "**B**"), or None.
+
+    >>> named_choice("Only 67.445 rounds to 67.4.\\n\\n**(D) 67.445**")
+    'D'
+    """
+    region = answer_region(text, think)
+    if region is None:
+        return None
+    tail = "\n".join(region.strip().splitlines()[-2:])[-300:]
+    found = _NAMED_CHOICE.findall(tail)
+    return next(c for c in found[-1] if c) if found else None
+
+
+def last_sentence(text: str, think: Think = "after") -> str | None:
+    """The last sentence of a response's answer part (at most 200 characters), or None.
+
+    >>> last_sentence("It is not even. So the function is odd.")
+    'So the function is odd.'
+    """
+    region = answer_region(text, think)
+    if region is None:
+        return None
+    sentences = [s.strip() for s in _SENTENCE_END.split(region.strip()) if s.strip()]
+    return sentences[-1][-200:] if sentences else None
+
+
+def _tidy(answer: str) -> str:
+    """Without surrounding space and, if it is one piece of math, its delimiters."""
+    answer = answer.strip()
+    m = _MATH.match(answer)
+    if m and answer[m.end() :].strip() in ("", "\\%"):
+        inner = next(g for g in m.groups() if g is not None)
+        answer = inner.strip() + answer[m.end() :].strip()
+    return answer
+
+
+def read_answer(
+    text: str | None, *, rules: tuple[Rule, ...] = PRED_RULES, think: Think = "after"
+) -> Extraction:
+    r"""The answer stated in ``text`` and the rule that found it (see the module docstring).
+
+    >>> read_answer("So 3 + 4 = 7.\n#### 7")
+    Extraction(answer='7', rule='final_answer')
+    >>> read_answer("I am not sure.")
+    Extraction(answer=None, rule='no_answer')
+    """
+    if text is None or not text.strip():
+        return Extraction(None, "empty")
+    region = answer_region(text, think)
+    if region is None:
+        return Extraction(None, "unfinished_think")
+    region = region.strip()
+    for rule in rules:
+        answer: str | None
+        if rule == "boxed":
+            answer = final_boxes(region)
+        elif rule == "final_answer":
+            answer = _final_answer(region)
+        elif rule == "bare":
+            answer = _bare(_BOLD.sub("", region).strip())
+        elif rule == "whole":
+            answer = region or None
+        elif rule == "last":
+            answer = _last(region)
+        else:
+            raise ValueError(f"unknown extraction rule {rule!r}; expected one of {RULES}")
+        if answer is not None and answer.strip():
+            return Extraction(_tidy(answer), rule)
+    return Extraction(None, "no_answer")
+
+
+def extract_answer(
+    text: str | None, *, rules: tuple[Rule, ...] = PRED_RULES, think: Think = "after"
+) -> str | None:
+    r"""The final answer stated in a model response or a solution, or None.
+
+    ``rules`` and ``think`` as in `read_answer`; ``rules=SOLUTION_RULES`` finds only what
+    a text states outright (a box, a final-answer sentence, ``####``).
+
+    >>> extract_answer(r"Thus the area is $\boxed{12\pi}$.")
+    '12\\pi'
+    >>> extract_answer("She has 3 + 4 = 7 apples.\n#### 7")
+    '7'
+    >>> extract_answer("Therefore, the final answer is 5.")
+    '5'
+    """
+    return read_answer(text, rules=rules, think=think).answer

@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 
 from curate._procpool import shared_pool
+from curate.errors import ConfigError
 from curate.verification import (
     Verdict,
+    VerifyOptions,
     averify,
     extract_answer,
     gradable,
@@ -839,3 +841,65 @@ def test_pool_answers_in_order_from_threads(fake_pool: Any) -> None:
         runs = [ex.submit(_run, fake_pool, [{"op": "echo"}] * 50, 5.0) for _ in range(4)]
         assert all(len(r.result()) == 50 for r in runs)
     assert _run(fake_pool, [], 1.0) == []
+
+
+# --------------------------------------------------------------------- options
+
+
+def test_numeric_tolerances() -> None:
+    near_pi = VerifyOptions(rel_tol=1e-5)
+    assert verify("3.14159", r"\pi").status == "different"  # checked by math-verify
+    assert verify("3.14159", r"\pi", options=near_pi).equivalent
+    assert verify("(3.14159, 1)", r"(\pi, 1)", options=near_pi).equivalent  # inside a tuple
+    assert not verify("100", "100.5").equivalent  # decided in this process
+    assert verify("100", "100.5", options=VerifyOptions(abs_tol=0.5)).equivalent
+    assert verify("1000", "1001", options=VerifyOptions(rel_tol=1e-3)).equivalent
+    assert not verify("1000", "1002", options=VerifyOptions(rel_tol=1e-3)).equivalent
+    # math-verify's rounding to 6 decimals when a decimal is written, or none
+    assert verify(r"\frac{1}{3}", "0.333333").equivalent
+    assert not verify(r"\frac{1}{3}", "0.333333", options=VerifyOptions(decimals=None)).equivalent
+
+
+@pytest.mark.parametrize(
+    ("percent", "as_number", "as_value"),
+    [("either", True, True), ("value", False, True), ("number", True, False)],
+)
+def test_percent(percent: Any, as_number: bool, as_value: bool) -> None:
+    options = VerifyOptions(percent=percent)
+    assert verify(r"50\%", "50", options=options).equivalent is as_number
+    assert verify(r"50\%", "0.5", options=options).equivalent is as_value
+    assert verify("12.5%", r"\frac{1}{8}", options=options).equivalent is as_value  # worker
+    assert verify(r"\frac{25}{2}\%", "12.5", options=options).equivalent is as_number
+
+
+def test_relations_and_sets() -> None:
+    written = VerifyOptions(relations="as_written")
+    assert verify("[-2, 7]", r"-2 \le x \le 7").equivalent
+    assert not verify("[-2, 7]", r"-2 \le x \le 7", options=written).equivalent
+    assert verify(r"-2 \le x \le 7", "[-2, 7]", options=written).equivalent  # gold relation
+    assert verify(r"(-\infty, 2) \cup (3, \infty)", "$x < 2$ or $x > 3$").equivalent
+    assert not verify(r"(-\infty, 2) \cup (3, \infty)", "$x < 2$ or $x > 4$").equivalent
+
+
+def test_symbol_names() -> None:
+    assert verify("x+1", "y+1").status == "different"
+    assert verify("x+1", "y+1", options=VerifyOptions(symbols="lenient")).equivalent
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rel_tol": -1.0},
+        {"abs_tol": float("nan")},
+        {"decimals": 20},
+        {"percent": "half"},
+        {"relations": "sometimes"},
+        {"symbols": "loose"},
+        {"think": "maybe"},
+        {"rules": ()},
+        {"gold_rules": ("boxed", "guess")},
+    ],
+)
+def test_options_are_checked(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        VerifyOptions(**bad)

@@ -112,11 +112,15 @@ _ANCHOR = re.compile(
     re.IGNORECASE,
 )
 _GSM8K = re.compile(r"^\s*####\s*", re.MULTILINE)
+_PHRASE_CHARS = 600  # an answer phrase is read from this much text after its anchor
+_TRIES = 20  # anchors tried, from the last, for one with an answer phrase after it
 
+# (a display's contents cannot hold its own opening: an unclosed one is not scanned to
+# the end of the text once per opening, which would be quadratic)
 _MATH = re.compile(
-    r"\$\$(?P<dd>.+?)\$\$"
-    r"|\\\[(?P<db>.+?)\\\]"
-    r"|\\\((?P<ip>.+?)\\\)"
+    r"\$\$(?P<dd>(?:[^$]|\$(?!\$))+?)\$\$"
+    r"|\\\[(?P<db>(?:[^\\]|\\(?![\[\]]))+?)\\\]"
+    r"|\\\((?P<ip>(?:[^\\]|\\(?![()]))+?)\\\)"
     r"|(?<![\\$\d])\$(?P<id>(?:\\\$|[^\s$])(?:\\\$|[^$\n])*?)(?<![\s\\])\$(?!\d)",
     re.DOTALL,
 )
@@ -366,7 +370,7 @@ def _number_text(m: re.Match[str]) -> str:
 
 def _phrase(text: str) -> str | None:
     """The answer phrase that starts ``text`` (what follows a final-answer anchor)."""
-    text = _BOLD.sub("", text[:600]).lstrip(" \t:*")
+    text = _BOLD.sub("", text[:_PHRASE_CHARS]).lstrip(" \t:*")
     if not text.strip():
         return None
     groups = _math_groups(text)
@@ -383,13 +387,13 @@ def _phrase(text: str) -> str | None:
 
 
 def _final_answer(text: str) -> str | None:
-    best: tuple[int, str] | None = None
-    for pattern in (_ANCHOR, _GSM8K):
-        for m in pattern.finditer(text):
-            answer = _phrase(text[m.end() :])
-            if answer is not None and (best is None or m.end() >= best[0]):
-                best = (m.end(), answer)
-    return None if best is None else best[1]
+    """The answer phrase after the rightmost anchor that has one (the last few tried)."""
+    ends = sorted({m.end() for p in (_ANCHOR, _GSM8K) for m in p.finditer(text)}, reverse=True)
+    for end in ends[:_TRIES]:
+        answer = _phrase(text[end : end + _PHRASE_CHARS])
+        if answer is not None:
+            return answer
+    return None
 
 
 def _is_bare(text: str) -> bool:
@@ -429,9 +433,11 @@ def _last(text: str) -> str | None:
 def _last_candidate(text: str) -> str | None:
     """The last inline math or the last number (or tuple of numbers) outside math."""
     groups = _math_groups(text)
-    masked = text
-    for start, end, _ in reversed(groups):
-        masked = masked[:start] + " " * (end - start) + masked[end:]
+    pieces, at = [], 0
+    for start, end, _ in groups:  # the text with its math blanked out
+        pieces += [text[at:start], " " * (end - start)]
+        at = end
+    masked = "".join([*pieces, text[at:]])
     numbers = list(_NUMBER.finditer(masked))
     math_end = groups[-1][1] if groups else -1
     tuples = list(_PLAIN_TUPLE.finditer(masked))

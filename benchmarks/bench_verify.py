@@ -60,7 +60,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from curate._procpool import shared_pool
-from curate.verify import _fast_verdict, _prediction, normalize_answer, verify_many
+from curate.verification import GOLD_RULES, PRED_RULES, normalize_answer, read_answer, verify_many
+from curate.verification.check import _fast
+from curate.verification.verdict import DEFAULT_OPTIONS
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DEFAULT_DATA = SHARED / "rllm" / "test" / "math.json"
@@ -196,13 +198,15 @@ def deliberate(gold: str, pred: str, reason: str, found_both: bool) -> str | Non
 
 def is_fast(gold: str, pred: str) -> bool:
     """Decided in the calling process, without a worker."""
-    return _fast_verdict(gold, _prediction(pred)) is not None
+    g = read_answer(gold, rules=GOLD_RULES).answer
+    p = read_answer(pred, rules=PRED_RULES).answer
+    return g is None or p is None or not isinstance(_fast(g, p, DEFAULT_OPTIONS), tuple)
 
 
 def forget(workers: int, timeout: float) -> None:
     """Clear the parse caches and sympy's cache of every (warm) worker."""
     pids: set[str] = set()
-    shared_pool("curate._verify_worker", workers).run(
+    shared_pool("curate.verification.worker", workers).run(
         [{"op": "forget"}] * workers, timeout, lambda i, r: pids.add(r.get("detail", ""))
     )
     assert len(pids) == workers, f"expected {workers} workers to forget, got {pids}"

@@ -66,7 +66,6 @@ _SAMPLE_FIELDS = (
     "model", "sample", "score", "correct", "verdict", "finish_reason", "n_tokens",
     "extracted_answer",
 )  # fmt: skip
-_JUDGED = ("extracted_answer", "verdict", "verdict_detail", "score", "correct", "grader")
 _POLARS_TYPES = {"string": pl.String, "int32": pl.Int32, "int64": pl.Int64}
 _POLARS_TYPES |= {"double": pl.Float64, "bool": pl.Boolean}
 RESPONSE_SCHEMA = {name: _POLARS_TYPES[str(t)] for name, t, _, _ in RESPONSE_FIELDS}
@@ -294,8 +293,9 @@ def grader_key(options: VerifyOptions) -> str:
 
 
 def _judge(rows: list[dict[str, Any]], stage: Distill, workers: int | None) -> None:
-    """Fill the judged columns (`_JUDGED`) of each response row (with its ``gold``): the
-    whole response goes to `curate.verify`, which reads its final answer."""
+    """Fill the judged columns (extracted_answer, verdict, verdict_detail, score, correct,
+    grader) of each response row (with its ``gold``): the whole response goes to
+    `curate.verify`, which reads its final answer."""
     grader = grader_key(stage.grading)
     checks = []
     for r in rows:

@@ -68,13 +68,11 @@ DEFAULT_TIMEOUT = 5.0
 MAX_ANSWER_CHARS = 2000  # longer answers are not parsed (compared as text only)
 _LETTERS = re.compile(r"[A-Za-z]+")
 _CLAUSES = re.compile(r"[,;:]|\b(?:so|hence|thus|therefore|which)\b")
-_WEAK = ("last", "no_answer")
+_WEAK = ("last", "no_answer")  # readings a gold answer's kind may overrule
 _NO_SOLUTION = frozenset(
     {"no solution", "no solutions", "no real solution", "no real solutions", "none"}
 )
-_EMPTY_SET = frozenset(
-    {"\\varnothing", "\\emptyset", "\\{\\}", "∅", "\\O"}
-)  # readings a gold answer's kind may overrule
+_EMPTY_SET = frozenset({"\\varnothing", "\\emptyset", "\\{\\}", "∅", "\\O"})
 
 
 def _within(a: Fraction, b: Fraction, options: VerifyOptions) -> bool:
@@ -114,7 +112,9 @@ def _in_words(gold_words: str, sentence: str) -> bool:
         said == gold_words
         or said.endswith(" " + gold_words)
         or said.startswith(gold_words + " ")
-        or re.search(rf"\b(?:is|are|be|was|were)\s+(?:(?:a|an|the)\s+)?{gold_words}\b", said)
+        or re.search(
+            rf"\b(?:is|are|be|was|were)\s+(?:(?:a|an|the)\s+)?{re.escape(gold_words)}\b", said
+        )
         is not None
     )
 

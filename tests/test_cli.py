@@ -117,6 +117,9 @@ def test_verify_single(tmp_path: Path) -> None:
     assert result.exit_code == 1
     result = runner.invoke(app, ["verify", "1", "1", "--percent", "nonsense"])
     assert result.exit_code == 2 and "percent" in result.output
+    # a check past its time limit is not "different": exit 2, status timeout
+    result = runner.invoke(app, ["verify", "1000000!", "1", "--timeout", "0.5"])
+    assert result.exit_code == 2 and result.stdout.startswith("timeout"), result.output
 
 
 def test_verify_pairs(tmp_path: Path) -> None:

@@ -119,6 +119,19 @@ def test_a_new_grader_regrades_stored_responses_without_generating(tmp_path: Pat
     assert read_responses(tmp_path / "responses")["correct"].all()
 
 
+def test_what_the_grader_could_not_check_is_not_counted_wrong(tmp_path: Path) -> None:
+    rows = problems_frame([("What is 1 + 2?", "3"), ("What is 2 + 2?", r"\frac{4}{")])
+    kept, _ = apply_stage(Distill(Scripted(skill=1.0), n=2), rows, ctx_for(tmp_path))
+    responses = read_responses(tmp_path / "responses").sort("problem_id")
+    unparseable = responses.filter(pl.col("problem_id") == rows["id"][1])
+    assert set(unparseable["verdict"]) == {"gold_unparseable"}
+    assert unparseable["score"].null_count() == 2 and unparseable["correct"].null_count() == 2
+    assert "gold" in unparseable["verdict_detail"][0]
+    graded_rows, _ = apply_stage(Grade(), kept, ctx_for(tmp_path, "grade"))
+    assert graded_rows["n_samples"].to_list() == [2, 0]  # left out, not "unsolved"
+    assert graded_rows["difficulty"].to_list() == ["solved", None]
+
+
 def test_failed_generations_are_tried_again(tmp_path: Path) -> None:
     rows = problems_frame([("FAIL 1 + 1", "2"), ("What is 1 + 1?", "2")])
     gen = Scripted()

@@ -18,9 +18,10 @@ Verification runs in the checker's process pool on a background thread while the
 chunk generates, so it never holds generation up. A response cut at ``max_tokens``
 (``finish_reason="length"``) is recorded and never counted as correct; a failed generation
 (``"error"``, with the backend's reason) is recorded and left out of pass rates; a response
-with no extractable answer is wrong with verdict ``no_answer``; a gold answer the checker
-cannot parse gives the checker's verdict (``gold_unparseable``, ``timeout``, ``error``),
-never a crash.
+with no extractable answer is wrong with verdict ``no_answer``. Where the grader could not
+check (a gold answer it cannot parse, a check past its time limit, an error) the verdict
+says so (``gold_unparseable``, ``timeout``, ``error``) and ``score``/``correct`` are null:
+such responses are left out of pass rates, not counted wrong.
 
 Each stored response records the grader that judged it (``grader``: a digest of the grading
 options and `curate.verification.verdict.GRADER_VERSION`). When the grader changes, a
@@ -320,7 +321,10 @@ def _judge(rows: list[dict[str, Any]], stage: Distill, workers: int | None) -> N
     for r, v in zip(checks, verdicts, strict=True):
         r["verdict"], r["extracted_answer"] = v.status, v.pred
         r["verdict_detail"] = f"{v.reason}: {v.detail}" if v.detail else v.reason
-        r["correct"], r["score"] = v.equivalent, float(v.equivalent)
+        if v.status in _UNCHECKED:  # not the response's fault: left out of pass rates
+            r["correct"], r["score"] = None, None
+        else:
+            r["correct"], r["score"] = v.equivalent, float(v.equivalent)
 
 
 def _regrade(
@@ -371,6 +375,7 @@ def read_responses(directory: str | Path) -> pl.DataFrame:
     return one_per_key(table.with_columns(missing)).select(RESPONSE_SCHEMA.keys())
 
 
+_UNCHECKED = ("timeout", "error", "gold_unparseable")  # the grader, not the response, failed
 RESPONSE_KEYS = ("problem_id", "model", "sample", "gen_key")
 """What names one stored response (the responses cache's key)."""
 

@@ -5,8 +5,8 @@ and adds, as plain columns that ``curate sql`` can query:
 
 - ``n_samples``, ``n_correct``, ``n_truncated``, ``n_failed``: responses counted, correct,
   cut at ``max_tokens`` (counted, never correct) and failed generations (left out: an
-  engine error says nothing about the problem; so are responses to a problem without a gold
-  answer, whose score is null);
+  engine error says nothing about the problem; so are responses whose score is null: to a
+  problem without a gold answer, or that the grader could not check);
 - ``pass_rate``: correct / counted, over every model; ``pass_at_<k>`` for each ``k`` in
   ``pass_at``: the unbiased estimator ``1 - C(n-c, k) / C(n, k)`` of Chen et al. (2021),
   null when fewer than ``k`` responses were counted;

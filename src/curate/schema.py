@@ -99,8 +99,19 @@ RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
         True,
         "Digest of the grading options and grader version that judged the response.",
     ),
-    ("score", pa.float64(), True, "Verify score in 0..1; null when there is no gold answer."),
-    ("correct", pa.bool_(), True, "Whether the answer matches the gold answer (never if cut)."),
+    (
+        "score",
+        pa.float64(),
+        True,
+        "Verify score in 0..1; null when there is no gold answer or the grader could not "
+        "check (timeout, error, gold unparseable).",
+    ),
+    (
+        "correct",
+        pa.bool_(),
+        True,
+        "Whether the answer matches the gold answer (never if cut); null when unchecked.",
+    ),
     ("temperature", pa.float64(), False, "Sampling temperature."),
     ("top_p", pa.float64(), False, "Nucleus sampling p."),
     ("max_tokens", pa.int32(), False, "Generation limit."),

@@ -110,7 +110,7 @@ def test_think() -> None:
     ],
 )
 def test_chat_debris_ends_the_response(text: str, region: str) -> None:
-    assert answer_region(text) == region
+    assert (answer_region(text) or "").strip() == region
 
 
 def test_gold_and_solution_rules() -> None:
@@ -130,8 +130,13 @@ def test_helpers() -> None:
     assert named_choice("so the answer is (B) 12") == "B"
     assert named_choice("故选 A。") == "A"
     assert named_choice("No letter here.") is None
+    assert named_choice("(B) is incorrect") is None  # a rejected option is not the choice
+    assert named_choice("Solving gives $b$.") is None
     assert last_sentence("It is not even. So the function is odd.") == "So the function is odd."
-    assert last_sentence("<think>unfinished") is None
+    assert answer_region("<think>unfinished") is None
+    # a restated problem is not a next few-shot question; one after an answer is
+    restated = "Problem: find x.\nWe get \\boxed{4}."
+    assert answer_region(restated) == restated
 
 
 def test_rules_are_configurable() -> None:
@@ -161,6 +166,13 @@ def test_rules_are_configurable() -> None:
         "<|im_end|>" * 50_000,
         "**" * 100_000,
         "x = 1 = " * 30_000,
+        "a\n" + "\n" * 40_000 + "b",
+        "Final answer" + " \n" * 20_000,
+        r"\boxed{" * 10_000 + "1" + "}" * 10_000,
+        "$$" + "x " * 20_000 + "$$",
+        "1" + " " * 100_000 + "x",
+        "#### " + "\n " * 30_000,
+        "Check:" + " " * 50_000 + "1",
     ],
     ids=[
         "dollars",
@@ -177,6 +189,13 @@ def test_rules_are_configurable() -> None:
         "debris",
         "bold",
         "chain",
+        "newlines",
+        "anchor-spaces",
+        "nested-boxes",
+        "long-display",
+        "spaces-after-number",
+        "gsm8k-spaces",
+        "check-spaces",
     ],
 )
 def test_hostile_text_is_read_in_linear_time(text: str) -> None:

@@ -903,3 +903,78 @@ def test_symbol_names() -> None:
 def test_options_are_checked(bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=next(iter(bad))):
         VerifyOptions(**bad)
+
+
+# wrong answers a careless reading would call right (a review's findings): none may pass
+NEVER_RIGHT = [
+    ("odd", "The function is not odd."),
+    ("odd", "it is neither even nor odd"),
+    ("even", "the function is even or odd"),
+    ("increasing", "The function is decreasing, not increasing."),
+    ("true", "The statement is not true."),
+    ("Alice", "Bob wins, not Alice"),
+    ("Alice", "Bob beats Alice"),
+    ("Monday", "Tuesday, not Monday"),
+    ("Monday", "The day is Monday or Tuesday"),
+    ("undefined", "The slope is not undefined"),
+    ("A", "(A) or (B)"),
+    ("A", "The answer is (A) or (B)."),
+    ("A", "(A), (C)"),
+    ("A", "A) or B)"),
+    ("A", r"\boxed{(A) \text{ or } (B)}"),
+    ("B", "(B) is incorrect"),
+    ("B", "We rule out **B**"),
+    ("B", "It can't be (B)"),
+    ("B", "So we compute 12.\n(B) is false"),
+    ("B", "Solving gives $b$."),
+    ("B", r"\boxed{b}"),
+    ("E", "The limit equals $e$."),
+    ("e", "(E) 5"),
+    ("2", "2 pi"),
+    ("2", "2 sqrt3"),
+    ("3", "3 i"),
+    ("2", "2 n"),
+    ("2", "2 x"),
+    ("10", "10 factorial"),
+    ("12", "12 squared"),
+    ("12", "12 thousand"),
+    ("12", "The answer is $12$ squared"),
+    ("12", "So the answer is 13. Note: a common mistake gives the answer 12."),
+    ("12", "The answer is 13. A wrong answer is 12."),
+    ("12", "The answer is 13.\nIncorrect answers: 12"),
+    ("12", "Answer: 12 (or 13)"),
+    ("No", "On"),
+    (r"7 \times 10^{37}", r"$L = 7\times 10^{49}\times 10^{-12} \approx 7 \times 10^{36}$"),
+]
+
+
+def test_wrong_answers_are_never_called_right() -> None:
+    verdicts = verify_many(NEVER_RIGHT, timeout=10.0)
+    assert [pair for pair, v in zip(NEVER_RIGHT, verdicts, strict=True) if v.equivalent] == []
+    assert verify("12000", "12 thousand").equivalent
+    assert verify(r"\frac{600}{7}", r"so $v = \frac{600}{7} \approx 85.7$ km/h").equivalent
+
+
+def test_a_verdict_does_not_depend_on_the_rest_of_the_batch() -> None:
+    pairs = [
+        ("7", "we get 3 and then 7"),
+        ("7", "The answer is we get 3 and then 7"),
+        ("odd", r"\boxed{So the function is odd.}"),
+        ("odd", "So the function is odd."),
+        ("7", ""),
+        ("7", "<think>abc"),
+    ]
+    together = verify_many(pairs, timeout=10.0)
+    alone = [verify(g, p, timeout=10.0) for g, p in pairs]
+    assert together == alone
+    assert [v.reason for v in together[4:]] == ["empty", "unfinished_think"]
+
+
+def test_reading_by_the_gold_kind_follows_the_rules() -> None:
+    boxed_only = VerifyOptions(rules=("boxed",))
+    assert verify("odd", "So the function is odd.").equivalent
+    assert verify("odd", "So the function is odd.", options=boxed_only).status == "no_answer"
+    assert verify("B", "Checking each option:\n**(B)** 12").equivalent
+    assert (
+        verify("B", "Checking each option:\n**(B)** 12", options=boxed_only).status == "no_answer"
+    )

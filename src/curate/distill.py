@@ -18,10 +18,11 @@ Verification runs in the checker's process pool on a background thread while the
 chunk generates, so it never holds generation up. A response cut at ``max_tokens``
 (``finish_reason="length"``) is recorded and never counted as correct; a failed generation
 (``"error"``, with the backend's reason) is recorded and left out of pass rates; a response
-with no extractable answer is wrong with verdict ``no_answer``. Where the grader could not
-check (a gold answer it cannot parse, a check past its time limit, an error) the verdict
-says so (``gold_unparseable``, ``timeout``, ``error``) and ``score``/``correct`` are null:
-such responses are left out of pass rates, not counted wrong.
+with no extractable answer is wrong with verdict ``no_answer``. A gold answer the grader
+cannot parse gives ``gold_unparseable`` with a null ``score``/``correct``: such responses
+are left out of pass rates, not counted wrong. A check past its time limit or one that
+failed (``timeout``, ``error``; the prediction may be what made it fail) counts as wrong
+and is checked again when the stage runs again.
 
 Each stored response records the grader that judged it (``grader``: a digest of the grading
 options and `curate.verification.verdict.GRADER_VERSION`). When the grader changes, a
@@ -56,6 +57,7 @@ from curate.io import write_parquet
 from curate.schema import RESPONSE_FIELDS
 from curate.stage import Stage, StageContext
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
+from curate.verification.verdict import GRADER_VERSION
 
 DEFAULT_TEMPLATE = (
     "{problem} Let's think step by step and output the final answer within \\boxed{}."
@@ -99,7 +101,8 @@ class Distill(Stage):
     generation seconds and tokens/s, truncated, failed, correct.
     """
 
-    version: ClassVar[str] = "2"  # 2: whole responses graded by curate.verify, re-grading
+    # 2: whole responses graded by curate.verify, with re-grading; a new grader re-runs it
+    version: ClassVar[str] = f"2+grader{GRADER_VERSION}"
 
     generators: Generator | tuple[Generator, ...]
     n: int = 4
@@ -288,6 +291,10 @@ class _Job:
         write_parquet(table, self.out / name)
 
 
+_UNCHECKED = ("gold_unparseable",)  # the gold's fault, not the response's: left out
+_RECHECK = ("timeout", "error")  # checked again when the stage runs again
+
+
 def grader_key(options: VerifyOptions) -> str:
     """What the ``grader`` column of a response judged under ``options`` holds."""
     return hashlib.blake2b(options.key().encode(), digest_size=8).hexdigest()
@@ -321,7 +328,7 @@ def _judge(rows: list[dict[str, Any]], stage: Distill, workers: int | None) -> N
     for r, v in zip(checks, verdicts, strict=True):
         r["verdict"], r["extracted_answer"] = v.status, v.pred
         r["verdict_detail"] = f"{v.reason}: {v.detail}" if v.detail else v.reason
-        if v.status in _UNCHECKED:  # not the response's fault: left out of pass rates
+        if v.status in _UNCHECKED:  # left out of pass rates, not counted wrong
             r["correct"], r["score"] = None, None
         else:
             r["correct"], r["score"] = v.equivalent, float(v.equivalent)
@@ -330,30 +337,39 @@ def _judge(rows: list[dict[str, Any]], stage: Distill, workers: int | None) -> N
 def _regrade(
     stage: Distill, out: Path, frame: pl.DataFrame, keys: set[str], workers: int | None
 ) -> int:
-    """Grade again the stored responses of ``keys`` that another grader judged; each cache
-    part is rewritten whole (atomically). Returns how many responses were re-graded."""
+    """Grade again the stored responses of ``keys`` that another grader judged, or whose
+    check timed out or failed (the grader may do better now), in one call; each part with
+    such rows is rewritten whole (atomically). Returns how many responses were re-graded."""
     grader = grader_key(stage.grading)
     gold = dict(zip(frame["id"].to_list(), frame["answer"].to_list(), strict=True))
-    count = 0
+    parts: list[tuple[Path, list[dict[str, Any]]]] = []
+    stale: list[dict[str, Any]] = []
     for part in sorted(out.glob("*.parquet")):
         if part.name.split("-", 1)[0] not in keys:
             continue
         table = pl.read_parquet(part)
-        if "grader" in table.columns and (table["grader"] == grader).all():
+        if (
+            "grader" in table.columns
+            and (table["grader"].eq_missing(grader) & ~table["verdict"].is_in(_RECHECK)).all()
+        ):
             continue
         rows = table.to_dicts()
-        stale = [
-            r for r in rows if r.get("grader") != grader and r["problem_id"] in gold
-        ]  # responses of problems no longer in the stage's input are left as they are
-        if not stale:
-            continue
-        for r in stale:
+        mine = [  # responses of problems no longer in the stage's input stay as they are
+            r
+            for r in rows
+            if (r.get("grader") != grader or r["verdict"] in _RECHECK) and r["problem_id"] in gold
+        ]
+        for r in mine:
             r["gold"] = gold[r["problem_id"]]
+        if mine:
+            parts.append((part, rows))
+            stale += mine
+    if stale:
         _judge(stale, stage, workers)
-        count += len(stale)
-        schema = {**RESPONSE_SCHEMA, "gold": pl.String}
+    schema = {**RESPONSE_SCHEMA, "gold": pl.String}
+    for part, rows in parts:
         write_parquet(pl.DataFrame(rows, schema=schema).drop("gold"), part)
-    return count
+    return len(stale)
 
 
 def read_responses(directory: str | Path) -> pl.DataFrame:
@@ -375,7 +391,6 @@ def read_responses(directory: str | Path) -> pl.DataFrame:
     return one_per_key(table.with_columns(missing)).select(RESPONSE_SCHEMA.keys())
 
 
-_UNCHECKED = ("timeout", "error", "gold_unparseable")  # the grader, not the response, failed
 RESPONSE_KEYS = ("problem_id", "model", "sample", "gen_key")
 """What names one stored response (the responses cache's key)."""
 

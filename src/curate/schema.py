@@ -78,7 +78,13 @@ RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("finish_reason", pa.string(), False, "'stop', 'length' (cut at max_tokens) or 'error'."),
     ("n_tokens", pa.int32(), True, "Number of generated tokens; null when not reported."),
     ("error", pa.string(), True, "Why generation failed, when finish_reason is 'error'."),
-    ("extracted_answer", pa.string(), True, "Final answer extracted from the text."),
+    (
+        "extracted_answer",
+        pa.string(),
+        True,
+        "The answer the grader read from the text (for a gold choice letter or words, the "
+        "letter the response names or its last sentence).",
+    ),
     (
         "verdict",
         pa.string(),

@@ -4,8 +4,10 @@ One path for every caller (`Distill`, rewards, ``curate verify``, decontaminatio
 
 1. **read** both sides (`curate.verification.extract`): the prediction by
    ``options.rules`` (a box, a final-answer sentence, a bare answer, the last math or
-   number, the last sentence), the gold answer by ``options.gold_rules`` (a box, ``####``,
-   else the whole text);
+   number), the gold answer by ``options.gold_rules`` (a box, ``####``, else the whole
+   text); when the prediction's reading is only the weak ``last`` one (or none) and
+   ``rules`` include ``last``, a gold choice letter is looked for as the letter the
+   response names and gold words as what its last sentence states;
 2. **compare** cheaply in this process: equal after normalization (``\dfrac`` vs
    ``\frac``, spacing, ``$``, digit groups), plain numbers exactly (within the tolerances
    of the options, with math-verify's decimal rounding), choice letters (also "(D) 12"),
@@ -52,14 +54,23 @@ from fractions import Fraction
 from typing import Any
 
 from curate._progress import progress_bar
-from curate.verification.extract import Extraction, last_sentence, named_choice, read_answer
+from curate.verification.extract import (
+    Extraction,
+    answer_region,
+    last_sentence,
+    named_choice,
+    read_answer,
+)
 from curate.verification.normalize import (
+    WORDS,
     Number,
     choice,
     choice_prefix,
     math_text,
     normalize_answer,
     number,
+    resolution,
+    unwrap_text,
     words,
 )
 from curate.verification.verdict import DEFAULT_OPTIONS, Status, Verdict, VerifyOptions
@@ -68,6 +79,15 @@ DEFAULT_TIMEOUT = 5.0
 MAX_ANSWER_CHARS = 2000  # longer answers are not parsed (compared as text only)
 _LETTERS = re.compile(r"[A-Za-z]+")
 _CLAUSES = re.compile(r"[,;:]|\b(?:so|hence|thus|therefore|which)\b")
+_COPULA = r"(?:is|are|be|was|were|becomes|remains|has|have)"
+_HEDGES = frozenset(
+    ("not", "no", "never", "neither", "nor", "or", "isn", "aren", "wasn", "doesn", "don", "cannot")
+)
+_Key = tuple[str | None, str, str | None]
+_APPROX = re.compile(r"\\approx(?![A-Za-z])|≈")
+_UNIT_AFTER = re.compile(
+    r"(?:\\[ ,;!]|\s)*\\(?:text|mathrm|mbox)\s*\{[^{}]*\}(?:\^\{?-?\d\}?)?.*$", re.DOTALL
+)
 _WEAK = ("last", "no_answer")  # readings a gold answer's kind may overrule
 _NO_SOLUTION = frozenset(
     {"no solution", "no solutions", "no real solution", "no real solutions", "none"}
@@ -103,34 +123,32 @@ def _numeric(g: Number, p: Number, options: VerifyOptions) -> Verdict | None:
 
 
 def _in_words(gold_words: str, sentence: str) -> bool:
-    """Whether the last clause of a sentence states the gold words: it ends or starts with
-    them, or they follow "is"/"are"/"be" ("so $f$ is neither even nor odd", "so Navin
-    earns the most", "the slope is undefined")."""
+    """Whether the last clause of a sentence states the gold words as its answer: the
+    clause is the gold words, or ends with them right after "is", "are", "be", "has", ...
+    ("so the graph is an ellipse", "the day will be Monday"); a clause that negates or
+    offers another option ("is not odd", "neither even nor odd", "Monday or Tuesday") does
+    not."""
     clause = _CLAUSES.split(sentence.casefold())[-1]
     said = " ".join(_LETTERS.findall(clause))
-    return (
-        said == gold_words
-        or said.endswith(" " + gold_words)
-        or said.startswith(gold_words + " ")
-        or re.search(
-            rf"\b(?:is|are|be|was|were)\s+(?:(?:a|an|the)\s+)?{re.escape(gold_words)}\b", said
-        )
-        is not None
-    )
+    if said == gold_words:
+        return True
+    stated = re.search(rf"\b{_COPULA}\s+(?:(?:a|an|the)\s+)?{re.escape(gold_words)}$", said)
+    others = set(said.split()) - set(gold_words.split())
+    return stated is not None and not others & _HEDGES
 
 
-def _by_gold_kind(gold: str, text: str, options: VerifyOptions) -> Verdict | None:
+def _by_gold_kind(gold: str, region: str) -> Verdict | None:
     """A response the rules read weakly (the last number or math, or nothing), against a
     gold answer in words or a choice letter: read the way that kind of answer is stated."""
     letter = choice(normalize_answer(gold))
     if letter is not None:
-        named = named_choice(text, options.think)
+        named = named_choice(region)
         if named is None:
             return None
         status: Status = "equivalent" if named == letter else "different"
         return Verdict(status, "choice", "the choice the response names", pred=named)
     gold_words = words(gold)
-    sentence = last_sentence(text, options.think) if gold_words is not None else None
+    sentence = last_sentence(region) if gold_words is not None else None
     if gold_words is None or sentence is None:
         return None
     if _in_words(gold_words, sentence):
@@ -140,6 +158,21 @@ def _by_gold_kind(gold: str, text: str, options: VerifyOptions) -> Verdict | Non
     return None
 
 
+def _approximation(pred: str) -> tuple[Fraction, Fraction] | None:
+    """The value after the last top-level ``\\approx`` of an answer that ends in one
+    ("\\frac{600}{7} \\approx 85.7"), and half the place of its last digit; None if none."""
+    cuts = [
+        m
+        for m in _APPROX.finditer(pred)
+        if pred.count("{", 0, m.start()) == pred.count("}", 0, m.start())
+    ]
+    if not cuts:
+        return None
+    value = normalize_answer(_UNIT_AFTER.sub("", pred[cuts[-1].end() :]))
+    n, place = number(value), resolution(value)
+    return None if n is None or place is None else (n.value, place / 2)
+
+
 def _fast(gold: str, pred: str, options: VerifyOptions) -> Verdict | tuple[str, str]:
     """A verdict from the cheap comparisons, or the (gold, pred) math-verify must check."""
     if gold == pred:
@@ -147,6 +180,12 @@ def _fast(gold: str, pred: str, options: VerifyOptions) -> Verdict | tuple[str, 
     g, p = normalize_answer(gold), normalize_answer(pred)
     if g == p:
         return Verdict("equivalent", "normalized")
+    # "L = 7 \cdot 10^{49} \cdot 10^{-12} \approx 7 \cdot 10^{36}": the value stated last
+    # must be the gold rounded to its digits, whatever the exact side before it says
+    if (approx := _approximation(pred)) is not None and (gn := number(g)) is not None:
+        value, half = approx
+        if abs(gn.value - value) > half:
+            return Verdict("different", "numeric", "the approximate value is not the gold's")
     for side, text in (("gold", gold), ("pred", pred)):
         if len(text) > MAX_ANSWER_CHARS:
             return Verdict(f"{side}_unparseable", "too_long", f"over {MAX_ANSWER_CHARS} chars")  # type: ignore[arg-type]
@@ -156,6 +195,8 @@ def _fast(gold: str, pred: str, options: VerifyOptions) -> Verdict | tuple[str, 
         pred_choice = choice(p) or (prefixed[0] if prefixed else None)
         if pred_choice is not None:
             return Verdict("equivalent" if gold_choice == pred_choice else "different", "choice")
+        if len(p) == 1 and p.isalpha():  # "$b$", "$e$": a variable or a constant, not B or E
+            return Verdict("different", "choice", "a letter that is not a choice")
     elif prefixed is not None and prefixed[1]:  # "(D) 12" against the value 12
         pred, p = prefixed[1], normalize_answer(prefixed[1])
         if g == p:
@@ -166,6 +207,8 @@ def _fast(gold: str, pred: str, options: VerifyOptions) -> Verdict | tuple[str, 
         if verdict is not None:
             return verdict
     gw, pw = words(gold), words(pred)
+    if gw is not None and pw is None and WORDS.fullmatch(bare := unwrap_text(pred).rstrip(".")):
+        pw = bare.casefold()  # "On" against "No" is a word, not the product O*n
     if gw is not None and pw is not None:
         return Verdict("equivalent" if gw == pw else "different", "text")
     if (gw in _NO_SOLUTION and p in _EMPTY_SET) or (pw in _NO_SOLUTION and g in _EMPTY_SET):
@@ -190,8 +233,9 @@ def _without_answer(
     """The verdict when a side has no answer, or the prediction is read by the gold's kind."""
     if gold.answer is None:
         return Verdict("gold_unparseable", "empty", "no gold answer")
-    if pred.rule in _WEAK and text is not None:
-        verdict = _by_gold_kind(gold.answer, text, options)
+    region = answer_region(text, options.think) if text is not None else None
+    if pred.rule in _WEAK and "last" in options.rules and region is not None:
+        verdict = _by_gold_kind(gold.answer, region)
         if verdict is not None:
             return verdict
     if pred.answer is None:
@@ -227,11 +271,11 @@ def verify_many(
         p: read_answer(p, rules=options.rules, think=options.think)
         for p in dict.fromkeys(p for _, p in items)
     }
-    decided: dict[tuple[str | None, str | None], Verdict] = {}
-    slow: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}
+    decided: dict[_Key, Verdict] = {}
+    slow: dict[tuple[str, str], list[_Key]] = {}
     for g, p in dict.fromkeys(items):
         ge, pe = golds[g], preds[p]
-        key = (ge.answer, p if pe.rule in _WEAK else pe.answer)
+        key = _key(ge, pe, p)
         if key in decided:
             continue
         verdict = _without_answer(ge, pe, p, options)
@@ -264,9 +308,19 @@ def verify_many(
     out = []
     for g, p in items:
         ge, pe = golds[g], preds[p]
-        verdict = decided[ge.answer, p if pe.rule in _WEAK else pe.answer]
+        verdict = decided[_key(ge, pe, p)]
         out.append(replace(verdict, gold=ge.answer, pred=verdict.pred or pe.answer))
     return out
+
+
+def _key(
+    gold: Extraction, pred: Extraction, text: str | None
+) -> tuple[str | None, str, str | None]:
+    """What a verdict depends on: the two answers, or, where the prediction's reading is
+    weak or empty (and the verdict may read its text), the rule and the whole text."""
+    if pred.rule in _WEAK or pred.answer is None:
+        return gold.answer, pred.rule, text
+    return gold.answer, "", pred.answer
 
 
 def verify(

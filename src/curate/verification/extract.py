@@ -64,6 +64,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from curate.verification.plain import NUMBER, is_unit, number_text, plain_answer
+
 Rule = Literal["boxed", "final_answer", "bare", "whole", "last"]
 Think = Literal["after", "require", "ignore"]
 
@@ -81,8 +83,11 @@ _THINK_CLOSE = re.compile(r"</think>|<\|end_of_thought\|>|</reasoning>")
 # and a made-up next turn
 _DEBRIS = re.compile(
     r"<\|[^|<>\s]{1,40}\|>|<｜[^｜\n]{1,40}｜>|</s>|<eos>|<end_of_turn>|<start_of_turn>"
-    r"|\n\s*(?:User|Human|USER|HUMAN|Question|Q|Problem)\s*:"
+    r"|\n[^\S\n]*(?:User|Human|USER|HUMAN)[^\S\n]*:"
 )
+# a base model's next few-shot question, once the response has stated an answer
+_NEXT_QUESTION = re.compile(r"\n[^\S\n]*(?:Question|Q|Problem)[^\S\n]*:")
+_ANSWERED = re.compile(r"####|\\boxed|\banswer\b", re.IGNORECASE)
 _ROLE_LINE = re.compile(r"[ \t]*(?:assistant|model)?[ \t]*\n?", re.IGNORECASE)
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -103,15 +108,20 @@ _GAP_STOP = frozenset(
 
 # a final-answer anchor; the answer phrase starts where the match ends
 _ANCHOR = re.compile(
-    r"\b(?:is|are)\s*:(?!=)\s*"  # "So the domain is: x < 2 or x > 3"
+    r"\b(?:is|are)[ \t]*:(?!=)"  # "So the domain is: x < 2 or x > 3"
     r"|(?:final\s+answer|\banswers?\b|correct\s+(?:option|choice)|\boption\b|\bchoice\b)"
-    r"(?:\s*\**\s*(?:is|are|will\s+be|would\s+be|equals|=|:)\s*\**\s*:?"  # "answer is", "Answer:"
-    r"|[^.\n$]{0,60}?\s(?:is|are|=)\s*:?"  # "the answer to part (b) is"
-    # "Answer $9$", "choice C"
-    r"|\s*\**\s*(?=\$|\\\(|\\\[|-?\d|(?-i:\(?[A-E]\)?(?:[\s.,;:*]|$))))",
+    r"(?:[ \t]*(?:\*+[ \t]*)?(?:is|are|will\s+be|would\s+be|equals|=|:)"  # "answer is", "Answer:"
+    r"|[^.\n$]{0,60}?\s(?:is|are|=)(?=\s|:)"  # "the answer to part (b) is"
+    r"|(?-i:(?<=^Answer)|(?<=\nAnswer)|(?<=choice|option))[ \t]*(?:\*+[ \t]*)?"  # "Answer $9$"
+    r"(?=\$|\\\(|\\\[|-?\d|(?-i:\(?[A-E]\)?(?:[\s.,;:*]|$))))",  # "choice C"
     re.IGNORECASE,
 )
-_GSM8K = re.compile(r"^\s*####\s*", re.MULTILINE)
+_GSM8K = re.compile(r"^[ \t]*####", re.MULTILINE)
+# an anchor inside a remark about a wrong answer is not the final answer
+_REMARK = re.compile(
+    r"\b(?:wrong|incorrect|mistake|error|would|if|not|isn't|common|tempting|instead)\b",
+    re.IGNORECASE,
+)
 _PHRASE_CHARS = 600  # an answer phrase is read from this much text after its anchor
 _TRIES = 20  # anchors tried, from the last, for one with an answer phrase after it
 
@@ -126,23 +136,7 @@ _MATH = re.compile(
 )
 _MATH_JOIN = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or|&)\s*$", re.IGNORECASE)
 _PERCENT_AFTER = re.compile(r"\s*(?:\\?%|percent\b|per\s*cent\b)", re.IGNORECASE)
-_CURRENCY = "$€£¥₹₽₩"
-_NUMBER = re.compile(
-    rf"(?<![\w.,^_/{{}}])(?:\\\$|[{re.escape(_CURRENCY)}])?\s*"
-    r"(?P<n>[-−]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+))"
-    rf"(?![\w]*\()(?:\s*[{re.escape(_CURRENCY)}])?"
-    r"(?P<p>\s*(?:\\?%|percent\b|per\s*cent\b))?",
-    re.IGNORECASE,
-)
-_PLAIN_NUMBER = re.compile(
-    rf"^(?:\\\$|[{re.escape(_CURRENCY)}])?\s*"
-    r"(?P<n>[-−]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+))\s*"
-    rf"(?:[{re.escape(_CURRENCY)}]|(?P<p>\\?%|percent\b|per\s*cent\b)"
-    # a unit: after a space (2x is not 2), or a sign that cannot be a variable (30°)
-    r"|(?P<u>(?:(?<=\s)[A-Za-zµμΩ]|[°℃℉])[A-Za-zµμΩ°²³/^.\d]*(?:\s+[A-Za-z][A-Za-z²³/^.\d]*){0,2})"
-    r")?\s*$",
-    re.IGNORECASE,
-)
+_HEDGE = re.compile(r"[ \t]*\([ \t]*or\b[^()\n]{0,80}\)")  # "12 (or 13)"
 _PHRASE_END = re.compile(
     r"\.(?=\s|$)|\n|;|,\s+(?=[A-Za-z]{2,})|\s+\((?![A-Ea-e]\))"
     r"|\s+(?:because|since|which|as|so|if|when|where|for|with|but|and\s+(?:so|thus|hence)|I\s+hope)\b",
@@ -160,14 +154,21 @@ _PRONOUN = re.compile(r"\b(?:I|a)\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _LETTERS = re.compile(r"[A-Za-z]+")
 _CHECK_LINE = re.compile(
-    r"\s*[*#_ ]*(?:check|verification|verify|double[- ]check(?:ing)?|sanity check)\b", re.I
+    r"[\s*#_]*(?:check|verification|verify|double[- ]check(?:ing)?|sanity check)\b", re.I
 )
 _NAMED_CHOICE = re.compile(
-    r"\(([A-E])\)|\\text(?:bf)?\{\s*\(?([A-E])\)?|\*\*\s*\(?([A-E])\)?(?=[\s*.)])"
-    r"|\b(?:[Cc]hoice|[Oo]ption|[Aa]nswer)\s*(?:is\s*)?:?\s*\(?([A-E])\b|^\W*([A-E])\W*$"
-    r"|^\s*([A-E])[).:]\s|选\s*([A-E])",  # "C) 10" on its own line; GaoKao's 故选 A
+    r"^[ \t*_]*(?:\\text(?:bf)?\{)?\(([A-E])\)"  # "(D) 67.445", "**(D)**" opening a line
+    r"|^[ \t*_]*([A-E])[).:](?:\s|$)"  # "C) 10", "B." opening a line
+    r"|^\W*([A-E])\W*$"  # a letter alone on its line
+    r"|\b(?:[Cc]hoice|[Oo]ption|[Aa]nswer)[ \t]*(?:is[ \t]*)?:?[ \t]*(?:\*+[ \t]*)?\(?([A-E])\b"
+    r"|选\s*([A-E])",  # GaoKao's 故选 A
     re.MULTILINE,
 )
+_REJECTS = re.compile(
+    r"\b(?:not|n't|cannot|wrong|incorrect|false|eliminat\w*|rule[sd]? out|ruled out|except)\b",
+    re.IGNORECASE,
+)
+_WORD_AFTER = re.compile(r"[ \t]+[A-Za-z]+")
 _REASON = re.compile(r"\s(?:since|because)\s", re.IGNORECASE)
 _PLAIN_TUPLE = re.compile(r"\(\s*-?[\d./]+(?:\s*,\s*-?[\d./]+)+\s*\)")
 _GAP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,;:.(){}'\n\t*")
@@ -218,12 +219,17 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
         end = closing.get(m.end() - 1)
         if end is None:
             continue
-        contents = text[m.end() : end].strip()
-        while (inner := _BOXED.match(contents)) and braced(contents, inner.end() - 1) == contents[
-            inner.end() : -1
-        ]:
-            contents = contents[inner.end() : -1].strip()  # \boxed{\boxed{7}} is 7
-        out.append((m.start(), end + 1, contents))
+        start, stop = m.end(), end  # the contents, without a box that is all of them
+        while True:  # \boxed{\boxed{7}} is 7 (the same brace map: no rescans)
+            while start < stop and text[start].isspace():
+                start += 1
+            while stop > start and text[stop - 1].isspace():
+                stop -= 1
+            inner = _BOXED.match(text, start, stop)
+            if inner is None or closing.get(inner.end() - 1) != stop - 1:
+                break
+            start, stop = inner.end(), stop - 1
+        out.append((m.start(), end + 1, text[start:stop]))
     return out
 
 
@@ -285,11 +291,17 @@ def answer_region(text: str, think: Think = "after") -> str | None:
     start = 0
     for m in _DEBRIS.finditer(text):
         if text[start : m.start()].strip():
-            return text[start : m.start()]
+            text = text[start : m.start()]
+            break
         start = m.end()
         if m.group() == "<|im_start|>":
             start = _ROLE_LINE.match(text, start).end()  # type: ignore[union-attr]  # always matches
-    return text[start:]
+    else:
+        text = text[start:]
+    for m in _NEXT_QUESTION.finditer(text):
+        if _ANSWERED.search(text, 0, m.start()):
+            return text[: m.start()]
+    return text
 
 
 def _math_groups(text: str) -> list[tuple[int, int, str]]:
@@ -308,88 +320,45 @@ def _math_groups(text: str) -> list[tuple[int, int, str]]:
     return groups
 
 
-def _plain(answer: str) -> str:
-    """A plain-text answer without currency and units: "1,000.99€" is 1000.99, "28
-    percent" is 28\\%, "Area = 15 cm²" is 15; what is not a number with a unit stays."""
-    answer = answer.strip()
-    if (n := _number_word(answer)) is not None:
-        return n
-    m = _PLAIN_NUMBER.match(answer)
-    if m is None and "=" in answer:  # "Area = 1/2 · 10 · 3 = 15 cm²": the unit says it all
-        m = _PLAIN_NUMBER.match(answer.rsplit("=", 1)[1].strip())
-        m = m if m is not None and (m.group("u") or m.group("p")) else None
-    if m is None:
-        return answer
-    return _number_text(m)
-
-
-_UNITS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _number_word(answer: str) -> str | None:
-    """A whole number written in words, 0-99 ("thirteen", "forty-two"), as digits."""
-    word = answer.lower().rstrip(".").strip()
-    if word in _UNITS:
-        return str(_UNITS.index(word))
-    tens, _, unit = word.replace(" ", "-").partition("-")
-    if tens in _TENS and (not unit or unit in _UNITS[1:10]):
-        return str(20 + 10 * _TENS.index(tens) + (_UNITS.index(unit) if unit else 0))
-    return None
-
-
-def _number_text(m: re.Match[str]) -> str:
-    """A matched number as an answer: a unicode minus is "-", digit groups are joined,
-    a percent stays."""
-    number = m.group("n").replace("−", "-")
-    if "," in number:
-        number = number.replace(",", "")
-    return number + "\\%" if m.group("p") else number
+def _phrase_end(text: str, start: int = 0) -> int:
+    """Where the answer phrase that runs from ``start`` ends: the end of its sentence, or
+    of a hedge right after it ("12 (or 13)" is read whole)."""
+    cut = _PHRASE_END.search(text, start)
+    end = cut.start() if cut else len(text)
+    hedge = _HEDGE.match(text, end)
+    return hedge.end() if hedge else end
 
 
 def _phrase(text: str) -> str | None:
-    """The answer phrase that starts ``text`` (what follows a final-answer anchor)."""
-    text = _BOLD.sub("", text[:_PHRASE_CHARS]).lstrip(" \t:*")
+    """The answer phrase that starts ``text`` (what follows a final-answer anchor): its
+    first math when only a unit or punctuation follows it, else the words up to the end
+    of the sentence."""
+    text = _BOLD.sub("", text[:_PHRASE_CHARS]).lstrip(" \t\n:*")
     if not text.strip():
         return None
     groups = _math_groups(text)
     if groups:
-        start, _, source = groups[0]
+        start, end, source = groups[0]
         lead = text[:start]
-        if not _NUMBER.search(lead) and (lead.count(" ") <= 4 and "\n" not in lead.strip()):
-            return source
-    cut = _PHRASE_END.search(text)
-    plain = (text[: cut.start()] if cut else text).strip().rstrip(".:,")
-    if not plain:
-        return None
-    return _plain(plain)
+        if not NUMBER.search(lead) and (lead.count(" ") <= 4 and "\n" not in lead.strip()):
+            stop = _phrase_end(text, end)
+            if is_unit(re.split(r"[,;]", text[end:stop], maxsplit=1)[0]):  # "$5$ cm, i.e."
+                return source
+            return text[start:stop].strip().rstrip(".:,")  # "$12$ squared": read whole
+    plain = text[: _phrase_end(text)].strip().rstrip(".:,")
+    return plain_answer(plain) if plain else None
 
 
 def _final_answer(text: str) -> str | None:
-    """The answer phrase after the rightmost anchor that has one (the last few tried)."""
-    ends = sorted({m.end() for p in (_ANCHOR, _GSM8K) for m in p.finditer(text)}, reverse=True)
-    for end in ends[:_TRIES]:
+    """The answer phrase after the rightmost anchor that has one (the last few tried); an
+    anchor in a remark about a wrong answer ("a common mistake gives the answer 12") is
+    not one."""
+    found = {m.span() for pattern in (_ANCHOR, _GSM8K) for m in pattern.finditer(text)}
+    spans = sorted(found, key=lambda span: span[1], reverse=True)
+    for start, end in spans[:_TRIES]:
+        sentence = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start)) + 1
+        if _REMARK.search(text, sentence, start):
+            continue
         answer = _phrase(text[end : end + _PHRASE_CHARS])
         if answer is not None:
             return answer
@@ -416,7 +385,7 @@ def _bare(text: str) -> str | None:
     groups = _math_groups(text)
     if len(groups) == 1 and groups[0][0] == 0 and groups[0][1] == len(text.rstrip(". ")):
         return groups[0][2]  # all math: "$28$ %" is 28\%
-    return _plain(text)
+    return plain_answer(text)
 
 
 def _last(text: str) -> str | None:
@@ -438,7 +407,7 @@ def _last_candidate(text: str) -> str | None:
         pieces += [text[at:start], " " * (end - start)]
         at = end
     masked = "".join([*pieces, text[at:]])
-    numbers = list(_NUMBER.finditer(masked))
+    numbers = list(NUMBER.finditer(masked))
     math_end = groups[-1][1] if groups else -1
     tuples = list(_PLAIN_TUPLE.finditer(masked))
     if (
@@ -448,33 +417,38 @@ def _last_candidate(text: str) -> str | None:
     ):
         return tuples[-1].group()
     if numbers and numbers[-1].end() > math_end:
-        return _number_text(numbers[-1])
+        last = numbers[-1]
+        follow = _WORD_AFTER.match(masked, last.end())
+        if follow is not None and not is_unit(follow.group()):  # "2 pi", "12 factorial"
+            return masked[last.start() : follow.end()].strip()
+        return number_text(last)
     return groups[-1][2] if groups else None
 
 
-def named_choice(text: str, think: Think = "after") -> str | None:
-    """The choice letter the end of a response names ("(D)", "option C", "**B**"), or None.
+def named_choice(region: str) -> str | None:
+    """The choice letter the last two lines of an answer part name, where a letter stands
+    as the choice ("(D) 67.445" or "C) 10" opening a line, "option C", a letter alone,
+    "故选 A"); a line that rejects an option ("(B) is incorrect") names none.
 
     >>> named_choice("Only 67.445 rounds to 67.4.\\n\\n**(D) 67.445**")
     'D'
+    >>> named_choice("We rule out (B).") is None
+    True
     """
-    region = answer_region(text, think)
-    if region is None:
-        return None
-    tail = "\n".join(region.strip().splitlines()[-2:])[-300:]
-    found = _NAMED_CHOICE.findall(tail)
-    return next(c for c in found[-1] if c) if found else None
+    for line in reversed(region.strip().splitlines()[-2:]):
+        line = line[-300:]
+        found: list[tuple[str, ...]] = [] if _REJECTS.search(line) else _NAMED_CHOICE.findall(line)
+        if found:
+            return next(c for c in found[-1] if c)
+    return None
 
 
-def last_sentence(text: str, think: Think = "after") -> str | None:
-    """The last sentence of a response's answer part (at most 200 characters), or None.
+def last_sentence(region: str) -> str | None:
+    """The last sentence of an answer part (its last 200 characters), or None.
 
     >>> last_sentence("It is not even. So the function is odd.")
     'So the function is odd.'
     """
-    region = answer_region(text, think)
-    if region is None:
-        return None
     sentences = [s.strip() for s in _SENTENCE_END.split(region.strip()) if s.strip()]
     return sentences[-1][-200:] if sentences else None
 

@@ -14,12 +14,12 @@ from typing import Any, Literal
 from curate._progress import progress_bar
 from curate.verification.check import DEFAULT_TIMEOUT, _pool
 from curate.verification.normalize import (
-    TEXT_WRAP,
-    WORDS,
     choice,
     math_text,
     normalize_answer,
     number,
+    unwrap_text,
+    words,
 )
 
 Kind = Literal[
@@ -53,19 +53,13 @@ def _fast_kind(answer: str | None, max_length: int) -> Gradability | None:
     s = normalize_answer(answer)
     if len(s) > max_length:
         return Gradability(False, "too_long", f"{len(s)} characters > max_length={max_length}")
-    bare = s
-    while m := TEXT_WRAP.match(bare):
-        bare = m.group(1)
-    if re.sub(r"[\s~]", "", bare.casefold()) in _NOT_ANSWERS:
+    if re.sub(r"[\s~]", "", unwrap_text(s).casefold()) in _NOT_ANSWERS:
         return Gradability(False, "not_an_answer", answer)
     if number(s) is not None:
         return Gradability(True, "number")
     if choice(s) is not None:
         return Gradability(True, "choice")
-    plain = answer.strip().strip("$").strip()
-    while m := TEXT_WRAP.match(plain):
-        plain = m.group(1).strip()
-    if WORDS.fullmatch(plain) and (bare != s or len(plain) >= 3):
+    if words(answer) is not None:
         return Gradability(True, "text")
     return None
 

@@ -55,6 +55,7 @@ def _unwrap(answer: str) -> str:
 
 _INNER_DOLLAR = re.compile(r"(?<!\\)\$")
 _PERCENT_SIGN = re.compile(r"(?<!\\)%")  # a comment sign to LaTeX
+_PLUS_MINUS = re.compile(r"\\pm(?![A-Za-z])|±")  # not \pmod, \pmb
 # "x < 2 or x > 3": a joining word between formulas, as math-verify's parser expects it
 _WORD_JOIN = re.compile(r"(?<![\\{a-zA-Z])\s+(or|and)\s+(?![a-zA-Z]*\})")
 _GROUP_MARK = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d{3}(?!\d))")
@@ -83,8 +84,8 @@ def math_text(answer: str) -> str:
     s = _WORD_JOIN.sub(r"\\text{ \1 }", s.strip())
     if m := _SET_BUILDER.fullmatch(s):
         s = m.group(1)
-    if s.count("\\pm") == 1 and "\\mp" not in s and "," not in s:  # two answers in one
-        s = f"{s.replace(chr(92) + 'pm', '+')}, {s.replace(chr(92) + 'pm', '-')}"
+    if len(_PLUS_MINUS.findall(s)) == 1 and "," not in s:  # two answers in one
+        s = f"{_PLUS_MINUS.sub('+', s)}, {_PLUS_MINUS.sub('-', s)}"
     return s
 
 
@@ -137,7 +138,13 @@ _SCIENTIFIC = re.compile(
 )
 _UNITLESS = re.compile(r"^\\\$|\^\\circ$")
 _PERCENT = re.compile(r"\\?%$")
-_CHOICE = re.compile(r"(?:\\text(?:bf)?\{|\\mathrm\{)?\(?([A-Ea-e])\)?\}?")
+# a choice letter: a capital, or any letter in parentheses or \text{} (a bare "b" or "e"
+# is a variable or Euler's number, not choice B or E)
+_CHOICE = re.compile(
+    r"(?:\\text(?:bf)?\{|\\mathrm\{)\(?([A-Ea-e])\)?\}|\(([A-Ea-e])\)|([A-E])"
+    r"|(?:\\text(?:bf)?\{|\\mathrm\{)\(([A-E])\)\}"
+)
+_OTHER_CHOICE = re.compile(r"\(?\b[A-E]\b\)?[.)]?\s*(?:$|\\|,)|\b(?:or|and)\b|\([A-E]\)")
 # "(D) 12", "\textbf{(A) }3", "B. 7": a choice letter before the value it names
 _CHOICE_PREFIX = re.compile(
     r"^(?:\\text(?:bf)?\{\s*|\\mathrm\{\s*)?(?:\(([A-E])\)|([A-E])[.):])\s*\}?\s*(?=\S)(.*)$",
@@ -151,7 +158,8 @@ _ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
 @dataclass(frozen=True, slots=True)
 class Number:
     """A plain number: its exact value, whether it was written with a decimal point
-    (math-verify then compares to 6 decimals), and whether it had a ``%``."""
+    (then compared to `VerifyOptions.decimals` places, as math-verify does), and whether
+    it had a ``%``."""
 
     value: Fraction
     decimal: bool
@@ -191,8 +199,32 @@ def number(s: str) -> Number | None:
 
 
 def choice(s: str) -> str | None:
+    r"""The choice letter an answer is (of a normalized answer), or None.
+
+    >>> choice(r"\text{(C)}"), choice("B"), choice("(b)"), choice("b")
+    ('C', 'B', 'B', None)
+    """
     m = _CHOICE.fullmatch(s)
-    return m.group(1).upper() if m else None
+    return next(g for g in m.groups() if g).upper() if m else None
+
+
+def resolution(s: str) -> Fraction | None:
+    r"""The place value of the last digit a plain number is written with (of a normalized
+    answer): 0.1 for ``85.7``, ``10^{36}`` for ``7\times10^{36}``; None if not a number.
+
+    >>> resolution("85.7"), resolution(r"7\times10^{36}") == 10**36, resolution("x")
+    (Fraction(1, 10), True, None)
+    """
+    s = _PERCENT.sub("", _UNITLESS.sub("", s))
+    if _INT.fullmatch(s) or _DEC.fullmatch(s):
+        mantissa, exponent = s, 0
+    elif m := _SCIENTIFIC.fullmatch(s):
+        mantissa = m.group(1) or m.group(4) or "1"
+        exponent = int(m.group(2) or m.group(3) or m.group(5))
+    else:
+        return None
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    return Fraction(10) ** (exponent - decimals)
 
 
 def choice_prefix(s: str) -> tuple[str, str] | None:
@@ -205,7 +237,10 @@ def choice_prefix(s: str) -> tuple[str, str] | None:
     m = _CHOICE_PREFIX.match(s.strip())
     if m is None:
         return None
-    return (m.group(1) or m.group(2)), m.group(3).strip().rstrip("}").strip()
+    rest = m.group(3).strip().rstrip("}").strip()
+    if _OTHER_CHOICE.search(rest):  # "(A) or (B)", "(A), (C)": a hedge, not a choice
+        return None
+    return (m.group(1) or m.group(2)), rest
 
 
 def unwrap_text(s: str) -> str:
@@ -224,7 +259,9 @@ def words(answer: str) -> str | None:
     ('no solution', None)
     """
     s = unwrap_text(answer).rstrip(".").strip().replace("*", "")
-    # a short bare run of letters is a product of variables ("ab"), not a word
-    if not WORDS.fullmatch(s) or (len(s) < 3 and s == answer.strip()):
+    # a short bare run of letters is a product of variables ("ab"), not a word; yes and
+    # no are words
+    short = len(s) < 3 and s == answer.strip() and s.casefold() not in ("no", "yes")
+    if not WORDS.fullmatch(s) or short:
         return None
     return " ".join(_ARTICLE.sub("", s).casefold().split())

@@ -76,7 +76,8 @@ class VerifyOptions:
     Reading (see `curate.verification.extract`):
 
     - ``rules``: how the prediction is read, in order (default: a box, a final-answer
-      sentence, a bare answer, the last math or number, the last sentence);
+      sentence, a bare answer, the last math or number; with ``last`` among them, a
+      choice letter or words the gold asks for are also read from the response's end);
     - ``gold_rules``: how the gold answer is read (default: a box, a final-answer sentence
       or ``####``, else the whole text);
     - ``think``: ``"after"`` reads what follows ``</think>`` (a response still thinking

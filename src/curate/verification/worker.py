@@ -15,8 +15,11 @@ The options of `curate.VerifyOptions` reach math-verify as its own settings
 (``float_rounding``, ``strict``, ``allow_set_relation_comp``) and through its numeric
 comparison, which is wrapped here: a percent (``X\%``, which latex2sympy reads as
 ``X * 1/100``) is compared as X, as X/100 or as either, and numbers within the relative or
-absolute tolerance are equal. With the default options every verdict is math-verify's own,
-but for the percent rule of `curate.verify` (``1.1\%`` is 1.1).
+absolute tolerance are equal. Where math-verify finds two answers different, a careful
+grader's other readings are tried (`_reshaped`: a tuple against a one-column matrix, "x < 2
+or x > 3" against a union of intervals), and an answer it cannot parse at all is read by
+the last side of its chain (`_last_side`); otherwise the verdicts are math-verify's own
+(and, by default, for the percent rule of `curate.verify`: ``1.1\%`` is 1.1).
 
 A check says why it could not decide: a side with no expression in it is
 ``gold_unparseable``/``pred_unparseable``, an exception in the comparison is ``error``
@@ -339,14 +342,13 @@ def main() -> None:
             answer = parsed(task["answer"])
             exprs = [p for p in answer if isinstance(p, (Basic, MatrixBase))]
             return {
-                "ok": bool(exprs),
                 "status": "expression" if exprs else "unparseable",
                 "detail": str(answer[-1])[:200] if answer else "",
             }
         if task["op"] == "forget":  # benchmarks: time cold caches on warm workers
             parsed.cache_clear()
             clear_cache()
-            return {"ok": True, "status": "forgotten", "detail": str(os.getpid())}
+            return {"status": "forgotten", "detail": str(os.getpid())}
         return {"status": "error", "reason": "error", "detail": f"unknown op {task['op']!r}"}
 
     out = sys.stdout
@@ -361,12 +363,15 @@ def main() -> None:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except _Overrun:
-            result = {"ok": False, "status": "timeout", "reason": "timeout"}
+            result = {"status": "timeout", "reason": "timeout"}
         except RecursionError:
-            result = {"ok": False, "status": "error", "reason": "error",
-                      "detail": "expression nested too deeply"}  # fmt: skip
+            result = {
+                "status": "error",
+                "reason": "error",
+                "detail": "expression nested too deeply",
+            }
         except Exception as e:  # a verdict, not a crash: the checker could not decide
-            result = {"ok": False, "status": "error", "reason": "error", "detail": _describe(e)}
+            result = {"status": "error", "reason": "error", "detail": _describe(e)}
         result["i"] = task["i"]
         out.write(json.dumps(result) + "\n")
         out.flush()

@@ -1,4 +1,4 @@
-r"""The grader against math-verify on 512 hand-labelled model outputs.
+r"""The grader against math-verify on 536 hand-labelled model outputs.
 
 ``tests/data/grading_cases.jsonl`` (see its README) holds gold answers from public
 benchmarks and predictions in the forms models write them, each with a verdict a person

@@ -15,7 +15,8 @@ from curate.verification import (
     VerifyOptions,
     read_answer,
 )
-from curate.verification.extract import answer_region, final_boxes, last_sentence, named_choice
+from curate.verification.boxes import final_boxes
+from curate.verification.extract import answer_region, last_sentence, named_choice
 
 
 @pytest.mark.parametrize(

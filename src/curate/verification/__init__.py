@@ -2,7 +2,8 @@ r"""Grading: reading the final answer of a response and deciding whether it is r
 
 The one grading path of curate (`Distill`, rewards, ``curate verify``, decontamination):
 
-- `extract`: the rules that read an answer out of a response or a solution;
+- `extract`: the rules that read an answer out of a response or a solution (with
+  `boxes` for ``\boxed{}`` and `plain` for numbers in plain text);
 - `normalize`: value-preserving normalization, plain numbers and choice letters;
 - `check`: `verify` / `verify_many`, the fast comparisons and the checker pool;
 - `verdict`: `Verdict` (with its `Status`) and `VerifyOptions`;
@@ -12,6 +13,7 @@ The one grading path of curate (`Distill`, rewards, ``curate verify``, decontami
 The package is not named ``verify``: ``curate.verify`` is the function.
 """
 
+from curate.verification.boxes import last_boxed
 from curate.verification.check import DEFAULT_TIMEOUT, averify, verify, verify_many
 from curate.verification.extract import (
     GOLD_RULES,
@@ -19,7 +21,6 @@ from curate.verification.extract import (
     SOLUTION_RULES,
     Extraction,
     extract_answer,
-    last_boxed,
     read_answer,
 )
 from curate.verification.gradable import Gradability, gradable, gradable_many

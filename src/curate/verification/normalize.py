@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from curate.verification.extract import braced
+from curate.verification.boxes import braced
 
 _UNWRAP = re.compile(r"^\\(?:boxed|fbox)\s*\{(.*)\}$", re.DOTALL)
 _DELIMS = re.compile(r"^(?:\$+(.*?)\$+|\\\((.*)\\\)|\\\[(.*)\\\])$", re.DOTALL)

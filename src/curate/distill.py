@@ -285,10 +285,8 @@ class _Job:
             self.stats.truncated += r["finish_reason"] == "length"
             self.stats.failed += r["finish_reason"] == "error"
             self.stats.correct += bool(r["correct"])
-        table = pl.DataFrame(rows, schema={**RESPONSE_SCHEMA, "gold": pl.String}).drop("gold")
         keys = [self.generator.model, [(r["problem_id"], r["sample"]) for r in rows]]
-        name = f"{self.key}-{_digest(keys)}.parquet"
-        write_parquet(table, self.out / name)
+        _write_part(rows, self.out / f"{self.key}-{_digest(keys)}.parquet")
 
 
 _UNCHECKED = ("gold_unparseable",)  # the gold's fault, not the response's: left out
@@ -366,10 +364,16 @@ def _regrade(
             stale += mine
     if stale:
         _judge(stale, stage, workers)
-    schema = {**RESPONSE_SCHEMA, "gold": pl.String}
     for part, rows in parts:
-        write_parquet(pl.DataFrame(rows, schema=schema).drop("gold"), part)
+        _write_part(rows, part)
     return len(stale)
+
+
+def _write_part(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write response rows (which carry their problem's ``gold`` while they are judged) as
+    one cache part, atomically."""
+    table = pl.DataFrame(rows, schema={**RESPONSE_SCHEMA, "gold": pl.String})
+    write_parquet(table.drop("gold"), path)
 
 
 def read_responses(directory: str | Path) -> pl.DataFrame:

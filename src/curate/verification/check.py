@@ -180,9 +180,10 @@ def _fast(gold: str, pred: str, options: VerifyOptions) -> Verdict | tuple[str, 
     g, p = normalize_answer(gold), normalize_answer(pred)
     if g == p:
         return Verdict("equivalent", "normalized")
+    gn = number(g)
     # "L = 7 \cdot 10^{49} \cdot 10^{-12} \approx 7 \cdot 10^{36}": the value stated last
     # must be the gold rounded to its digits, whatever the exact side before it says
-    if (approx := _approximation(pred)) is not None and (gn := number(g)) is not None:
+    if gn is not None and (approx := _approximation(pred)) is not None:
         value, half = approx
         if abs(gn.value - value) > half:
             return Verdict("different", "numeric", "the approximate value is not the gold's")
@@ -201,7 +202,7 @@ def _fast(gold: str, pred: str, options: VerifyOptions) -> Verdict | tuple[str, 
         pred, p = prefixed[1], normalize_answer(prefixed[1])
         if g == p:
             return Verdict("equivalent", "normalized")
-    gn, pn = number(g), number(p)
+    pn = number(p)
     if gn is not None and pn is not None:
         verdict = _numeric(gn, pn, options)
         if verdict is not None:
@@ -233,11 +234,10 @@ def _without_answer(
     """The verdict when a side has no answer, or the prediction is read by the gold's kind."""
     if gold.answer is None:
         return Verdict("gold_unparseable", "empty", "no gold answer")
-    region = answer_region(text, options.think) if text is not None else None
-    if pred.rule in _WEAK and "last" in options.rules and region is not None:
-        verdict = _by_gold_kind(gold.answer, region)
-        if verdict is not None:
-            return verdict
+    weak = pred.rule in _WEAK and "last" in options.rules and text is not None
+    region = answer_region(text, options.think) if weak and text is not None else None
+    if region is not None and (verdict := _by_gold_kind(gold.answer, region)) is not None:
+        return verdict
     if pred.answer is None:
         detail = {
             "empty": "empty prediction",
@@ -313,9 +313,7 @@ def verify_many(
     return out
 
 
-def _key(
-    gold: Extraction, pred: Extraction, text: str | None
-) -> tuple[str | None, str, str | None]:
+def _key(gold: Extraction, pred: Extraction, text: str | None) -> _Key:
     """What a verdict depends on: the two answers, or, where the prediction's reading is
     weak or empty (and the verdict may read its text), the rule and the whole text."""
     if pred.rule in _WEAK or pred.answer is None:

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from curate.verification.boxes import final_boxes
-from curate.verification.plain import NUMBER, is_unit, number_text, plain_answer
+from curate.verification.plain import NUMBER, PERCENT, is_unit, number_text, plain_answer
 
 Rule = Literal["boxed", "final_answer", "bare", "whole", "last"]
 Think = Literal["after", "require", "ignore"]
@@ -120,7 +120,7 @@ _MATH = re.compile(
     re.DOTALL,
 )
 _MATH_JOIN = re.compile(r"\s*(?:,\s*(?:and|or)?|and|or|&)\s*$", re.IGNORECASE)
-_PERCENT_AFTER = re.compile(r"\s*(?:\\?%|percent\b|per\s*cent\b)", re.IGNORECASE)
+_PERCENT_AFTER = re.compile(rf"\s*{PERCENT}", re.IGNORECASE)
 _HEDGE = re.compile(r"[ \t]*\([ \t]*or\b[^()\n]{0,80}\)")  # "12 (or 13)"
 _PHRASE_END = re.compile(
     r"\.(?=\s|$)|\n|;|,\s+(?=[A-Za-z]{2,})|\s+\((?![A-Ea-e]\))"

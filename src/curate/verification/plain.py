@@ -17,18 +17,19 @@ from fractions import Fraction
 _CURRENCY = "$€£¥₹₽₩"
 _MONEY = rf"(?:\\\$|[{re.escape(_CURRENCY)}])"
 _DIGITS = r"(?P<n>[-−]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:/\d+)?|\.\d+))"
-_PERCENT = r"(?:\\?%|percent\b|per\s*cent\b)"
+PERCENT = r"(?:\\?%|percent\b|per\s*cent\b)"
+"""A percent sign or word after a number (a pattern, case-insensitive)."""
 # a number inside text (whitespace is only taken after a required token, so long runs of
 # spaces are scanned once, not once per space)
 NUMBER = re.compile(
     rf"(?<![\w.,^_/{{}}])(?:{_MONEY}[ \t]*)?{_DIGITS}(?![\w]*\()(?:[ \t]*{_MONEY})?"
-    rf"(?P<p>[ \t]*{_PERCENT})?",
+    rf"(?P<p>[ \t]*{PERCENT})?",
     re.IGNORECASE,
 )
 # a whole answer that is a number with what may surround it
 _PLAIN_NUMBER = re.compile(
     rf"(?:{_MONEY}\s*)?{_DIGITS}\s*"
-    rf"(?:{_MONEY}|(?P<p>{_PERCENT})"
+    rf"(?:{_MONEY}|(?P<p>{PERCENT})"
     # a unit: after a space (2x is not 2), or a sign that cannot be a variable (30°)
     r"|(?P<u>(?:(?<=\s)[A-Za-zµμΩ]|[°℃℉])[A-Za-zµμΩ°²³/^.\d]*(?:\s+[A-Za-z][A-Za-z²³/^.\d]*){0,2})"
     r")?",

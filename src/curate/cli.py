@@ -194,6 +194,14 @@ def export(
     shard_rows: Annotated[int | None, typer.Option(help="Rows per shard.")] = None,
     shard_mb: Annotated[int, typer.Option(help="Target shard size in MB.")] = 256,
     card: Annotated[bool, typer.Option(help="Write README.md and plots too.")] = True,
+    completions: Annotated[
+        str,
+        typer.Option(
+            help="sft/trl: the assistant messages are the run's responses, the problems' "
+            "reference solutions, or both; auto: responses when the run has them, else "
+            "solutions (auto | responses | solutions | both)."
+        ),
+    ] = "auto",
 ) -> None:
     """Export a run as training-ready Parquet shards (and its dataset card)."""
     from curate.export.shards import export_run
@@ -207,6 +215,7 @@ def export(
             seed=seed,
             shard_rows=shard_rows,
             shard_bytes=shard_mb * 2**20,
+            completions=completions,  # type: ignore[arg-type]  # checked by ExportOptions
         )
         if card:
             from curate.export.card import write_card
@@ -216,6 +225,12 @@ def export(
         raise _fail(e) from None
     for split, rows in result.rows.items():
         typer.echo(f"{split}: {rows:,} rows in {len(result.files.get(split, []))} shard(s)")
+    if result.completions is not None:
+        line = f"completions: {result.completions}"
+        if result.without_solution is not None:
+            line += f"; {result.without_solution:,} problem(s) without a solution left out"
+        line += f"; {result.duplicates:,} duplicate (prompt, completion) pair(s) dropped"
+        typer.echo(line)
     typer.echo(f"wrote {out_dir}/  (publish with: curate publish {out_dir} --repo NAME)")
 
 
@@ -394,6 +409,80 @@ def _as_text(value: str | int | float) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="Model folder or name (served name for openai).")],
+    benchmark: Annotated[
+        list[str],
+        typer.Option("--benchmark", "-b", help="Bundled name or a problems file (repeatable)."),
+    ],
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", "-m", help="Column mapping of files, e.g. problem=question."),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Samples per problem.")] = 16,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.6,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling top-p.")] = 0.95,
+    max_tokens: Annotated[int, typer.Option(help="Longest completion, in tokens.")] = 32768,
+    engine: Annotated[str, typer.Option(help="hf | vllm | openai")] = "hf",
+    base_url: Annotated[
+        str | None, typer.Option(help="Server URL for --engine openai (…/v1).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder (default: evals/MODEL-NAME).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every sample's seed.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems of each.")] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Prompt template with {problem} (default: DeepScaleR's).")
+    ] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="A system message.")] = None,
+    chat: Annotated[
+        bool, typer.Option(help="Use the chat template (--no-chat: raw prompt, base models).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Evaluate a model on benchmarks: pass@1 (±95% CI), pass@k, maj@k over N samples each."""
+    import re
+    import warnings
+
+    from curate.distill import DEFAULT_TEMPLATE
+    from curate.evaluate import evaluate
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(model.rstrip("/")).name) or "model"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # they are printed with the table
+            result = evaluate(
+                model,
+                benchmark,
+                out=out or Path("evals") / name,
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                seed=seed,
+                limit=limit,
+                template=template or DEFAULT_TEMPLATE,
+                system=system_prompt,
+                chat=chat,
+                engine=engine,  # type: ignore[arg-type]  # checked by evaluate
+                base_url=base_url,
+                columns=_parse_map(map_ or []),
+                progress=not quiet and not as_json,
+            )
+    except CurateError as e:
+        raise _fail(e) from None
+    if as_json:
+        typer.echo(json.dumps(result.summary, indent=2, ensure_ascii=False, default=str))
+        for warning in result.warnings:
+            typer.echo(f"WARNING: {warning}", err=True)
+        return
+    typer.echo(result.table())
+    typer.echo(f"\nwrote {result.out}/samples.parquet and summary.json")
 
 
 def main() -> None:

@@ -209,6 +209,9 @@ def test_bundled_benchmarks_by_name(tmp_path: Path) -> None:
     assert result.scores["aime24"]["problems"] == 3  # one wording per item id
     assert result.samples["problem_id"].n_unique() == 6
     assert result.summary["benchmarks"]["gsm8k"]["version"]
+    with pytest.warns(UserWarning, match="gaokao2023en: 2 item.s. without a gold answer"):
+        result = evaluate(Scripted(), "gaokao2023en", out=tmp_path / "e", n=1, limit=1)
+    assert "without a gold answer" in result.summary["warnings"][0]
 
 
 def test_bad_input(adds: Path, tmp_path: Path) -> None:

@@ -166,7 +166,8 @@ def evaluate(
     sets = [_benchmark(b, columns or {}) for b in _as_list(benchmarks)]
     if len({b.name for b in sets}) != len(sets):
         raise ConfigError(f"two benchmarks share a name: {[b.name for b in sets]}; rename one")
-    problems = {b.name: _problems(b, limit) for b in sets}
+    notes: list[str] = []
+    problems = {b.name: _problems(b, limit, notes) for b in sets}
     describe = generator.describe()
     settings = {"n": n, **asdict(sampling), "seed": seed, "limit": limit, "template": template,
                 "system": system, "chat": chat}  # fmt: skip
@@ -235,7 +236,7 @@ def evaluate(
     samples = wanted.with_row_index("_at").join(stored, on=KEY[:4]).sort("_at")
     samples = samples.select(SCHEMA.keys())
     write_parquet(samples, root / "samples.parquet")
-    numbers, notes = {}, []
+    numbers = {}
     for b in sets:
         mine = samples.filter(pl.col("benchmark") == b.name).sort("problem_id", "sample")
         grouped = mine.group_by("problem_id", maintain_order=True).agg(
@@ -247,6 +248,8 @@ def evaluate(
         s["mean_tokens"] = mine["n_tokens"].mean() if mine.height else None
         if s["all_truncated"]:
             notes.append(f"{b.name}: every sample was cut at max_tokens={max_tokens}; raise it")
+        elif s["problems"] and s["truncated"] >= 0.5:
+            notes.append(f"{b.name}: {100 * s['truncated']:.0f}% of samples cut at max_tokens")
         elif s["problems"] and s["errors"]:
             notes.append(f"{b.name}: {100 * s['errors']:.1f}% of samples failed (re-run to retry)")
         if mine.filter(pl.col("verdict") == "gold_unparseable").height:
@@ -334,16 +337,14 @@ def _benchmark(spec: str | Path | Benchmark, columns: Mapping[str, str]) -> Benc
     return load_benchmark(str(spec))  # an unknown name: an error listing the known ones
 
 
-def _problems(b: Benchmark, limit: int | None) -> list[tuple[str, str, str]]:
-    """(id, problem, gold) of each item: its first wording, in order; the first ``limit``."""
+def _problems(b: Benchmark, limit: int | None, notes: list[str]) -> list[tuple[str, str, str]]:
+    """(id, problem, gold) of each item: its first wording, in order; the first ``limit``.
+    Items without a gold answer are left out, with a note."""
     items = b.items.unique("id", keep="first", maintain_order=True)
     missing = items.filter(pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == ""))
     if missing.height:
-        warnings.warn(
-            f"{b.name}: {missing.height} problem(s) without a gold answer left out "
-            f"(first: {missing['id'][0]!r})",
-            stacklevel=3,
-        )
+        first = missing["id"][0]
+        notes.append(f"{b.name}: {missing.height} item(s) without a gold answer left out ({first})")
         items = items.join(missing, on="id", how="anti")
     rows = list(items.select("id", "problem", "answer").iter_rows())
     return rows[:limit] if limit is not None else rows

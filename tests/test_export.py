@@ -260,7 +260,6 @@ def test_sft_round_trips_through_a_chat_template(selected_run: curate.Run, tmp: 
     problems = selected_run.table("problems").collect()
     train = _load(out)["train"]
     assert train.features == _features("sft", problems.columns)
-    assert train.num_rows == problems["selected"].list.len().sum()
     responses = read_responses(selected_run.path / "responses")
     tok = _tokenizer()
     validator = jsonschema.Draft202012Validator(
@@ -293,7 +292,43 @@ def test_sft_round_trips_through_a_chat_template(selected_run: curate.Run, tmp: 
         for r in problems.iter_rows(named=True)
         for k in r["selected"]
     }
-    assert set(keys) == selected
+    # the scripted models repeat their texts: each (prompt, completion) pair is kept once,
+    # as its first selected response
+    chosen = responses.filter(
+        pl.struct("problem_id", "model", "sample").map_elements(
+            lambda k: (k["problem_id"], k["model"], k["sample"]) in selected,
+            return_dtype=pl.Boolean,
+        )
+    )
+    assert chosen.height == len(selected)
+    kept = _first_per_pair(chosen)
+    assert keys == sorted(kept) and len(kept) < len(selected)
+    assert json.loads((out / "export.json").read_text())["completions"] == {
+        "source": "responses",
+        "rows": {"responses": len(kept), "solutions": 0},
+        "without_solution": None,
+        "duplicates": len(selected) - len(kept),
+    }
+
+
+def _reply(text: str) -> str:
+    """The assistant message an export makes of a response's text."""
+    head = text.lstrip()
+    if head.startswith("<think>"):
+        return head
+    return "<think>\n" + text if "</think>" in text else text
+
+
+def _first_per_pair(responses: pl.DataFrame) -> list[tuple[str, str, int]]:
+    """The keys of ``responses`` that an export keeps: the first (by problem, model, sample)
+    of each (prompt, completion) pair."""
+    seen, kept = set(), []
+    for r in responses.sort("problem_id", "model", "sample").iter_rows(named=True):
+        pair = (r["prompt"], _reply(r["text"]))
+        if pair not in seen:
+            seen.add(pair)
+            kept.append((r["problem_id"], r["model"], r["sample"]))
+    return kept
 
 
 def test_trl_prompt_completion(selected_run: curate.Run, tmp: Path) -> None:
@@ -325,7 +360,9 @@ def test_sft_without_selection_takes_correct_responses_of_the_run(
     result = export_run(graded_run, out, format="sft")
     mine = responses.filter(pl.col("gen_key") == current)
     good = mine.filter(pl.col("correct"), pl.col("finish_reason") == "stop")
-    assert result.rows["train"] == good.height > 0
+    kept = _first_per_pair(good)
+    assert result.rows["train"] == len(kept) > 0
+    assert result.duplicates == good.height - len(kept) > 0
     texts = {(r["problem_id"], r["sample"]): r["text"] for r in good.iter_rows(named=True)}
     for row in _load(out)["train"]:
         assert row["messages"][-1]["content"].endswith(texts[(row["problem_id"], row["sample"])])
@@ -336,9 +373,14 @@ def _distill_gen_key() -> str:
 
 
 def test_run_without_responses_exports_rl_only(plain_run: curate.Run, tmp: Path) -> None:
+    """No responses and no reference solutions: no SFT rows (see test_export_solutions)."""
     for fmt in ("sft", "trl"):
-        with pytest.raises(RunError, match="run Distill first, or export rl/verl"):
+        with pytest.raises(
+            RunError, match=r"neither responses .* nor reference solutions.*run Distill first"
+        ):
             export_run(plain_run, tmp / f"none-{fmt}", format=fmt)  # type: ignore[arg-type]
+        with pytest.raises(RunError, match=r"no responses .*--completions solutions"):
+            export_run(plain_run, tmp / f"none-{fmt}", format=fmt, completions="responses")  # type: ignore[arg-type]
         assert not (tmp / f"none-{fmt}" / "data").exists()
     assert export_run(plain_run, tmp / "none-rl", format="rl").rows["train"] > 0
 
@@ -447,7 +489,9 @@ def test_empty_run(tmp: Path) -> None:
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["rows"] == 0 and manifest["splits"]["test"]["files"]
     with pytest.raises(RunError, match="run Distill first"):
-        export_run(run, tmp / "empty-sft", format="sft")
+        export_run(run, tmp / "empty-sft", format="sft", completions="responses")
+    # auto: no responses, so the solutions of no problems: an empty export, not an error
+    assert export_run(run, tmp / "empty-sft", format="sft").rows == {"train": 0}
 
 
 def test_a_split_with_no_rows_gets_no_file(plain_run: curate.Run, tmp: Path) -> None:

@@ -9,8 +9,9 @@ when one is given:
   viewer and ``load_dataset(repo)`` use to find the splits;
 - a Markdown body: a summary, the recipe with every stage's configuration, the stages'
   counts and rejects by reason, the sources with their licenses, counts per source and per
-  difficulty, pass rates, the export's splits and files, how to load it, one example, and
-  the plots (`curate.export.plots`).
+  difficulty, pass rates, the export's splits and files (for SFT rows, where the completions
+  came from), how to load it, how to train on it (for verl, the overrides that point it at
+  curate's scorer), one example, and the plots (`curate.export.plots`).
 
 Everything is derived from the run's files, never from the clock, so writing the card twice
 gives the same bytes. Every string that comes from the data or the user is escaped where it
@@ -35,6 +36,7 @@ import polars as pl
 
 from curate._version import __version__
 from curate.errors import ConfigError, MissingExtraError, RunError
+from curate.export.formats import REFERENCE
 from curate.export.plots import Plot, write_plots
 from curate.run import Run
 
@@ -139,6 +141,8 @@ class _Export:
     splits: tuple[tuple[str, int, tuple[str, ...]], ...]  # (split, rows, files)
     features: list[Any] | None  # the Hub's dataset_info.features, when the export states them
     data_files: tuple[tuple[str, str | list[str]], ...]  # (split, path or paths), with files
+    completions: dict[str, Any] | None = None  # sft/trl: where the completions came from
+    reward: dict[str, Any] | None = None  # verl/rl: how to score the rows
 
     @property
     def rows(self) -> int:
@@ -175,7 +179,8 @@ class _Export:
             rows.append((str(name), int(info.get("rows", 0)), tuple(files)))
         data = tuple((name, _pattern(name, list(files), out)) for name, _, files in rows if files)
         features = manifest.get("features") or None
-        return _Export(str(manifest.get("format")), tuple(rows), features, data)
+        extra = {k: v for k in ("completions", "reward") if isinstance(v := manifest.get(k), dict)}
+        return _Export(str(manifest.get("format")), tuple(rows), features, data, **extra)
 
 
 def _pattern(split: str, files: list[str], out: Path) -> str | list[str]:
@@ -302,7 +307,8 @@ def body(facts: _Facts, shards: _Export | None, plots: Sequence[Plot], repo: str
     """The Markdown below the YAML header."""
     parts = [f"# {md_escape(facts.run.name) or 'curate dataset'}", _summary(facts, shards)]
     parts += _recipe(facts) + _stages(facts) + _sources(facts) + _grades(facts)
-    parts += _exported(shards) + _loading(facts, shards, repo) + _example(facts)
+    parts += _exported(shards) + _loading(facts, shards, repo) + _training(shards)
+    parts += _example(facts)
     parts.append("## Plots")
     if not plots:
         parts.append("No plots: the run kept no problems.")
@@ -435,11 +441,72 @@ def _exported(shards: _Export | None) -> list[str]:
     for name, n, files in shards.splits:
         shown = files if len(files) <= 3 else (files[0], "…", files[-1])
         rows.append((name, f"{n:,}", len(files), ", ".join(shown) or "-"))
-    return [
+    out = [
         "## Export",
         f"Format: {md_escape(shards.format)}; Parquet shards:",
         _table(("split", "rows", "shards", "files"), rows),
     ]
+    if shards.completions is not None:
+        out.append(_completions(shards.completions))
+    return out
+
+
+_REFERENCE = f"the problems' reference solutions (model `{REFERENCE}`, sample 0)"
+_SOURCES = {
+    "responses": "the run's selected responses",
+    "solutions": _REFERENCE,
+    "both": f"the run's selected responses and {_REFERENCE}",
+}
+
+
+def _completions(info: dict[str, Any]) -> str:
+    """What export.json says about an SFT export's completions, as a sentence or three."""
+    source = str(info.get("source"))
+    text = f"Assistant messages: {_SOURCES.get(source, md_escape(source))}"
+    counts = info.get("rows") or {}
+    if source == "both" and isinstance(counts, dict):
+        text += (
+            f" ({int(counts.get('responses', 0)):,} and {int(counts.get('solutions', 0)):,} rows)"
+        )
+    text += "."
+    missing = info.get("without_solution")
+    if isinstance(missing, int):
+        text += f" Problems without a reference solution, left out: {missing:,}."
+    duplicates = int(info.get("duplicates") or 0)
+    text += f" Duplicate (prompt, completion) pairs dropped: {duplicates:,}."
+    return text
+
+
+def _training(shards: _Export | None) -> list[str]:
+    """How to train on the export with curate's reward, as its export.json says."""
+    reward = shards.reward if shards is not None else None
+    if reward is None:
+        return []
+    verl = reward.get("custom_reward_function")
+    if isinstance(verl, dict) and isinstance(reward.get("overrides"), list):
+        lines = ["python -m verl.trainer.main_ppo ...", *map(str, reward["overrides"])]
+        return [
+            "## Training with verl",
+            "verl's built-in scorer knows only a few `data_source` names: score these rows "
+            f"with curate's, {_inline(verl.get('name'))} of {_inline(reward.get('module'))}, "
+            "by adding these overrides to the trainer's command line:",
+            code_block(" \\\n  ".join(lines), "bash"),
+        ]
+    if isinstance(reward.get("trl"), str):
+        module, _, name = reward["trl"].rpartition(".")
+        code = f"from {module} import {name}\n\ntrainer = GRPOTrainer(..., reward_funcs=[{name}])"
+        return [
+            "## Training with TRL",
+            "TRL's `GRPOTrainer` reads `prompt` and hands `answer` to its reward functions; "
+            f"curate's is {_inline(reward['trl'])}:",
+            code_block(code, "python"),
+        ]
+    return []
+
+
+def _inline(text: object) -> str:
+    """``text`` as inline code on one line (no backticks inside to end it early)."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
 
 
 def _loading(facts: _Facts, shards: _Export | None, repo: str | None) -> list[str]:

@@ -28,10 +28,14 @@ its reward manager read, as in verl's ``examples/data_preprocess/math_dataset.py
      "answer": "2", "problem": "What is $1+1$?", "source": "math", "level": "1",
      "subject": "Algebra", "pass_rate": 0.75, "cv": 0.577, "difficulty": "medium"}
 
-``sft`` (one row per selected response: the ``selected`` keys of the DeepDistill stages
-when the run has them, else every correct response that ended on its own; the thinking is
-kept as ``<think>...</think>`` at the start of the assistant message, as DeepSeek-R1
-distilled SFT data stores it)::
+``sft`` (one row per completion; ``completions=`` of `curate.export_run` says where the
+assistant message comes from: ``"responses"``, one row per selected response (the
+``selected`` keys of the DeepDistill stages when the run has them, else every correct
+response that ended on its own; the thinking is kept as ``<think>...</think>`` at the start
+of the assistant message, as DeepSeek-R1 distilled SFT data stores it); ``"solutions"``, one
+row per problem with its reference solution (``solution``) as the assistant message, with
+``model`` `REFERENCE` and ``sample`` 0; ``"both"``; or ``"auto"``, the default: responses
+when the run has them, else solutions. A (prompt, completion) pair is exported once)::
 
     {"messages": [{"role": "user", "content": "What is ...?"},
                   {"role": "assistant", "content": "<think>\n1 plus 1 ...</think>\n\\boxed{2}"}],
@@ -49,9 +53,11 @@ as ``sft``)::
 
 The user message of ``sft``/``trl`` is the prompt the response was generated from (the
 responses table's ``prompt``; ``system_prompt=`` replaces its system message) unless
-``template=`` is given. verl's built-in ``default_compute_score`` knows only a few
-``data_source`` names (``lighteval/MATH``, ``openai/gsm8k``, ...): for curate's source names
-point verl's ``custom_reward_function`` at a scorer (such as one over `curate.verify`).
+``template=`` is given; a reference solution's is built from the problem as for ``rl``.
+verl's built-in ``default_compute_score`` knows only a few ``data_source`` names
+(``lighteval/MATH``, ``openai/gsm8k``, ...): for curate's source names point verl's
+``custom_reward_function`` at curate's scorer, ``compute_score`` of `VERL_REWARD_MODULE`
+(`reward_entry` says how; TRL's ``GRPOTrainer`` takes `TRL_REWARD` for ``rl`` rows).
 
 A required field must be non-null, and a required string must hold more than whitespace;
 `validate` checks every row before it is published (`export_run` writes into a hidden
@@ -82,6 +88,14 @@ ROLES = ("system", "user", "assistant")
 THINK_START, THINK_END = "<think>", "</think>"
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
+REFERENCE = "reference"
+"""``model`` of an ``sft``/``trl`` row whose completion is the problem's reference solution."""
+
+# How the exports are scored. Names only: export comes before curate.reward (data flows one
+# way), so it never imports it; these strings are the one place that names it.
+VERL_REWARD_MODULE = "curate.reward.verl"
+VERL_REWARD_FUNCTION = "compute_score"
+TRL_REWARD = "curate.reward.accuracy_reward"
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,10 @@ _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 _GOLD = (
     "every problem needs a gold answer for a rule-based reward: add curate.RequireGradable() "
     "to the recipe, or filter the problems without one out of the run"
+)
+_GOLD_ROW = (
+    "every row carries its problem's gold answer: add curate.RequireGradable() to the recipe, "
+    "or filter the problems without one out of the run"
 )
 _PROMPT = (
     "prompt",
@@ -153,14 +171,28 @@ _RESPONSE = (
     Field(
         "id",
         _S,
-        "Unique id of the response: '<problem_id>/<model>/<sample>'.",
+        "Unique id of the row: '<problem_id>/<model>/<sample>'.",
     ),
     Field("problem_id", _S, "The problem's curate id."),
-    Field("model", _S, "Label of the model that wrote the response."),
-    Field("sample", _I, "Sample index of the response for this problem and model."),
+    Field(
+        "model",
+        _S,
+        f"Label of the model that wrote the response; '{REFERENCE}' for the problem's "
+        "reference solution.",
+    ),
+    Field(
+        "sample",
+        _I,
+        "Sample index of the response for this problem and model; 0 for a reference solution.",
+    ),
     Field("source", _S, "Name of the source the problem came from."),
-    Field(*_ANSWER),
-    Field("n_tokens", _I, "Generated tokens of the response.", required=False),
+    Field(*_ANSWER, fix=_GOLD_ROW),
+    Field(
+        "n_tokens",
+        _I,
+        "Generated tokens of the response; null for a reference solution.",
+        required=False,
+    ),
     *_DESCRIBE,
 )
 
@@ -208,7 +240,8 @@ FIELDS: dict[Format, tuple[Field, ...]] = {
             "messages",
             MESSAGES,
             "The conversation: optional system message, the user message, then the "
-            "assistant's response with its thinking as <think>...</think> at the start.",
+            "assistant's completion: a response with its thinking as <think>...</think> at "
+            "the start, or the problem's reference solution.",
             roles=ROLES,
             last="assistant",
         ),
@@ -219,7 +252,8 @@ FIELDS: dict[Format, tuple[Field, ...]] = {
         Field(
             "completion",
             MESSAGES,
-            "The assistant's response, thinking as <think>...</think> at the start.",
+            "The assistant's completion: a response, thinking as <think>...</think> at the "
+            "start, or the problem's reference solution.",
             roles=("assistant",),
             last="assistant",
         ),
@@ -233,6 +267,33 @@ ROW_ID: dict[Format, tuple[str, ...]] = {
     "trl": ("id",),
 }
 """Where each format keeps the row's id (named in validation errors)."""
+
+
+def reward_entry(format: Format) -> dict[str, Any] | None:
+    """How to score rows of ``format`` with curate's reward (``export.json``'s ``reward``):
+    for ``verl``, the ``custom_reward_function`` to point verl at and the Hydra overrides that
+    do it; for ``rl``, TRL's reward function; None for the SFT formats.
+
+    >>> reward_entry("verl")["custom_reward_function"]["name"]
+    'compute_score'
+    >>> reward_entry("rl")
+    {'trl': 'curate.reward.accuracy_reward'}
+    """
+    if format == "verl":
+        # verl wants the scorer's file: the shell finds it where curate is installed
+        where = f"import {VERL_REWARD_MODULE} as m; print(m.__file__)"
+        path = f"\"$(python -c '{where}')\""
+        return {
+            "module": VERL_REWARD_MODULE,
+            "custom_reward_function": {"path": path, "name": VERL_REWARD_FUNCTION},
+            "overrides": [
+                f"custom_reward_function.path={path}",
+                f"custom_reward_function.name={VERL_REWARD_FUNCTION}",
+            ],
+        }
+    if format == "rl":
+        return {"trl": TRL_REWARD}
+    return None
 
 
 def fields_for(format: Format, columns: Collection[str]) -> tuple[Field, ...]:

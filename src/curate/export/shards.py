@@ -1,16 +1,19 @@
 r"""Export a run as training-ready Parquet shards: rows, split, shards, manifest.
 
-`export_run` reads the run's final problems (and, for ``sft``/``trl``, its responses),
-shapes them into one of the formats of `curate.export.formats` and validates every row, a
-chunk of about 64 MB of text at a time (memory stays bounded however many responses: the
-responses are sorted by DuckDB, which spills to disk), into a hidden folder that becomes
-``OUT/data`` only once every row passed::
+`export_run` reads the run's final problems (and, for ``sft``/``trl``, its responses or
+the problems' reference solutions: ``completions=``), shapes them into one of the formats of
+`curate.export.formats` and validates every row, a chunk of about 64 MB of text at a time
+(memory stays bounded however many responses: the responses are sorted by DuckDB, which
+spills to disk), into a hidden folder that becomes ``OUT/data`` only once every row passed::
 
     OUT/data/train-00000-of-00002.parquet   the Hub's shard naming: load_dataset finds the
     OUT/data/train-00001-of-00002.parquet   splits by file name
     OUT/data/test-00000-of-00001.parquet    (only when test_fraction > 0)
     OUT/export.json                         format, splits (rows, bytes, files), features,
-                                            the run's path and stage fingerprints, options
+                                            the run's path and stage fingerprints, options;
+                                            sft/trl: where the completions came from, the
+                                            problems without a solution, the duplicates;
+                                            verl/rl: how to score it (``reward``)
 
 - **Split**: a row goes to ``test`` when `split_draw` (BLAKE2b of the seed and the problem
   id) falls below ``test_fraction``; the responses of one problem share its split, so no
@@ -18,6 +21,14 @@ responses are sorted by DuckDB, which spills to disk), into a hidden folder that
 - **Order**: by problem id, then model and sample; the same run gives the same rows in the
   same order, and the same bytes (zstd level 3, no pandas or `datasets` metadata in the
   file: any Parquet reader gets the plain Arrow types).
+- **Completions** (``sft``/``trl``): ``completions="responses"`` takes the run's selected
+  responses; ``"solutions"`` the problems' reference solutions (``model`` ``"reference"``,
+  ``sample`` 0; a problem whose solution is null or blank is left out and counted);
+  ``"both"`` the two; ``"auto"`` (the default) responses when the run has a responses table,
+  else solutions. A choice the run cannot satisfy is an error that says what to do.
+- **Duplicates** (``sft``/``trl``): a (prompt, completion) pair is exported once, the first
+  in export order (train before test, then the order above): two samples with the same text,
+  or one problem under two ids. A 16-byte digest per exported row is kept to find them.
 - **Shards**: ``shard_rows`` rows each, or as many rows as fit in about ``shard_bytes`` of
   uncompressed Arrow data (so files on disk come out smaller; `curate.export.writer`); row
   groups of ``row_group_rows``, by default about 100 MB of uncompressed data, the bound
@@ -43,7 +54,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import polars as pl
 import pyarrow as pa
@@ -53,12 +64,14 @@ from curate.distill import DEFAULT_TEMPLATE, RESPONSE_KEYS, RESPONSES_DIR, one_p
 from curate.errors import ConfigError, InputError, RunError
 from curate.export.formats import (
     FORMATS,
+    REFERENCE,
     THINK_END,
     THINK_START,
     Format,
     arrow_schema,
     fields_for,
     hub_features,
+    reward_entry,
     select,
     to_arrow,
 )
@@ -75,6 +88,9 @@ _KEYS = ["problem_id", "model", "sample"]
 _PROBLEM_COLUMNS: tuple[str, ...] = ("id", "problem", "answer", "source", "level", "subject")
 _PROBLEM_COLUMNS += ("pass_rate", "cv", "difficulty")
 _SAMPLE_MATCH = ["finish_reason", "n_tokens", "extracted_answer", "verdict"]
+Completions = Literal["auto", "responses", "solutions", "both"]
+COMPLETIONS: tuple[Completions, ...] = get_args(Completions)
+_PAIRS: tuple[Format, ...] = ("sft", "trl")  # formats of (prompt, completion) rows
 
 
 @dataclass(frozen=True)
@@ -89,10 +105,21 @@ class ExportOptions:
     row_group_rows: int | None = None
     system_prompt: str | None = None
     template: str | None = None
+    completions: Completions = "auto"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"export format {self.format!r}: expected one of {list(FORMATS)}")
+        if self.completions not in COMPLETIONS:
+            raise ConfigError(
+                f"completions={self.completions!r}: expected one of {list(COMPLETIONS)}"
+            )
+        if self.completions != "auto" and self.format not in _PAIRS:
+            raise ConfigError(
+                f"completions={self.completions!r} with format {self.format!r}: completions "
+                f"are for the sft and trl formats ({self.format} rows are one per problem, "
+                "with no assistant message); leave completions out"
+            )
         if not 0 <= self.test_fraction < 1:
             raise ConfigError(
                 f"test_fraction={self.test_fraction}: expected 0 <= test_fraction < 1"
@@ -115,12 +142,18 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What `export_run` wrote: rows and files per split (paths absolute), the manifest."""
+    """What `export_run` wrote: rows and files per split (paths absolute), the manifest;
+    for ``sft``/``trl`` also where the completions came from (``"responses"``,
+    ``"solutions"`` or ``"both"``), the problems left out for want of a solution (None when
+    solutions were not used) and the duplicate (prompt, completion) pairs dropped."""
 
     out: Path
     format: Format
     rows: dict[str, int] = field(default_factory=dict)
     files: dict[str, list[Path]] = field(default_factory=dict)
+    completions: str | None = None
+    without_solution: int | None = None
+    duplicates: int = 0
 
     @property
     def manifest(self) -> Path:
@@ -146,8 +179,13 @@ def export_run(
     row_group_rows: int | None = None,
     system_prompt: str | None = None,
     template: str | None = None,
+    completions: Completions = "auto",
 ) -> ExportResult:
     r"""Export run ``run`` into ``out`` as ``format`` shards (see the module doc).
+
+    ``completions`` (``sft``/``trl`` only): the assistant messages are the run's
+    ``"responses"``, the problems' reference ``"solutions"``, ``"both"``, or ``"auto"``:
+    responses when the run has them, else solutions.
 
     >>> import curate, tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -156,6 +194,10 @@ def export_run(
     >>> result = export_run(run, d / "out", format="verl")
     >>> result.rows, [p.name for p in result.files["train"]]
     ({'train': 1}, ['train-00000-of-00001.parquet'])
+    >>> _ = (d / "s.jsonl").write_text('{"problem": "2+2?", "answer": "4", "solution": "2+2=4"}\n')
+    >>> run = curate.Recipe("s", [curate.read(d / "s.jsonl")]).run(d / "run-s")
+    >>> export_run(run, d / "sft", format="sft", completions="solutions").rows
+    {'train': 1}
     """
     options = ExportOptions(
         format=format,
@@ -166,6 +208,7 @@ def export_run(
         row_group_rows=row_group_rows,
         system_prompt=system_prompt,
         template=template,
+        completions=completions,
     )
     run = run if isinstance(run, Run) else Run(run)
     out = Path(out)
@@ -188,8 +231,8 @@ class _Rows:
 
     Problems (``rl``/``verl``) are read whole (one row per problem); responses (``sft``/
     ``trl``, often long) are located by their keys first, then read, joined with their
-    problem's columns and sorted by DuckDB, which spills to ``spill`` rather than hold
-    every text in memory at once.
+    problem's columns (and, as ``completions=`` says, the reference solutions) and sorted by
+    DuckDB, which spills to ``spill`` rather than hold every text in memory at once.
     """
 
     def __init__(self, run: Run, options: ExportOptions, spill: Path | None = None) -> None:
@@ -198,18 +241,35 @@ class _Rows:
         self.fields = fields_for(options.format, self.problems.columns)
         self.schema = arrow_schema(self.fields)
         self.expressions = _expressions(options)
-        self.responses = options.format in ("sft", "trl")  # else one row per problem
-        if self.responses:
-            self.parts, self.wanted = _wanted_responses(run, self.problems, options)
+        self.pairs = options.format in _PAIRS  # else one row per problem
+        self.source: str | None = None  # where the completions come from
+        self.without_solution: int | None = None  # problems left out for want of one
+        self.duplicates = 0  # (prompt, completion) pairs dropped as seen before
+        self.counts = {"responses": 0, "solutions": 0}  # rows written, by completion
+        self._seen: set[bytes] = set()  # digests of the pairs written
+        self.parts: list[Path] = []  # the responses table's files
+        self.wanted: pl.DataFrame | None = None  # the responses to export: part, row, key
+        self.solutions: pl.DataFrame | None = None  # the solutions to export: id, text
+        if self.pairs:
+            self.source, self.parts = _completion_source(run, self.problems, options)
+            if self.source in ("responses", "both"):
+                self.wanted = _wanted_responses(run, self.parts, self.problems, options)
+            if self.source in ("solutions", "both"):
+                self.solutions = _solutions(self.problems, options)
+                self.without_solution = self.problems.height - self.solutions.height
+            if self.source == "both" and self.wanted is not None:
+                _no_reference_model(self.wanted)
         else:
             self.problems = self.problems.sort("id")
             self.problems = self.problems.with_columns(_split_column(self.problems["id"], options))
 
     def chunks(self, split: str) -> Iterator[pa.Table]:
         """``split``'s rows as Arrow tables of `schema`, in export order."""
-        if self.responses:
-            frames = self._responses(split)
-            size = pl.col("text").str.len_bytes() + pl.col("prompt").str.len_bytes()
+        if self.pairs:
+            frames = self._pairs(split)
+            # a solution's prompt is built from the problem
+            prompt = pl.col("prompt").str.len_bytes().fill_null(pl.col("problem").str.len_bytes())
+            size = pl.col("text").str.len_bytes() + prompt
         else:
             frames = iter([self.problems.filter(pl.col("_split") == split)])
             size = pl.col("problem").str.len_bytes()
@@ -219,28 +279,59 @@ class _Rows:
             chunk = chunk.with_columns(pl.lit(split).alias("_split"))
             chunk = chunk.with_row_index("_index", offset=index)
             index += chunk.height
-            if self.responses and self.options.template is None:
-                parsed = _parse_prompts(chunk["prompt"], self.options.system_prompt)
-                chunk = chunk.join(parsed, on="prompt", maintain_order="left")
+            if self.pairs and self.options.template is None:
+                parsed = _parse_prompts(chunk["prompt"].drop_nulls(), self.options.system_prompt)
+                chunk = chunk.join(parsed, on="prompt", how="left", maintain_order="left")
             shaped = select(chunk, self.fields, self.expressions)
+            if self.pairs:
+                first = self._first_seen(shaped)
+                shaped = shaped.filter(first)
+                solution = chunk["_solution"].filter(first)
+                self.counts["solutions"] += int(solution.sum())
+                self.counts["responses"] += solution.len() - int(solution.sum())
             yield to_arrow(shaped, self.options.format, self.fields)
 
-    def _responses(self, split: str) -> Iterator[pl.DataFrame]:
-        """The selected responses of ``split`` with their problem's columns, ordered by
-        problem, model, sample (DuckDB: the sort spills to disk past its memory limit)."""
+    def _first_seen(self, shaped: pl.DataFrame) -> pl.Series:
+        """True for each row whose (prompt, completion) pair no earlier row had."""
+        messages = (
+            pl.col("messages")
+            if self.options.format == "sft"
+            else pl.concat_list("prompt", "completion")
+        )
+        role = pl.element().struct.field("role").fill_null("")
+        content = pl.element().struct.field("content").fill_null("")
+        # role, length, content: no two different conversations give the same key
+        each = pl.concat_str(
+            role, pl.lit("\x00"), content.str.len_bytes().cast(pl.String), pl.lit("\x00"), content
+        )
+        keys = shaped.select(messages.list.eval(each).list.join("")).to_series()
+        first = []
+        for key in keys.to_list():
+            digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+            first.append(digest not in self._seen)
+            self._seen.add(digest)
+        self.duplicates += first.count(False)
+        return pl.Series(first, dtype=pl.Boolean)
+
+    def _pairs(self, split: str) -> Iterator[pl.DataFrame]:
+        """The completions of ``split`` (selected responses, reference solutions) with their
+        problem's columns, ordered by problem, model, sample (DuckDB: the sort spills to disk
+        past its memory limit)."""
         import duckdb
 
         from curate.sql import sql_string  # imports duckdb: not before it is needed
 
-        wanted = self.wanted.filter(pl.col("_split") == split).drop("_split")
-        if not wanted.height:
+        wanted = solutions = None
+        if self.wanted is not None:
+            wanted = self.wanted.filter(pl.col("_split") == split).drop("_split")
+        if self.solutions is not None:
+            solutions = self.solutions.filter(pl.col("_split") == split).drop("_split")
+        if not (
+            (wanted is not None and wanted.height) or (solutions is not None and solutions.height)
+        ):
             return
         columns = [c for c in _PROBLEM_COLUMNS if c in self.problems.columns]
         problems = self.problems.select(columns)
-        # absolute: read_parquet reads each path as a pattern ("~x/run" would expand)
-        paths = pl.Series([str(p.resolve()) for p in self.parts], dtype=pl.String)
-        wanted = wanted.with_columns(_file=paths.gather(wanted["_part"]))
-        files = ", ".join(sql_string(p) for p in paths.to_list())
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
@@ -248,16 +339,34 @@ class _Rows:
             con.execute("SET threads = 1")  # a sort on more threads needs more memory
             if self.spill is not None:
                 con.execute(f"SET temp_directory = {sql_string(self.spill)}")
-            con.register("wanted", wanted.to_arrow())
             con.register("problems", problems.to_arrow())
+            parts = []
+            if wanted is not None and wanted.height:
+                # absolute: read_parquet reads each path as a pattern ("~x/run" would expand)
+                paths = pl.Series([str(p.resolve()) for p in self.parts], dtype=pl.String)
+                wanted = wanted.with_columns(_file=paths.gather(wanted["_part"]))
+                files = ", ".join(sql_string(p) for p in paths.to_list())
+                con.register("wanted", wanted.to_arrow())
+                parts.append(f"""
+                    SELECT w.problem_id, w.model, w.sample, r.text, r.prompt,
+                           CAST(r.n_tokens AS BIGINT) AS n_tokens, false AS _solution
+                    FROM read_parquet([{files}], filename = true, file_row_number = true,
+                                      union_by_name = true) AS r
+                    JOIN wanted AS w ON r.filename = w._file AND r.file_row_number = w._row
+                """)
+            if solutions is not None and solutions.height:
+                con.register("solutions", solutions.to_arrow())
+                parts.append(f"""
+                    SELECT problem_id, {sql_string(REFERENCE)} AS model,
+                           CAST(0 AS BIGINT) AS sample, text, CAST(NULL AS VARCHAR) AS prompt,
+                           CAST(NULL AS BIGINT) AS n_tokens, true AS _solution
+                    FROM solutions
+                """)
             query = f"""
-                SELECT w.problem_id, w.model, w.sample, r.text, r.prompt,
-                       CAST(r.n_tokens AS BIGINT) AS n_tokens, p.* EXCLUDE (id)
-                FROM read_parquet([{files}], filename = true, file_row_number = true,
-                                  union_by_name = true) AS r
-                JOIN wanted AS w ON r.filename = w._file AND r.file_row_number = w._row
-                JOIN problems AS p ON p.id = w.problem_id
-                ORDER BY w.problem_id, w.model, w.sample
+                SELECT c.*, p.* EXCLUDE (id)
+                FROM ({" UNION ALL ".join(parts)}) AS c
+                JOIN problems AS p ON p.id = c.problem_id
+                ORDER BY c.problem_id, c.model, c.sample
             """
             for batch in con.sql(query).to_arrow_reader(4096):
                 frame = pl.from_arrow(batch)
@@ -327,7 +436,9 @@ def _expressions(options: ExportOptions) -> dict[str, pl.Expr]:
         .otherwise(text)
     )
     assistant = pl.concat_list([_message("assistant", reply)])
-    prompt = _user_prompt(options) if options.template is not None else pl.col("_prompt")
+    prompt = _user_prompt(options)  # the template's, and always a reference solution's
+    if options.template is None:  # a response's own prompt
+        prompt = pl.when(pl.col("_solution")).then(prompt).otherwise(pl.col("_prompt"))
     common = {
         "id": pl.concat_str(
             [pl.col("problem_id"), pl.col("model"), pl.col("sample").cast(pl.String)],
@@ -341,24 +452,75 @@ def _expressions(options: ExportOptions) -> dict[str, pl.Expr]:
     return {**common, "prompt": prompt, "completion": assistant}
 
 
-def _wanted_responses(
+def _completion_source(
     run: Run, problems: pl.DataFrame, options: ExportOptions
-) -> tuple[list[Path], pl.DataFrame]:
-    """The responses parts, and where the responses to export are: part, row, key, split.
+) -> tuple[str, list[Path]]:
+    """Where the completions come from (``options.completions``, ``auto`` resolved), and the
+    responses parts; an error when the run cannot give what was asked for."""
+    folder = run.path / RESPONSES_DIR
+    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    fmt, asked = options.format, options.completions
+    auto = "responses" if parts else "solutions"  # a run with a responses table: its responses
+    source = auto if asked == "auto" else asked
+    if source in ("responses", "both") and not parts:
+        raise RunError(
+            f"{run.path} has no responses ({folder} is missing or empty), and {fmt} rows "
+            f"with completions={asked!r} are made of them: run Distill first, export with "
+            "completions='solutions' (curate export --completions solutions) to train on the "
+            "problems' reference solutions, or export rl/verl"
+        )
+    if source in ("solutions", "both") and problems.height and not _has_solution(problems).any():
+        if asked == "auto":
+            raise RunError(
+                f"{run.path} has neither responses ({folder} is missing or empty) nor "
+                f"reference solutions (none of its {problems.height:,} problems has one), and "
+                f"{fmt} rows are made of one or the other: run Distill first, read the "
+                "problems with their solutions (curate.read(..., solution=COLUMN)), or export "
+                "rl/verl"
+            )
+        raise RunError(
+            f"none of the {problems.height:,} problems of {run.path} has a reference solution "
+            f"(the solution column is null or blank), and completions={asked!r} asks for "
+            "them: read the problems with their solutions (curate.read(..., solution=COLUMN)), "
+            "or export completions='responses' after Distill"
+        )
+    return source, parts
+
+
+def _has_solution(problems: pl.DataFrame) -> pl.Series:
+    if "solution" not in problems.columns:
+        return pl.Series([False] * problems.height, dtype=pl.Boolean)
+    solution = problems["solution"]
+    return (solution.is_not_null() & (solution.str.strip_chars() != "")).fill_null(False)
+
+
+def _solutions(problems: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
+    """The problems' non-blank reference solutions: problem id, text, split."""
+    frame = problems.filter(_has_solution(problems)).select(
+        pl.col("id").alias("problem_id"), pl.col("solution").cast(pl.String).alias("text")
+    )
+    return frame.with_columns(_split_column(frame["problem_id"], options))
+
+
+def _no_reference_model(wanted: pl.DataFrame) -> None:
+    if wanted.filter(pl.col("model") == REFERENCE).height:
+        raise ConfigError(
+            f"a model of the run is labelled {REFERENCE!r}, the label of the reference "
+            "solutions in completions='both', so their rows would share ids: export "
+            "completions='responses' and completions='solutions' separately"
+        )
+
+
+def _wanted_responses(
+    run: Run, parts: list[Path], problems: pl.DataFrame, options: ExportOptions
+) -> pl.DataFrame:
+    """Where in the responses ``parts`` the responses to export are: part, row, key, split.
 
     Read from the key columns only (no text): per (problem, model, sample), the response
     of the run's own settings (`_current`; where a key was stored twice, the copy
     `curate.distill.read_responses` keeps), and of those the ``selected`` ones, or else the
     correct, finished ones.
     """
-    folder = run.path / RESPONSES_DIR
-    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not parts:
-        raise RunError(
-            f"{run.path} has no responses ({folder} is missing or empty), and an "
-            f"{options.format} export is made of responses: run Distill first, or export "
-            "rl/verl"
-        )
     scans = [
         pl.scan_parquet(p)
         .select(*RESPONSE_KEYS, *_SAMPLE_MATCH, "correct")
@@ -386,7 +548,7 @@ def _wanted_responses(
         keys = keys.filter(pl.col("correct").fill_null(False), pl.col("finish_reason") == "stop")
     keys = keys.join(problems.select(pl.col("id").alias("problem_id")), on="problem_id", how="semi")
     wanted = keys.select("_part", "_row", *_KEYS)
-    return parts, wanted.with_columns(_split_column(wanted["problem_id"], options))
+    return wanted.with_columns(_split_column(wanted["problem_id"], options))
 
 
 def _per_sample(problems: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -568,5 +730,23 @@ def _write_into(run: Run, out: Path, options: ExportOptions) -> ExportResult:
         },
         "options": {k: v for k, v in asdict(options).items() if k != "format"},
     }
+    if rows.pairs:
+        manifest["completions"] = {
+            "source": rows.source,
+            "rows": rows.counts,
+            "without_solution": rows.without_solution,
+            "duplicates": rows.duplicates,
+        }
+    reward = reward_entry(options.format)
+    if reward is not None:
+        manifest["reward"] = reward
     write_json(manifest, out / EXPORT_MANIFEST)
-    return ExportResult(out, options.format, {s: w.rows for s, w in writers.items()}, files)
+    return ExportResult(
+        out,
+        options.format,
+        {s: w.rows for s, w in writers.items()},
+        files,
+        completions=rows.source,
+        without_solution=rows.without_solution,
+        duplicates=rows.duplicates,
+    )

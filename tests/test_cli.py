@@ -193,3 +193,35 @@ def test_export_report_and_publish_dry_run(gsm8k: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "error:" in bad.output  # no responses: sft is refused
     wrong = runner.invoke(app, ["export", str(out), str(tmp_path / "y"), "--format", "csv"])
     assert wrong.exit_code == 2 and "expected one of" in wrong.output
+
+
+def test_export_sft_of_reference_solutions(tmp_path: Path) -> None:
+    pool = tmp_path / "math.jsonl"
+    rows = [
+        {"problem": "What is 1 + 1?", "solution": "One and one: $\\boxed{2}$."},
+        {"problem": "What is 1 + 1?", "solution": "One and one: $\\boxed{2}$."},
+        {"problem": "What is 2 + 2?", "answer": "4"},
+        {"problem": "What is 3 + 3?", "solution": "$\\boxed{6}$"},
+    ]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["ingest", str(pool), "--out", str(run), "-q"]).exit_code == 0
+    out = tmp_path / "sft"
+    result = runner.invoke(
+        app, ["export", str(run), str(out), "--format", "sft", "--completions", "solutions"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "train: 2 rows in 1 shard(s)" in result.output
+    assert (
+        "completions: solutions; 1 problem(s) without a solution left out; "
+        "1 duplicate (prompt, completion) pair(s) dropped"
+    ) in result.output
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["completions"]["without_solution"] == 1
+    assert "reference solutions" in (out / "README.md").read_text()
+    bad = runner.invoke(app, ["export", str(run), str(tmp_path / "x"), "--completions", "gold"])
+    assert bad.exit_code == 2 and "expected one of" in bad.output
+    bad = runner.invoke(
+        app, ["export", str(run), str(tmp_path / "x"), "--format", "sft", "--completions", "both"]
+    )
+    assert bad.exit_code == 2 and "--completions solutions" in bad.output

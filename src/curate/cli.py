@@ -108,22 +108,33 @@ def _parse_map(items: list[str]) -> dict[str, str]:
 
 @app.command()
 def sql(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory, or a training or evaluation folder.")
+    ],
     query: Annotated[
-        str, typer.Argument(help="DuckDB SQL over problems, rejects and stage views.")
+        str,
+        typer.Argument(
+            help="DuckDB SQL over problems, rejects and stage views (a run), or over each "
+            "Parquet file of a folder by its name (metrics, samples)."
+        ),
     ],
     format_: Annotated[
         str, typer.Option("--format", "-f", help="table, csv, json (one object per line).")
     ] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
 ) -> None:
-    """Query a run with SQL."""
+    """Query a run (or a training or evaluation folder) with SQL."""
     import polars as pl
 
-    from curate.run import open_run
+    from curate.run import MANIFEST, open_run
+    from curate.sql import folder_tables
+    from curate.sql import query as sql_query
 
     try:
-        frame = open_run(run_dir).sql(query)
+        if (run_dir / MANIFEST).exists() or not run_dir.is_dir():
+            frame = open_run(run_dir).sql(query)
+        else:  # a training or evaluation folder: its Parquet files
+            frame = sql_query(folder_tables(run_dir), query)
     except CurateError as e:
         raise _fail(e) from None
     if format_ == "csv":
@@ -483,6 +494,11 @@ def eval_(
         return
     typer.echo(result.table())
     typer.echo(f"\nwrote {result.out}/samples.parquet and summary.json")
+
+
+from curate.cli_train import train_app  # noqa: E402  (the commands below the app)
+
+app.add_typer(train_app)
 
 
 def main() -> None:

@@ -26,6 +26,33 @@ def sql_string(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def folder_tables(folder: str | Path) -> dict[str, list[Path]]:
+    """The Parquet tables of a folder that is not a run (a training run's ``metrics``, an
+    evaluation's ``samples``): each ``NAME.parquet`` is the view ``NAME``, and each
+    sub-folder of Parquet parts one view by the folder's name.
+
+    >>> import tempfile, polars as pl
+    >>> d = Path(tempfile.mkdtemp())
+    >>> pl.DataFrame({"step": [1, 2]}).write_parquet(d / "metrics.parquet")
+    >>> query(folder_tables(d), "SELECT max(step) AS last FROM metrics").item()
+    2
+    """
+    folder = Path(folder)
+    tables: dict[str, list[Path]] = {}
+    for path in sorted(folder.glob("*.parquet")):
+        tables[path.stem] = [path]
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        parts = sorted(sub.glob("*.parquet"))
+        if parts and sub.name not in tables:
+            tables[sub.name] = parts
+    if not tables:
+        raise CurateError(
+            f"{folder} is not a run directory and holds no Parquet table; expected a run, "
+            "or a folder written by curate train or curate eval"
+        )
+    return tables
+
+
 def connect(tables: Mapping[str, Sequence[Path]]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table."""
     con = duckdb.connect(":memory:")

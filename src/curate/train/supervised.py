@@ -1,0 +1,147 @@
+"""Supervised fine-tuning on an ``sft`` or ``trl`` export, with TRL's ``SFTTrainer``.
+
+The conversation of each row is split into its prompt (every message but the last) and its
+completion (the last, the assistant's), and the loss is on the completion only
+(``completion_only_loss``), which needs no special chat template. Every option of the
+preset is set on ``SFTConfig`` explicitly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from curate._torch import torch_threads
+from curate.errors import ConfigError
+from curate.train import data as train_data
+from curate.train import session
+from curate.train.presets import SFTPreset, with_overrides
+from curate.train.presets import preset as find_preset
+
+
+def sft(
+    data: str | Path,
+    model: str | Path,
+    out: str | Path,
+    *,
+    preset: str | SFTPreset = "deepdistill-stage1",
+    max_steps: int | None = None,
+    seed: int = 0,
+    lora: bool | dict[str, Any] = False,
+    precision: session.Precision = "auto",
+    chat_template: str | None = None,
+    save_steps: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    report_to: str = "none",
+    **overrides: Any,
+) -> session.TrainResult:
+    r"""Fine-tune ``model`` on export ``data`` (or a run directory) into ``out``.
+
+    ``preset`` is a name (``deepdistill-stage1``, ``deepdistill-stage2``) or an `SFTPreset`;
+    ``overrides`` change its fields (``learning_rate=``, ``epochs=``, ``global_batch=``,
+    ``micro_batch=``, ``max_length=``, ``packing=``, ...). ``max_steps`` stops early (a
+    smoke test). ``lora=True`` trains a LoRA adapter (merged into ``out/model`` at the end).
+    The same call again resumes from the last checkpoint, or returns at once when done.
+
+    >>> sft("missing-export", "m", "out", preset="deepscaler")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    curate.errors.ConfigError: preset 'deepscaler' is not a sft preset; expected one of: [...]
+    """
+    chosen = find_preset(preset, "sft") if isinstance(preset, str) else preset
+    if not isinstance(chosen, SFTPreset):
+        raise ConfigError(f"sft(preset={preset!r}): expected an SFT preset name or SFTPreset")
+    spec = with_overrides(chosen, overrides)
+    assert isinstance(spec, SFTPreset)
+    session.require_train_extra()
+    out = Path(out)
+    model = str(model)
+    session.check_model(model, chat_template=chat_template)
+    resolved = train_data.resolve(data, "sft", out)
+    settings: dict[str, Any] = {
+        "kind": "sft",
+        "preset": asdict(spec),
+        "model": model,
+        "data": resolved.describe(),
+        "seed": seed,
+        "lora": lora,
+        "max_steps": max_steps,
+        "chat_template": chat_template,
+    }
+    settings["fingerprint"] = session.fingerprint(settings)
+    state = session.begin(out, settings, overwrite=overwrite)
+    if state is not None and state.get("status") == "done":
+        return session.TrainResult(
+            out, out / session.MODEL_DIR, int(state.get("steps", 0)), skipped=True
+        )
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    dataset = _conversations(train_data.load(resolved, "sft"), resolved.format)
+    micro = spec.micro_batch
+    accumulation = max(1, spec.global_batch // (micro * session.world_size()))
+    config = SFTConfig(
+        output_dir=str(out),
+        seed=seed,
+        data_seed=seed,
+        learning_rate=spec.learning_rate,
+        num_train_epochs=spec.epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        lr_scheduler_type="cosine_with_min_lr" if spec.min_lr_ratio else spec.scheduler,
+        lr_scheduler_kwargs={"min_lr_rate": spec.min_lr_ratio} if spec.min_lr_ratio else None,
+        warmup_steps=spec.warmup_ratio,
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        max_length=spec.max_length,
+        packing=spec.packing,
+        packing_strategy="bfd",
+        padding_free=spec.packing,
+        completion_only_loss=spec.completion_only_loss,
+        assistant_only_loss=False,
+        shuffle_dataset=True,
+        chat_template_path=chat_template,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=save_steps or 500,
+        save_total_limit=2,
+        report_to=report_to,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        **session.device(precision),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        peft_config=session.lora_config(lora),
+        callbacks=session.callbacks(out, spec.name, "sft"),
+    )
+    resume = session.last_checkpoint(out)
+    if resume is not None:
+        session.trim_metrics(out, session.checkpoint_step(resume))
+    start = time.perf_counter()
+    with torch_threads(threads):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    folder = session.save_model(trainer, out)
+    session.write_metrics_table(out)
+    steps = int(trainer.state.global_step)
+    session.finish(out, settings, steps=steps, seconds=round(time.perf_counter() - start, 2))
+    return session.TrainResult(out, folder, steps, resumed=resume is not None)
+
+
+def _conversations(dataset: Any, fmt: str) -> Any:
+    """``messages`` rows as prompt (all but the last message) and completion (the last)."""
+    if fmt != "sft":
+        return dataset
+
+    def split(row: dict[str, Any]) -> dict[str, Any]:
+        messages = row["messages"]
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+    return dataset.map(split, remove_columns=["messages"])

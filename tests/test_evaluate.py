@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.errors import ConfigError, InputError
-from curate.evaluate import evaluate, has_chat_template, make_generator
+from curate.evaluation import evaluate, has_chat_template, make_generator
 from curate.generate import Completion, Request, Sampling
 from curate.passk import majority_correct, pass_at_k, powers_of_two, scores
 

@@ -53,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "extract_answer": "curate.verification",
     "Verdict": "curate.verification",
     "VerifyOptions": "curate.verification",
+    "evaluate": "curate.evaluation",
+    "EvalResult": "curate.evaluation",
     "CurateError": "curate.errors",
     "InputError": "curate.errors",
     "ConfigError": "curate.errors",
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from curate.distill import Distill
     from curate.embed import embed_texts
     from curate.errors import ConfigError, CurateError, InputError, RunError
+    from curate.evaluation import EvalResult, evaluate
     from curate.export.shards import ExportOptions, export_run
     from curate.filters import RequireGradable, SQLFilter
     from curate.generate import Generator, Sampling

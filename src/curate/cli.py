@@ -461,7 +461,7 @@ def eval_(
     import warnings
 
     from curate.distill import DEFAULT_TEMPLATE
-    from curate.evaluate import evaluate
+    from curate.evaluation import evaluate
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(model.rstrip("/")).name) or "model"
     try:

@@ -66,7 +66,13 @@ def resolve(data: str | Path, kind: Kind, out: Path) -> TrainData:
                 f"(no {MANIFEST}); pass what `curate export` or `curate run` wrote"
             )
         from curate.export.shards import export_run
+        from curate.train.session import world_size
 
+        if world_size() > 1:
+            raise ConfigError(
+                f"{folder} is a run directory; with several processes export it first "
+                f"(`curate export {folder} OUT --format {EXPORTS_TO[kind]}`) and train on OUT"
+            )
         folder = out / "data"
         export_run(data, folder, format=EXPORTS_TO[kind])  # type: ignore[arg-type]
     manifest = previous_export(folder)

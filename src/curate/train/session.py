@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import warnings
 from collections.abc import Mapping
@@ -94,6 +95,8 @@ def begin(out: Path, settings: dict[str, Any], *, overwrite: bool) -> dict[str, 
             f"{out} holds a training run with other settings (differing: {', '.join(differ)}); "
             "pass another output folder, or overwrite=True (--overwrite) to start over"
         )
+    if not is_main_process():  # the main process prepares the folder
+        return None
     if overwrite and out.exists():
         shutil.rmtree(out)
     elif out.exists() and any(p.name != "data" for p in out.iterdir()):
@@ -107,7 +110,8 @@ def begin(out: Path, settings: dict[str, Any], *, overwrite: bool) -> dict[str, 
 
 
 def finish(out: Path, settings: dict[str, Any], **facts: Any) -> None:
-    write_json({**settings, "status": "done", **facts}, out / STATE)
+    if is_main_process():
+        write_json({**settings, "status": "done", **facts}, out / STATE)
 
 
 def last_checkpoint(out: Path) -> Path | None:
@@ -145,9 +149,13 @@ def device(precision: Precision) -> dict[str, Any]:
 
 
 def world_size() -> int:
-    import os
-
+    """Processes in the job (``accelerate launch`` / ``torchrun`` set ``WORLD_SIZE``)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Whether this is the process that writes the folder's files (rank 0)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def check_model(model: str, *, chat_template: str | None = None) -> None:

@@ -27,7 +27,7 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 ONE_PLUS_ONE = "One and one make $\\boxed{2}$."
 # what the scripted model writes when it answers "What is 1 + 1?" right (an even sample)
 SCRIPTED_1_PLUS_1 = "<think>\n1? no, \\boxed{0}. hm hm</think>\nSo \\boxed{2}."
-VERL_PATH = "\"$(python -c 'import curate.reward.verl as m; print(m.__file__)')\""
+VERL_PATH = '"$(python -m curate.reward.verl)"'
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -281,8 +281,7 @@ def reward_entry(format: Format) -> dict[str, Any] | None:
     """
     if format == "verl":
         # verl wants the scorer's file: the shell finds it where curate is installed
-        where = f"import {VERL_REWARD_MODULE} as m; print(m.__file__)"
-        path = f"\"$(python -c '{where}')\""
+        path = f'"$(python -m {VERL_REWARD_MODULE})"'
         return {
             "module": VERL_REWARD_MODULE,
             "custom_reward_function": {"path": path, "name": VERL_REWARD_FUNCTION},

@@ -53,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "extract_answer": "curate.verification",
     "Verdict": "curate.verification",
     "VerifyOptions": "curate.verification",
+    "reward": "curate.reward",
+    "train": "curate.train",
     "evaluate": "curate.evaluation",
     "EvalResult": "curate.evaluation",
     "CurateError": "curate.errors",
@@ -64,6 +66,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from curate import reward, train
     from curate.decontam import Decontaminate
     from curate.dedup.exact import ExactDedup
     from curate.dedup.minhash import MinHashDedup

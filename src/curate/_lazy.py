@@ -15,8 +15,9 @@ def attach(
     public: Sequence[str],
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module-level ``__getattr__`` and ``__dir__`` of ``package``: ``names`` maps each
-    public name to the module that defines it; a name is stored in ``namespace`` (the
-    package's globals) once imported.
+    public name to the module that defines it (or, for a sub-package such as
+    ``curate.train``, to itself); a name is stored in ``namespace`` (the package's globals)
+    once imported.
 
     >>> space: dict[str, Any] = {}
     >>> getattr_, dir_ = attach("pkg", {"sqrt": "math"}, space, ["sqrt"])
@@ -28,7 +29,8 @@ def attach(
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        imported = importlib.import_module(module)
+        value = imported if module == f"{package}.{name}" else getattr(imported, name)
         namespace[name] = value
         return value
 

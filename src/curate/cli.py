@@ -28,7 +28,8 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _load_recipe(path: Path) -> object:
+def _load_recipe(path: Path) -> tuple[object, object | None]:
+    """The file's ``recipe`` and its ``then(run, out)`` (what follows curation), if any."""
     from curate.run import Recipe
 
     if not path.is_file():
@@ -37,7 +38,10 @@ def _load_recipe(path: Path) -> object:
     recipe = namespace.get("recipe")
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"{path} must define a variable `recipe = curate.Recipe(...)`")
-    return recipe
+    then = namespace.get("then")
+    if then is not None and not callable(then):
+        raise ConfigError(f"{path}: `then` must be a function then(run, out), got {then!r}")
+    return recipe, then
 
 
 @app.command()
@@ -47,10 +51,19 @@ def run(
     force: Annotated[bool, typer.Option(help="Re-run every stage.")] = False,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    then: Annotated[
+        bool,
+        typer.Option(
+            help="After the run (and its exports), call the recipe file's then(run, out) "
+            "function if it has one: what follows curation (train, evaluate). --no-then "
+            "stops after curation."
+        ),
+    ] = True,
 ) -> None:
-    """Run a recipe into a run directory (finished, unchanged stages are skipped)."""
+    """Run a recipe into a run directory (finished, unchanged stages are skipped), then
+    the recipe file's ``then(run, out)`` if it defines one (see --then/--no-then)."""
     try:
-        recipe = _load_recipe(recipe_file)
+        recipe, after = _load_recipe(recipe_file)
         result = recipe.run(out, force=force, workers=workers, progress=not quiet)  # type: ignore[attr-defined]
     except CurateError as e:
         raise _fail(e) from None
@@ -59,6 +72,12 @@ def run(
     typer.echo(
         f'try:     curate sql {out} "SELECT stage, reason, count(*) FROM rejects GROUP BY ALL"'
     )
+    if then and after is not None:
+        typer.echo(f"\nthen: {recipe_file}'s then(run, out)")
+        try:
+            after(result, out)  # type: ignore[operator]
+        except CurateError as e:
+            raise _fail(e) from None
 
 
 @app.command()

@@ -37,6 +37,7 @@ GRACE_SECONDS = 0.5  # past the task's own limit before the process is killed
 STARTUP_SECONDS = 120.0  # a worker not ready by then is killed (a broken install)
 UNIT = 4  # most tasks of one group sent to a worker at once
 _AHEAD = 1  # a worker is sent more work while it has at most this many tasks queued
+_POLL = 0.05  # seconds between looks for workers freed by other callers
 
 
 class _Worker:
@@ -102,8 +103,10 @@ class _Slot:
 class ProcessPool:
     """Runs JSON tasks on up to ``size`` worker processes of ``module``.
 
-    Thread-safe: concurrent callers each check out idle workers. Workers start
-    on first use and are replaced when killed.
+    Thread-safe: concurrent callers each check out idle workers; a call hands back
+    a worker as soon as it has nothing left to give it, and a call with work left
+    picks up the workers others free while it runs. Workers start on first use and
+    are replaced when killed.
     """
 
     def __init__(self, module: str, size: int) -> None:
@@ -116,13 +119,19 @@ class ProcessPool:
         self._lock = threading.Lock()
 
     def _checkout(self, n: int) -> list[_Worker | None]:
-        slots = [self._idle.get()]
-        while len(slots) < n:
+        """At least one worker (waiting for it), and up to ``n`` if they are free."""
+        first = self._idle.get()
+        return [first, *self._take_free(n - 1)]
+
+    def _take_free(self, n: int) -> list[_Worker | None]:
+        """Up to ``n`` idle workers (or unstarted slots), without waiting."""
+        taken: list[_Worker | None] = []
+        while len(taken) < n:
             try:
-                slots.append(self._idle.get_nowait())
+                taken.append(self._idle.get_nowait())
             except queue.Empty:
                 break
-        return slots
+        return taken
 
     def _start(self) -> _Worker:
         worker = _Worker(self.module)
@@ -171,6 +180,8 @@ class ProcessPool:
         crashed: set[int] = set()
         try:
             while units or any(s.queue for s in slots):
+                if units and len(slots) < self.size:  # workers other callers freed since
+                    slots.extend(_Slot(w) for w in self._take_free(len(units)))
                 now = time.monotonic()
                 for s in sorted(slots, key=lambda s: len(s.queue)):
                     if units and len(s.queue) <= _AHEAD:
@@ -192,9 +203,16 @@ class ProcessPool:
                             else:
                                 self._fail(s, units, "error", "checker crashed", on_result, crashed)
                 busy = [s for s in slots if s.queue]
+                if not units and len(busy) < len(slots):  # hand idle workers to other calls
+                    for s in slots:
+                        if not s.queue:
+                            self._idle.put(s.worker)
+                    slots = busy
                 if not busy:  # a worker found dead: start another
                     continue
                 wait = max(0.0, min(s.deadline(timeout) for s in busy) - now)
+                if units and len(slots) < self.size:
+                    wait = min(wait, _POLL)  # look for freed workers now and then
                 ready, _, _ = select.select([s.worker.fd for s in busy if s.worker], [], [], wait)
                 by_fd = {s.worker.fd: s for s in busy if s.worker}
                 for fd in ready:

@@ -308,3 +308,18 @@ def test_cli_train_sft_and_grpo(exports: dict[str, Path], toy_dir: Path, tmp_pat
     assert res.exit_code == 2 and "unknown preset 'ppo'" in res.output
     res = runner.invoke(app, ["sql", str(tmp_path / "g"), "SELECT count(*) AS n FROM metrics"])
     assert res.exit_code == 0 and "1" in res.output
+
+
+def test_curate_eval_takes_a_training_folder(
+    exports: dict[str, Path], toy_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "trained"
+    sft(exports["sft"], toy_dir, out, max_steps=1, **SFT_TOY, **FAST)
+    problems = tmp_path / "heldout.jsonl"
+    rows = toy_problems(4, seed=99, levels=[1])
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = curate.evaluate(
+        out, problems, out=tmp_path / "eval", n=1, max_tokens=32, template="{problem}"
+    )
+    assert result.summary["model"] == str(out / "model")
+    assert 0 <= result.scores["heldout"]["pass@1"] <= 1

@@ -284,6 +284,7 @@ def make_generator(
         return OpenAIGenerator(model, base_url=base_url, endpoint=endpoint)
     if engine not in ("hf", "vllm"):
         raise ConfigError(f"engine={engine!r}: expected 'hf', 'vllm' or 'openai'")
+    model = str(trained_model(model))
     if chat and Path(model).is_dir() and not has_chat_template(model):
         raise ConfigError(
             f"{model} has no chat template (none in tokenizer_config.json, no "
@@ -297,6 +298,16 @@ def make_generator(
     from curate.generate.hf import HFGenerator
 
     return HFGenerator(model, device="auto")
+
+
+def trained_model(folder: str | Path) -> Path:
+    """The model a ``curate train`` output folder holds (``OUT/model``), else ``folder``."""
+    from curate.train.session import MODEL_DIR, STATE
+
+    root = Path(folder)
+    if (root / STATE).is_file() and (root / MODEL_DIR).is_dir():
+        return root / MODEL_DIR
+    return root
 
 
 def has_chat_template(folder: str | Path) -> bool:

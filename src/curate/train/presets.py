@@ -13,6 +13,10 @@ SFT (`SFTPreset`):
   to 32K tokens, global batch 64, cosine schedule with 5% linear warm-up decaying to 0;
 - ``deepdistill-stage2``: its annealing Stage II, learning rate 8e-6, 2 epochs, no packing.
 
+Packing needs a flash-attention kernel (flash-attn or kernels, on a GPU): with transformers'
+``sdpa``/``eager`` attention, packed sequences would attend to each other, so without one
+`curate.train.sft` trains unpacked and warns.
+
 GRPO (`GRPOPreset`), each a list of `LengthStage` run in turn (one stage for most):
 
 - ``deepseekmath``: GRPO as introduced by DeepSeekMath: no critic, advantages
@@ -262,7 +266,12 @@ def preset(name: str, kind: Literal["sft", "grpo"] | None = None) -> Preset:
 
 
 def with_overrides(base: Preset, overrides: dict[str, Any]) -> Preset:
-    """``base`` with ``overrides`` applied; an unknown name is an error listing the fields."""
+    """``base`` with ``overrides`` applied; an unknown name is an error listing the fields.
+    ``beta=0`` (no KL term) also drops the reference model's resets.
+
+    >>> with_overrides(preset("deepseekmath"), {"beta": 0.0}).ref_reset_steps is None
+    True
+    """
     names = {f.name for f in fields(base)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -270,6 +279,8 @@ def with_overrides(base: Preset, overrides: dict[str, Any]) -> Preset:
             f"unknown option(s) {unknown} for {type(base).__name__}; expected among: "
             f"{', '.join(sorted(names - {'name'}))}"
         )
+    if overrides.get("beta") == 0 and "ref_reset_steps" not in overrides:
+        overrides = {**overrides, "ref_reset_steps": None}  # no KL: no reference to reset
     if "stages" in overrides:
         overrides = {**overrides, "stages": tuple(_stage(s) for s in overrides["stages"])}
     return replace(base, **overrides)

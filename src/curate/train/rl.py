@@ -81,7 +81,8 @@ def grpo(
     model = str(model)
     session.check_model(model)
     resolved = train_data.resolve(data, "grpo", out)
-    dataset = train_data.load(resolved, "grpo")
+    with session.quiet_datasets(progress):
+        dataset = train_data.load(resolved, "grpo")
     settings: dict[str, Any] = {
         "kind": "grpo",
         "preset": asdict(spec),
@@ -113,7 +114,8 @@ def grpo(
         config = _config(spec, stage, out, end, seed, precision, save_steps, progress, report_to)
         _vllm(config, vllm, vllm_server_url, vllm_gpu_memory)
         callbacks = [*session.callbacks(out, name, "grpo"), _save_at(end)]
-        trainer = _trainer(model, config, dataset, spec, stage, lora, callbacks)
+        with session.quiet_datasets(progress):
+            trainer = _trainer(model, config, dataset, spec, stage, lora, callbacks)
         with torch_threads(threads):
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         warned += session.guard_warnings(callbacks)

@@ -9,6 +9,7 @@ preset is set on ``SFTConfig`` explicitly.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,9 @@ def sft(
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
-    dataset = _conversations(train_data.load(resolved, "sft"), resolved.format)
+    packing, init = _packing(spec)
+    with session.quiet_datasets(progress):
+        dataset = _conversations(train_data.load(resolved, "sft"), resolved.format)
     micro = spec.micro_batch
     accumulation = max(1, spec.global_batch // (micro * session.world_size()))
     config = SFTConfig(
@@ -99,9 +102,10 @@ def sft(
         weight_decay=spec.weight_decay,
         max_grad_norm=spec.max_grad_norm,
         max_length=spec.max_length,
-        packing=spec.packing,
+        packing=packing,
         packing_strategy="bfd",
-        padding_free=spec.packing,
+        padding_free=packing,
+        model_init_kwargs=init,
         completion_only_loss=spec.completion_only_loss,
         assistant_only_loss=False,
         shuffle_dataset=True,
@@ -115,13 +119,14 @@ def sft(
         dataloader_num_workers=0,
         **session.device(precision),
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=dataset,
-        peft_config=session.lora_config(lora),
-        callbacks=session.callbacks(out, spec.name, "sft"),
-    )
+    with session.quiet_datasets(progress):
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=dataset,
+            peft_config=session.lora_config(lora),
+            callbacks=session.callbacks(out, spec.name, "sft"),
+        )
     resume = session.last_checkpoint(out)
     if resume is not None:
         session.trim_metrics(out, session.checkpoint_step(resume))
@@ -131,8 +136,31 @@ def sft(
     folder = session.save_model(trainer, out)
     session.write_metrics_table(out)
     steps = int(trainer.state.global_step)
-    session.finish(out, settings, steps=steps, seconds=round(time.perf_counter() - start, 2))
+    seconds = round(time.perf_counter() - start, 2)
+    session.finish(out, settings, steps=steps, seconds=seconds, packed=packing)
     return session.TrainResult(out, folder, steps, resumed=resume is not None)
+
+
+def _packing(spec: SFTPreset) -> tuple[bool, dict[str, Any] | None]:
+    """Whether to pack, and the attention kernel that keeps packed sequences apart.
+
+    Without such a kernel (a CPU, or a GPU without flash-attn) packed sequences would
+    attend to each other, so training goes on without packing (the same loss on the same
+    tokens, with more padding) and says so loudly.
+    """
+    if not spec.packing:
+        return False, None
+    kernel = session.packing_attention()
+    if kernel is None:
+        warnings.warn(
+            f"{spec.name}: packing needs a flash-attention kernel (install flash-attn or "
+            "kernels on a GPU): with sdpa or eager attention packed sequences would attend "
+            "to each other; training without packing instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False, None
+    return True, {"attn_implementation": kernel}
 
 
 def _conversations(dataset: Any, fmt: str) -> Any:

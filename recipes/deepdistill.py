@@ -156,14 +156,6 @@ else:
     STAGE1, STAGE2, EVAL, MAX_STEPS = {}, {}, dict(n=16, max_tokens=32768, engine="vllm"), None
 
 
-def as_of(run: curate.Run, stage: str) -> curate.Run:
-    """``run`` as it stood after ``stage``: its problems are that stage's kept rows."""
-    view = curate.Run(run.path)
-    names = [s["name"] for s in view.manifest["stages"]]
-    view.manifest["stages"] = view.manifest["stages"][: names.index(stage) + 1]
-    return view
-
-
 def benchmarks(run: curate.Run, out: Path) -> list[Path] | list[str]:
     """Toy: held-out single-digit problems not in the pool, and the problems trained on.
     Otherwise the bundled AIME 2024 and MATH-500."""
@@ -173,7 +165,7 @@ def benchmarks(run: curate.Run, out: Path) -> list[Path] | list[str]:
 
     seen = {r["problem"] for r in POOL}
     fresh = [r for r in toy_problems(300, seed=1, levels=[1]) if r["problem"] not in seen]
-    trained = as_of(run, "deep_distill_stage_i").table("problems").collect()
+    trained = run.as_of("deep_distill_stage_i").table("problems").collect()
     rows = trained.select("id", "problem", "answer").to_dicts()
     return [
         write_jsonl(fresh[: 20 if TINY else 100], out / "heldout.jsonl"),
@@ -200,7 +192,7 @@ def then(run: curate.Run, out: Path) -> None:
     out = Path(out)
     threads = 1 if TOY else None
     stage1 = curate.export_run(
-        as_of(run, "deep_distill_stage_i"), out / "export" / "sft", format="sft",
+        run.as_of("deep_distill_stage_i"), out / "export" / "sft", format="sft",
         template=template,
     )  # fmt: skip
     stage2 = curate.export_run(run, out / "export" / "sft-stage2", format="sft", template=template)

@@ -422,6 +422,26 @@ class Run:
             for s in self.manifest["stages"]
         ]
 
+    def as_of(self, stage: str) -> Run:
+        """The run as it stood after ``stage`` (read-only): its ``problems`` are that
+        stage's kept rows, and what it exports is what an export right after it would have
+        been (DeepDistill trains Stage I on the run as of its Stage I selection).
+
+        >>> import curate, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "p.jsonl").write_text('{"problem": "1+1?", "answer": "2"}\\n' * 2)
+        >>> recipe = curate.Recipe("r", [curate.read(d / "p.jsonl")], [curate.ExactDedup()])
+        >>> run = recipe.run(d / "r")
+        >>> run.as_of("ingest").table("problems").collect().height
+        2
+        """
+        names = [s["name"] for s in self.manifest["stages"]]
+        if stage not in names:
+            raise RunError(f"{self.path}: no stage {stage!r}; the run's stages: {names}")
+        view = Run(self.path)
+        view.manifest["stages"] = view.manifest["stages"][: names.index(stage) + 1]
+        return view
+
     def tables(self) -> dict[str, list[Path]]:
         """Every table of the run and the Parquet files behind it."""
         stages = self.manifest["stages"]

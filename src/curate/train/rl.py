@@ -116,6 +116,7 @@ def grpo(
         callbacks = [*session.callbacks(out, name, "grpo"), _save_at(end)]
         with session.quiet_datasets(progress):
             trainer = _trainer(model, config, dataset, spec, stage, lora, callbacks)
+        session.silence(trainer, progress)
         with torch_threads(threads):
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         warned += session.guard_warnings(callbacks)

@@ -185,6 +185,17 @@ def quiet_datasets(progress: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def silence(trainer: Any, progress: bool) -> Any:
+    """Without ``progress``, the trainer prints nothing per step either (transformers'
+    ``PrinterCallback`` prints every log when the bars are off): the metrics are in
+    ``metrics.jsonl``."""
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def world_size() -> int:
     """Processes in the job (``accelerate launch`` / ``torchrun`` set ``WORLD_SIZE``)."""
     return int(os.environ.get("WORLD_SIZE", "1"))

@@ -127,6 +127,7 @@ def sft(
             peft_config=session.lora_config(lora),
             callbacks=session.callbacks(out, spec.name, "sft"),
         )
+    session.silence(trainer, progress)
     resume = session.last_checkpoint(out)
     if resume is not None:
         session.trim_metrics(out, session.checkpoint_step(resume))

@@ -15,14 +15,14 @@ Then: ``curate decontam-report runs/demo`` and ``curate sql runs/demo "..."``.
 
 Training (``then``, which ``curate run`` calls after the recipe; ``--no-then`` skips it):
 GRPO with the ``deepscaler`` preset (`curate.train.presets`: 0/1 verifier reward, learning
-rate 1e-6, 128 prompts per step, KL 0.001, temperature 0.6, context lengthening 8K -> 16K ->
-24K over 1750 steps) on the verl export, with an evaluation before and after; the table is
-printed and written to ``OUT/then.json`` (the model in ``OUT/train/grpo/model/``, each
-evaluation in ``OUT/eval/<before|after>/``). For the ``demo`` and ``shared`` pools it
-trains only when ``CURATE_MODEL`` names a model (else it prints how), so the curation alone
-stays as fast as it was. On a GPU, with DeepScaleR's model, vLLM generating inside TRL
-(``vllm="colocate"``), evaluated on the bundled AIME 2024 and MATH-500 (16 samples,
-temperature 0.6, 32K tokens)::
+rate 1e-6, 128 prompts per step in two updates of 64, KL 0.001, temperature 0.6, context
+lengthening 8K -> 16K -> 24K over 1750 steps) on the verl export, with an evaluation before
+and after; the table is printed and written to ``OUT/then.json`` (the model in
+``OUT/train/grpo/model/``, each evaluation in ``OUT/eval/<before|after>/``). For the
+``demo`` and ``shared`` pools it trains only when ``CURATE_MODEL`` names a model (else it
+prints how), so the curation alone stays as fast as it was. On a GPU, with DeepScaleR's
+model, vLLM generating inside TRL (``vllm="colocate"``), evaluated on the bundled AIME 2024
+and MATH-500 (16 samples, temperature 0.6, 32K tokens)::
 
     export CURATE_MODEL=deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B
     CURATE_POOL=shared curate run recipes/deepscaler.py --out runs/deepscaler-gpu
@@ -143,7 +143,8 @@ if TOY:
     # the deepscaler preset on a toy schedule: two short lengthening stages
     GRPO = dict(
         stages=[(40, 4, 2), (56, 4, 2)] if TINY else [(40, 8, 10), (56, 8, 10)],
-        prompts_per_step=4, micro_batch=16, learning_rate=1e-4, temperature=1.0,
+        prompts_per_step=4, updates_per_step=1, micro_batch=16, learning_rate=1e-4,
+        temperature=1.0,
     )  # fmt: skip
     EVAL = dict(n=2 if TINY else 4, max_tokens=48)
 else:

@@ -287,4 +287,5 @@ def test_export_names_the_reward_module_without_importing_it() -> None:
                 names = [node.module or ""]
             assert not [n for n in names if n.startswith("curate.reward")], path
     assert reward_entry("verl")["module"] == VERL_REWARD_MODULE  # type: ignore[index]
-    assert reward_entry("sft") is None and reward_entry("trl") is None
+    assert reward_entry("sft") is None
+    assert reward_entry("trl") == {"trl": "curate.reward.accuracy_reward"}

@@ -27,6 +27,7 @@ SFT_TOY = {"global_batch": 8, "micro_batch": 8, "max_length": 96, "learning_rate
 GRPO_TOY: dict[str, Any] = {
     "stages": [(32, 4, 2)],
     "prompts_per_step": 2,
+    "updates_per_step": 1,
     "micro_batch": 8,
     "learning_rate": 1e-3,
 }
@@ -248,7 +249,7 @@ def test_grpo_refuses_prompts_without_a_gold_answer(
     ).write_parquet(shard)
     with pytest.raises(InputError, match="no gold answer") as info:
         grpo(broken, toy_dir, tmp_path / "o", max_steps=1, **GRPO_TOY, **FAST)
-    assert info.value.row == 3 and info.value.field == "answer"
+    assert info.value.row == 3 and info.value.field == "answer" and info.value.path == str(shard)
     with pytest.raises(ConfigError, match="is a 'sft' export"):
         grpo(exports["sft"], toy_dir, tmp_path / "o2", max_steps=1, **GRPO_TOY, **FAST)
 
@@ -282,6 +283,54 @@ def test_a_length_that_truncates_every_completion_stops_the_run(
         pytest.raises(TrainingError, match="raise max_completion_length"),
     ):
         grpo(exports["rl"], toy_dir, tmp_path / "cut", **options, **FAST)
+    # the steps it took are queryable all the same
+    truncated = query(folder_tables(tmp_path / "cut"), "SELECT min(truncated) FROM metrics")
+    assert truncated.item() == 1.0
+
+
+def test_grpo_refuses_what_would_train_nothing_or_crash_in_trl(
+    exports: dict[str, Path], toy_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="fewer than one step's prompts_per_step=64"):
+        grpo(exports["rl"], toy_dir, tmp_path / "a", **{**GRPO_TOY, "prompts_per_step": 64})
+    with pytest.raises(ConfigError, match="not possible with LoRA"):
+        grpo(exports["rl"], toy_dir, tmp_path / "b", preset="deepseekmath", lora=True)
+    with pytest.raises(ConfigError, match=r"warmup_ratio=1\.5"):
+        grpo(exports["rl"], toy_dir, tmp_path / "c", warmup_ratio=1.5)
+    from curate.train.rl import _with_warmup
+
+    assert _with_warmup("constant", 0.05) == "constant_with_warmup"
+    assert _with_warmup("constant", 0.0) == "constant"
+
+
+def test_grpo_updates_per_step_and_lora(
+    exports: dict[str, Path], toy_dir: Path, tmp_path: Path
+) -> None:
+    """Two optimizer updates per rollout (DeepScaleR's mini-batches), on a LoRA adapter
+    that ends merged into the saved model."""
+    options = {**GRPO_TOY, "stages": [(32, 4, 2)], "updates_per_step": 2, "micro_batch": 4}
+    options |= {"prompts_per_step": 4, "temperature": 1.0}  # groups that differ: a gradient
+    result = grpo(exports["rl"], toy_dir, tmp_path / "u", lora=True, **options, **FAST)
+    assert result.steps == 4  # 2 rollouts x 2 updates
+    assert result.metrics()["groups_all_equal"].min() < 1
+    assert result.metrics()["step"].to_list() == [1, 2, 3, 4]
+    assert not (result.model / "adapter_config.json").exists()
+    assert _changed(toy_dir, result.model)
+
+
+def test_changed_data_or_overwrite_is_never_taken_for_the_same_training(
+    toy_run: curate.Run, exports: dict[str, Path], toy_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "rl"
+    curate.export_run(toy_run, data, format="rl", template="{problem}")
+    out = tmp_path / "o"
+    grpo(data, toy_dir, out, max_steps=1, **GRPO_TOY, **FAST)
+    curate.export_run(toy_run, data, format="rl", template="Q: {problem}")  # same rows, new text
+    with pytest.raises(ConfigError, match="other settings"):
+        grpo(data, toy_dir, out, max_steps=1, **GRPO_TOY, **FAST)
+    # overwrite from a run directory keeps the export it makes
+    fresh = grpo(toy_run.path, toy_dir, out, max_steps=1, overwrite=True, **GRPO_TOY, **FAST)
+    assert fresh.steps == 1 and (out / "data" / "export.json").exists()
 
 
 def test_cli_train_sft_and_grpo(exports: dict[str, Path], toy_dir: Path, tmp_path: Path) -> None:
@@ -300,6 +349,7 @@ def test_cli_train_sft_and_grpo(exports: dict[str, Path], toy_dir: Path, tmp_pat
     assert res.exit_code == 0, res.output
     assert "trained 1 steps" in res.output and (tmp_path / "s" / "model").is_dir()
     grpo_args = ["--stage", "32:4:1", "--prompts-per-step", "2", "--micro-batch", "8"]
+    grpo_args += ["--set", "updates_per_step=1"]
     res = runner.invoke(
         app, ["train", "grpo", str(exports["rl"]), "-o", str(tmp_path / "g"), *args, *grpo_args]
     )

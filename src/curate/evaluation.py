@@ -161,13 +161,13 @@ def evaluate(
         raise ConfigError(f"evaluate(template={template!r}): it has no {{problem}}")
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
     grading = grading or VerifyOptions()
-    owned = not isinstance(model, Generator)
-    generator = make_generator(model, engine=engine, base_url=base_url, chat=chat)
     sets = [_benchmark(b, columns or {}) for b in _as_list(benchmarks)]
     if len({b.name for b in sets}) != len(sets):
         raise ConfigError(f"two benchmarks share a name: {[b.name for b in sets]}; rename one")
     notes: list[str] = []
     problems = {b.name: _problems(b, limit, notes) for b in sets}
+    owned = not isinstance(model, Generator)  # the benchmarks checked before the model
+    generator = make_generator(model, engine=engine, base_url=base_url, chat=chat)
     describe = generator.describe()
     settings = {"n": n, **asdict(sampling), "seed": seed, "limit": limit, "template": template,
                 "system": system, "chat": chat}  # fmt: skip

@@ -498,7 +498,7 @@ def _training(shards: _Export | None) -> list[str]:
         return [
             "## Training with TRL",
             "TRL's `GRPOTrainer` reads `prompt` and hands `answer` to its reward functions; "
-            f"curate's is {_inline(reward['trl'])}:",
+            f"curate's is {_inline(reward['trl'])} (`curate train grpo` uses it):",
             code_block(code, "python"),
         ]
     return []

@@ -272,7 +272,7 @@ ROW_ID: dict[Format, tuple[str, ...]] = {
 def reward_entry(format: Format) -> dict[str, Any] | None:
     """How to score rows of ``format`` with curate's reward (``export.json``'s ``reward``):
     for ``verl``, the ``custom_reward_function`` to point verl at and the Hydra overrides that
-    do it; for ``rl``, TRL's reward function; None for the SFT formats.
+    do it; for ``rl`` and ``trl``, TRL's reward function; None for ``sft``.
 
     >>> reward_entry("verl")["custom_reward_function"]["name"]
     'compute_score'
@@ -290,7 +290,7 @@ def reward_entry(format: Format) -> dict[str, Any] | None:
                 f"custom_reward_function.name={VERL_REWARD_FUNCTION}",
             ],
         }
-    if format == "rl":
+    if format in ("rl", "trl"):  # trl rows also feed GRPOTrainer (prompt, answer)
         return {"trl": TRL_REWARD}
     return None
 

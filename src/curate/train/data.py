@@ -16,7 +16,6 @@ Which formats each trainer takes:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,11 +41,16 @@ class TrainData:
         return self.files.get("train", ())
 
     def describe(self) -> dict[str, Any]:
+        """What decides the rows: the folder, format, files and, from ``export.json``, the
+        run's stages (their fingerprints), the export options and the completions used."""
         return {
             "folder": str(self.folder.resolve()),
             "format": self.format,
             "rows": {s: v.get("rows") for s, v in self.manifest.get("splits", {}).items()},
             "files": {s: [p.name for p in f] for s, f in self.files.items()},
+            "run_stages": self.manifest.get("run", {}).get("stages"),
+            "options": self.manifest.get("options"),
+            "completions": self.manifest.get("completions"),
         }
 
 
@@ -105,7 +109,11 @@ def load(data: TrainData, kind: Kind, split: str = "train") -> Any:
     from datasets import Dataset
 
     paths = data.files.get(split, ())
-    table = pa.concat_tables([pq.read_table(p) for p in paths]) if paths else None
+    tables = [pq.read_table(p) for p in paths]
+    if kind == "grpo":
+        for path, shard in zip(paths, tables, strict=True):
+            _check_gold(shard, path, data.format)
+    table = pa.concat_tables(tables) if tables else None
     if table is None or table.num_rows == 0:
         raise ConfigError(f"{data.folder}: the {split} split has no rows to train on")
     if kind == "sft":
@@ -117,9 +125,7 @@ def load(data: TrainData, kind: Kind, split: str = "train") -> Any:
     elif data.format == "trl":
         table = _one_per_problem(table)
     keep = [c for c in table.column_names if c not in ("completion", "messages")]
-    table = table.select(keep)
-    _check_gold(table, paths, data)
-    return Dataset(table)
+    return Dataset(table.select(keep))
 
 
 def _one_per_problem(table: Any) -> Any:
@@ -130,33 +136,27 @@ def _one_per_problem(table: Any) -> Any:
     return frame.unique("problem_id", keep="first", maintain_order=True).to_arrow()
 
 
-def _check_gold(table: Any, paths: tuple[Path, ...], data: TrainData) -> None:
-    """A GRPO prompt without a gold answer would get reward 0 on every sample: refuse it."""
-    answers = table.column("answer").to_pylist() if "answer" in table.column_names else None
-    if answers is None:
+def _check_gold(shard: Any, path: Path, fmt: str) -> None:
+    """A GRPO prompt without a gold answer would get reward 0 on every sample: refuse it,
+    naming the shard, the row in it and the field."""
+    if fmt == "verl":
+        field = "reward_model.ground_truth"
+        column = shard.column("reward_model").combine_chunks().field("ground_truth")
+    elif "answer" in shard.column_names:
+        field, column = "answer", shard.column("answer")
+    else:
         raise InputError(
-            f"the {data.format} export has no gold answers: a verifier reward needs them; "
-            "export a run whose problems have answers (curate.RequireGradable())",
-            path=data.folder,
+            f"the {fmt} export has no gold answers: a verifier reward needs them; export a "
+            "run whose problems have answers (curate.RequireGradable())",
+            path=path,
             field="answer",
         )
-    for i, answer in enumerate(answers):
+    for i, answer in enumerate(column.to_pylist()):
         if answer is None or not str(answer).strip():
-            rows = [p.name for p in paths]
             raise InputError(
-                f"a prompt has no gold answer (shards {rows}); every sample of it would get "
-                "reward 0: filter such problems out (curate.RequireGradable()) and export again",
-                path=data.folder,
+                "a prompt has no gold answer, so every sample of it would get reward 0: "
+                "filter such problems out (curate.RequireGradable()) and export again",
+                path=path,
                 row=i,
-                field="answer",
+                field=field,
             )
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"not a readable JSON file: {e}", path=path) from None
-    if not isinstance(value, dict):
-        raise InputError("expected a JSON object", path=path)
-    return value

@@ -27,7 +27,8 @@ GRPO (`GRPOPreset`), each a list of `LengthStage` run in turn (one stage for mos
   iterative RL resets the reference model to the policy (here every ``ref_reset_steps``
   = 500 steps: the paper does not say how often);
 - ``deepscaler``: DeepScaleR's run from DeepSeek-R1-Distill-Qwen-1.5B: 0/1 verifier reward,
-  learning rate 1e-6, 128 prompts per step, KL coefficient 0.001, temperature 0.6, and
+  learning rate 1e-6, 128 prompts per step in two updates of 64 (its verl scripts'
+  ``ppo_mini_batch_size``), KL coefficient 0.001, temperature 0.6, and
   iterative context lengthening: 8K tokens with 8 samples per prompt for 1040 steps, then
   16K with 16 (to step 1520), then 24K with 16 (to step 1750), each stage resumed from the
   last checkpoint;
@@ -35,8 +36,12 @@ GRPO (`GRPOPreset`), each a list of `LengthStage` run in turn (one stage for mos
   and no per-length normalization (a constant instead), no KL;
 - ``dapo``: DAPO (Yu et al. 2025): decoupled clipping (0.2 / 0.28), token-level loss over
   the batch, no KL, soft overlong punishment in the last 4K tokens of a 20K budget, 16
-  samples, 512 prompts per step. DAPO's dynamic sampling (drop groups whose rewards are all
-  equal and sample more) is not in TRL: the share of such groups is logged instead.
+  samples, 512 prompts per step in 16 updates, weight decay 0.1, a short linear warm-up
+  (2% of the steps; DAPO warms up over 20 rollouts). Not as in DAPO: its dynamic sampling
+  (drop groups whose rewards are all equal and sample more) is not in TRL, so the share of
+  such groups is logged instead; and its accuracy reward is +1/-1 where curate's is 1/0,
+  which leaves the advantages of the accuracy reward alone unchanged but doubles the
+  overlong penalty's weight relative to it.
 
 >>> preset("deepscaler").stages[1]
 LengthStage(max_completion_length=16384, num_generations=16, steps=480)
@@ -122,9 +127,11 @@ class LengthStage:
 class GRPOPreset:
     """GRPO settings (TRL ``GRPOTrainer``); ``stages`` run in turn (see `LengthStage`).
 
-    ``prompts_per_step`` prompts are sampled per optimizer step, each ``num_generations``
-    times; the gradient accumulation follows from ``micro_batch`` (completions per forward
-    pass and device). ``rewards`` names curate's reward functions (``accuracy``:
+    A step is one rollout: ``prompts_per_step`` prompts, each sampled ``num_generations``
+    times, then ``updates_per_step`` optimizer updates on equal parts of those completions
+    (verl's ``train_batch_size`` / ``ppo_mini_batch_size``); the gradient accumulation
+    follows from ``micro_batch`` (completions per forward pass and device). ``rewards``
+    names curate's reward functions (``accuracy``:
     `curate.reward`'s 0/1 verifier reward; ``format``: the ``<think>`` structure;
     ``overlong``: DAPO's soft overlong punishment over the last ``overlong_buffer`` tokens).
     """
@@ -133,6 +140,7 @@ class GRPOPreset:
     stages: tuple[LengthStage, ...] = (LengthStage(1024, 8, 1000),)
     learning_rate: float = 1e-6
     prompts_per_step: int = 128
+    updates_per_step: int = 1
     micro_batch: int = 8
     beta: float = 0.0
     loss_type: LossType = "dapo"
@@ -155,7 +163,9 @@ class GRPOPreset:
         object.__setattr__(self, "rewards", tuple(self.rewards))
         if not self.stages:
             raise ConfigError(f"{self.name}: stages is empty; expected at least one LengthStage")
-        _positive(self, "learning_rate", "prompts_per_step", "micro_batch")
+        _positive(self, "learning_rate", "prompts_per_step", "updates_per_step", "micro_batch")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"{self.name}: warmup_ratio={self.warmup_ratio}: expected [0, 1)")
         if self.beta < 0:
             raise ConfigError(f"{self.name}: beta={self.beta}: expected >= 0")
         unknown = set(self.rewards) - {"accuracy", "format", "overlong"}
@@ -218,6 +228,7 @@ PRESETS: dict[str, Preset] = {
         ),
         learning_rate=1e-6,
         prompts_per_step=128,
+        updates_per_step=2,
         beta=0.001,
         loss_type="dapo",
         scale_rewards="group",
@@ -239,6 +250,7 @@ PRESETS: dict[str, Preset] = {
         stages=(LengthStage(20480, 16, 1000),),
         learning_rate=1e-6,
         prompts_per_step=512,
+        updates_per_step=16,
         beta=0.0,
         loss_type="dapo",
         scale_rewards="group",
@@ -247,7 +259,7 @@ PRESETS: dict[str, Preset] = {
         temperature=1.0,
         rewards=("accuracy", "overlong"),
         overlong_buffer=4096,
-        warmup_ratio=0.0,
+        warmup_ratio=0.02,
         weight_decay=0.1,
     ),
 }

@@ -44,6 +44,7 @@ def grpo(
     vllm: VLLMMode = "off",
     vllm_server_url: str | None = None,
     vllm_gpu_memory: float = 0.3,
+    chat_template: str | None = None,
     save_steps: int | None = None,
     threads: int | None = None,
     progress: bool = True,
@@ -58,7 +59,8 @@ def grpo(
     num_generations, steps), ...]``, ``prompts_per_step=``, ``micro_batch=``,
     ``learning_rate=``, ``beta=``, ``temperature=``, ``rewards=``...). ``max_steps`` cuts
     the schedule short (a smoke test). The same call again resumes from the last
-    checkpoint, or returns at once when done.
+    checkpoint, or returns at once when done. ``chat_template``: a Jinja file for a model
+    without one (a base model: the prompts are conversations).
 
     >>> grpo("data", "m", "out", preset="deepscaler", stages=[])
     Traceback (most recent call last):
@@ -76,13 +78,26 @@ def grpo(
         raise ConfigError(f"vllm={vllm!r}: expected 'off', 'colocate' or 'server'")
     if vllm == "server" and not vllm_server_url:
         raise ConfigError("vllm='server' needs vllm_server_url (the `trl vllm-serve` address)")
+    if lora and spec.ref_reset_steps is not None:
+        raise ConfigError(
+            f"{spec.name}: resetting the reference model (ref_reset_steps="
+            f"{spec.ref_reset_steps}) is not possible with LoRA in TRL; pass "
+            "ref_reset_steps=None (--set ref_reset_steps=null) or train without LoRA"
+        )
     session.require_train_extra()
     out = Path(out)
     model = str(model)
-    session.check_model(model)
+    session.check_model(model, chat_template=chat_template, trainer="grpo")
+    session.prepare(out, overwrite=overwrite)
     resolved = train_data.resolve(data, "grpo", out)
     with session.quiet_datasets(progress):
         dataset = train_data.load(resolved, "grpo")
+    if len(dataset) < spec.prompts_per_step:
+        raise ConfigError(
+            f"{resolved.folder} has {len(dataset)} prompts, fewer than one step's "
+            f"prompts_per_step={spec.prompts_per_step}: TRL drops an incomplete batch, so "
+            "nothing would be trained; lower prompts_per_step or export more problems"
+        )
     settings: dict[str, Any] = {
         "kind": "grpo",
         "preset": asdict(spec),
@@ -91,9 +106,10 @@ def grpo(
         "seed": seed,
         "lora": lora,
         "vllm": vllm,
+        "chat_template": chat_template,
     }
     settings["fingerprint"] = session.fingerprint(settings)
-    state = session.begin(out, settings, overwrite=overwrite)
+    state = session.begin(out, settings)
     if state is not None and state.get("status") == "done":
         return session.TrainResult(
             out, out / session.MODEL_DIR, int(state.get("steps", 0)), skipped=True
@@ -104,33 +120,66 @@ def grpo(
         session.trim_metrics(out, session.checkpoint_step(resume))
     start, warned = time.perf_counter(), []
     trainer: Any = None
-    end = 0  # the step the current stage ends at
-    for i, stage in enumerate(spec.stages):
-        end += stage.steps
-        last = i == len(spec.stages) - 1
-        if resume is not None and session.checkpoint_step(resume) >= end and not last:
-            continue  # finished before an interruption
-        name = f"{spec.name}-{i + 1}" if len(spec.stages) > 1 else spec.name
-        config = _config(spec, stage, out, end, seed, precision, save_steps, progress, report_to)
-        _vllm(config, vllm, vllm_server_url, vllm_gpu_memory)
-        callbacks = [*session.callbacks(out, name, "grpo"), _save_at(end)]
-        with session.quiet_datasets(progress):
-            trainer = _trainer(model, config, dataset, spec, stage, lora, callbacks)
-        session.silence(trainer, progress)
-        with torch_threads(threads):
-            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        warned += session.guard_warnings(callbacks)
-        resume = session.last_checkpoint(out)
-    folder = session.save_model(trainer, out)
-    session.write_metrics_table(out)
+    end = 0  # the optimizer step the current stage ends at
+    try:
+        for i, stage in enumerate(spec.stages):
+            end += stage.steps * spec.updates_per_step
+            last = i == len(spec.stages) - 1
+            if resume is not None and session.checkpoint_step(resume) >= end and not last:
+                continue  # finished before an interruption
+            name = f"{spec.name}-{i + 1}" if len(spec.stages) > 1 else spec.name
+            config = _config(
+                spec, stage, out, end, seed, precision, save_steps, progress, report_to
+            )
+            _vllm(config, vllm, vllm_server_url, vllm_gpu_memory)
+            callbacks = [*session.callbacks(out, name, "grpo"), _save_at(end)]
+            if trainer is not None:  # the previous stage's: two at once would not fit a GPU
+                _shutdown_vllm(trainer)
+                trainer = None
+                _collect()
+            with session.quiet_datasets(progress):
+                trainer = _trainer(model, config, dataset, spec, stage, lora, callbacks)
+                if chat_template is not None:
+                    trainer.processing_class.chat_template = Path(chat_template).read_text()
+            session.silence(trainer, progress)
+            with torch_threads(threads):
+                trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            warned += session.guard_warnings(callbacks)
+            if trainer.state.global_step < end:
+                raise session.TrainingError(
+                    f"stage {name} stopped at step {trainer.state.global_step} of {end}: the "
+                    "data ran out (TRL drops incomplete batches); lower prompts_per_step"
+                )
+            resume = session.last_checkpoint(out)
+        folder = session.save_model(trainer, out)
+    finally:
+        session.write_metrics_table(out)
     session.finish(
         out, settings, steps=end, seconds=round(time.perf_counter() - start, 2), warnings=warned
     )
     return session.TrainResult(out, folder, end, resumed=resumed, warnings=tuple(warned))
 
 
+def _shutdown_vllm(trainer: Any) -> None:
+    """Stop a colocated vLLM engine (TRL's ``vllm_generation.llm``), if there is one."""
+    llm = getattr(getattr(trainer, "vllm_generation", None), "llm", None)
+    if llm is not None and hasattr(llm, "shutdown"):
+        llm.shutdown()
+
+
+def _collect() -> None:
+    """Free what a dropped trainer held (its model, optimizer, engine), GPU memory too."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _cut(stages: tuple[LengthStage, ...], max_steps: int) -> tuple[LengthStage, ...]:
-    """The schedule cut after ``max_steps`` steps in all."""
+    """The schedule cut after ``max_steps`` steps (rollouts) in all."""
     if max_steps < 1:
         raise ConfigError(f"max_steps={max_steps}: expected a positive integer")
     kept, left = [], max_steps
@@ -156,25 +205,27 @@ def _config(
     from trl.trainer.grpo_config import GRPOConfig
 
     completions = spec.prompts_per_step * stage.num_generations
-    per_pass = spec.micro_batch * session.world_size()
-    if completions % per_pass:
+    per_update = spec.micro_batch * session.world_size() * spec.updates_per_step
+    if completions % per_update:
         raise ConfigError(
             f"{spec.name}: {spec.prompts_per_step} prompts x {stage.num_generations} samples = "
-            f"{completions} completions per step is not a multiple of micro_batch x devices = "
-            f"{per_pass}; change prompts_per_step or micro_batch"
+            f"{completions} completions per step is not a multiple of micro_batch x devices x "
+            f"updates_per_step = {per_update}; change prompts_per_step or micro_batch"
         )
+    passes = completions // (spec.micro_batch * session.world_size())
     return GRPOConfig(
         output_dir=str(out),
         seed=seed,
         data_seed=seed,
         max_steps=steps,
         learning_rate=spec.learning_rate,
-        lr_scheduler_type=spec.scheduler,
+        lr_scheduler_type=_with_warmup(spec.scheduler, spec.warmup_ratio),
         warmup_steps=spec.warmup_ratio,
         weight_decay=spec.weight_decay,
         max_grad_norm=spec.max_grad_norm,
         per_device_train_batch_size=spec.micro_batch,
-        gradient_accumulation_steps=completions // per_pass,
+        gradient_accumulation_steps=passes // spec.updates_per_step,
+        steps_per_generation=passes,
         num_generations=stage.num_generations,
         max_completion_length=stage.max_completion_length,
         num_iterations=1,
@@ -203,6 +254,11 @@ def _config(
         dataloader_num_workers=0,
         **session.device(precision),
     )
+
+
+def _with_warmup(scheduler: str, warmup: float) -> str:
+    """transformers' ``constant`` schedule ignores a warm-up: ``constant_with_warmup``."""
+    return "constant_with_warmup" if scheduler == "constant" and warmup > 0 else scheduler
 
 
 def _vllm(config: Any, mode: VLLMMode, url: str | None, memory: float) -> None:

@@ -79,11 +79,28 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
-def begin(out: Path, settings: dict[str, Any], *, overwrite: bool) -> dict[str, Any] | None:
-    """Prepare ``out`` for ``settings``: the previous state when it is the same training
-    (to resume or skip), None for a fresh start; an error for another training."""
+def prepare(out: Path, *, overwrite: bool) -> None:
+    """Make ``out`` ready before anything is written into it: emptied with ``overwrite``,
+    else new, empty, or a previous training's folder (checked against it in `begin`)."""
+    if not is_main_process():  # the main process prepares the folder
+        return
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    elif (
+        out.exists() and not (out / STATE).exists() and any(p.name != "data" for p in out.iterdir())
+    ):
+        raise ConfigError(
+            f"{out} is not empty and holds no curate training run; expected a new or empty "
+            "folder (or overwrite=True to replace it)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def begin(out: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The previous state when ``out`` holds the same training (to resume or skip), None
+    for a fresh start (its state written as running); an error for another training."""
     path = out / STATE
-    if path.exists() and not overwrite:
+    if path.exists():
         state = json.loads(path.read_text())
         if state.get("fingerprint") == settings["fingerprint"]:
             return dict(state)
@@ -94,17 +111,8 @@ def begin(out: Path, settings: dict[str, Any], *, overwrite: bool) -> dict[str, 
             f"{out} holds a training run with other settings (differing: {', '.join(differ)}); "
             "pass another output folder, or overwrite=True (--overwrite) to start over"
         )
-    if not is_main_process():  # the main process prepares the folder
-        return None
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    elif out.exists() and any(p.name != "data" for p in out.iterdir()):
-        raise ConfigError(
-            f"{out} is not empty and holds no curate training run; expected a new or empty "
-            "folder (or overwrite=True to replace it)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json({**settings, "status": "running"}, path)
+    if is_main_process():
+        write_json({**settings, "status": "running"}, path)
     return None
 
 
@@ -206,7 +214,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_model(model: str, *, chat_template: str | None = None) -> None:
+def check_model(model: str, *, chat_template: str | None = None, trainer: str = "sft") -> None:
     """The model folder exists and its tokenizer has a chat template (curate's shards are
     conversations): a clear error before any training starts."""
     folder = Path(model)
@@ -227,7 +235,8 @@ def check_model(model: str, *, chat_template: str | None = None) -> None:
         raise ConfigError(
             f"{folder}: the tokenizer has no chat template, and curate's shards are chat "
             "conversations; use the instruct/chat version of the model, or give a Jinja "
-            "template file (chat_template= / --chat-template) to train a base model with"
+            f"template file to train a base model with (curate.train.{trainer}(..., "
+            f"chat_template=FILE) / curate train {trainer} --chat-template FILE)"
         )
 
 
@@ -253,17 +262,19 @@ def save_model(trainer: Any, out: Path) -> Path:
     """The final model (a LoRA adapter merged into its base) and tokenizer in ``out/model``."""
     target = out / MODEL_DIR
     tmp = out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = trainer.model
-    unwrapped = trainer.accelerator.unwrap_model(model)
+    accelerator = trainer.accelerator
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(trainer.model)
     if hasattr(unwrapped, "merge_and_unload"):
         unwrapped = unwrapped.merge_and_unload()
     unwrapped.config.use_cache = True  # training turned the KV cache off; generation wants it
-    if trainer.accelerator.is_main_process:
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
         unwrapped.save_pretrained(str(tmp))
         trainer.processing_class.save_pretrained(str(tmp))
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
+    accelerator.wait_for_everyone()
     return target
 
 
@@ -278,7 +289,7 @@ def callbacks(out: Path, stage: str, kind: str) -> list[Any]:
 def trim_metrics(out: Path, after_step: int) -> None:
     """Drop logged rows past ``after_step`` (logged after the checkpoint resumed from)."""
     path = out / f"{METRICS}.jsonl"
-    if not path.exists():
+    if not path.exists() or not is_main_process():
         return
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     kept = [r for r in rows if int(r.get("step", 0)) <= after_step]
@@ -288,13 +299,16 @@ def trim_metrics(out: Path, after_step: int) -> None:
 
 
 def write_metrics_table(out: Path) -> Path:
-    """``metrics.jsonl`` as ``metrics.parquet`` (written to a temp file, then renamed)."""
+    """``metrics.jsonl`` as ``metrics.parquet`` (written to a temp file, then renamed): at
+    each checkpoint and when training ends, however it ends."""
     import polars as pl
 
+    target = out / f"{METRICS}.parquet"
+    if not is_main_process():
+        return target
     path = out / f"{METRICS}.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"step": []})
-    target = out / f"{METRICS}.parquet"
     tmp = target.with_suffix(".parquet.tmp")
     frame.write_parquet(tmp)
     tmp.replace(target)
@@ -323,14 +337,18 @@ def _metrics_callback(out: Path, stage: str) -> Any:
             with (out / f"{METRICS}.jsonl").open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            write_metrics_table(out)  # queryable while training goes on
+
     return MetricsWriter()
 
 
 def _guard_callback(patience: int = 5) -> Any:
-    """Warns loudly at each step where every completion was truncated or every group's
-    rewards were equal (no learning signal), and stops the run with an error when every
-    completion was truncated in each of the first ``patience`` logged steps: the rewards
-    are then 0 by construction and nothing is learned."""
+    """Warns loudly at each step where every completion was truncated, and at each of the
+    first ``patience`` steps where every group's rewards were equal (no learning signal;
+    later ones are in the metrics as ``groups_all_equal``); stops the run with an error
+    when every completion was truncated in each of the first ``patience`` logged steps:
+    the rewards are then 0 by construction and nothing is learned."""
     from transformers import TrainerCallback
 
     class Guard(TrainerCallback):

@@ -61,7 +61,14 @@ def sft(
     session.require_train_extra()
     out = Path(out)
     model = str(model)
-    session.check_model(model, chat_template=chat_template)
+    session.check_model(model, chat_template=chat_template, trainer="sft")
+    per_pass = spec.micro_batch * session.world_size()
+    if spec.global_batch % per_pass:
+        raise ConfigError(
+            f"{spec.name}: global_batch={spec.global_batch} is not a multiple of micro_batch x "
+            f"devices = {per_pass}; change global_batch or micro_batch"
+        )
+    session.prepare(out, overwrite=overwrite)
     resolved = train_data.resolve(data, "sft", out)
     settings: dict[str, Any] = {
         "kind": "sft",
@@ -74,7 +81,7 @@ def sft(
         "chat_template": chat_template,
     }
     settings["fingerprint"] = session.fingerprint(settings)
-    state = session.begin(out, settings, overwrite=overwrite)
+    state = session.begin(out, settings)
     if state is not None and state.get("status") == "done":
         return session.TrainResult(
             out, out / session.MODEL_DIR, int(state.get("steps", 0)), skipped=True
@@ -86,7 +93,7 @@ def sft(
     with session.quiet_datasets(progress):
         dataset = _conversations(train_data.load(resolved, "sft"), resolved.format)
     micro = spec.micro_batch
-    accumulation = max(1, spec.global_batch // (micro * session.world_size()))
+    accumulation = spec.global_batch // per_pass
     config = SFTConfig(
         output_dir=str(out),
         seed=seed,
@@ -132,14 +139,26 @@ def sft(
     if resume is not None:
         session.trim_metrics(out, session.checkpoint_step(resume))
     start = time.perf_counter()
-    with torch_threads(threads):
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    folder = session.save_model(trainer, out)
-    session.write_metrics_table(out)
+    try:
+        with torch_threads(threads):
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        folder = session.save_model(trainer, out)
+    finally:
+        session.write_metrics_table(out)
     steps = int(trainer.state.global_step)
     seconds = round(time.perf_counter() - start, 2)
-    session.finish(out, settings, steps=steps, seconds=seconds, packed=packing)
-    return session.TrainResult(out, folder, steps, resumed=resume is not None)
+    warned = [] if packing == spec.packing else [_UNPACKED.format(name=spec.name)]
+    session.finish(out, settings, steps=steps, seconds=seconds, packed=packing, warnings=warned)
+    return session.TrainResult(
+        out, folder, steps, resumed=resume is not None, warnings=tuple(warned)
+    )
+
+
+_UNPACKED = (
+    "{name}: packing needs a flash-attention kernel (install flash-attn or kernels on a "
+    "GPU): with sdpa or eager attention packed sequences would attend to each other; "
+    "training without packing instead"
+)
 
 
 def _packing(spec: SFTPreset) -> tuple[bool, dict[str, Any] | None]:
@@ -153,13 +172,7 @@ def _packing(spec: SFTPreset) -> tuple[bool, dict[str, Any] | None]:
         return False, None
     kernel = session.packing_attention()
     if kernel is None:
-        warnings.warn(
-            f"{spec.name}: packing needs a flash-attention kernel (install flash-attn or "
-            "kernels on a GPU): with sdpa or eager attention packed sequences would attend "
-            "to each other; training without packing instead",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        warnings.warn(_UNPACKED.format(name=spec.name), RuntimeWarning, stacklevel=3)
         return False, None
     return True, {"attn_implementation": kernel}
 

@@ -274,6 +274,22 @@ def test_a_model_without_a_chat_template_is_refused(
     assert result.steps == 1
 
 
+def test_a_chat_template_that_drops_the_reasoning_is_refused(
+    toy_run: curate.Run, toy_dir: Path, tmp_path: Path
+) -> None:
+    """DeepSeek-R1-distill templates cut assistant turns to what follows </think>."""
+    data = tmp_path / "sft"
+    curate.export_run(toy_run, data, format="sft", template="{problem}", completions="solutions")
+    r1_like = tmp_path / "r1.jinja"
+    r1_like.write_text(
+        (toy_dir / "chat_template.jinja")
+        .read_text()
+        .replace("message['content']", "message['content'].split('</think>')[-1]")
+    )
+    with pytest.raises(ConfigError, match="drop the <think> part"):
+        sft(data, toy_dir, tmp_path / "o", chat_template=str(r1_like), max_steps=1, **FAST)
+
+
 def test_a_length_that_truncates_every_completion_stops_the_run(
     exports: dict[str, Path], toy_dir: Path, tmp_path: Path
 ) -> None:

@@ -240,6 +240,33 @@ def check_model(model: str, *, chat_template: str | None = None, trainer: str = 
         )
 
 
+def check_template_keeps(
+    model: str, chat_template: str | None, prompt: list[Any], completion: list[Any]
+) -> None:
+    """The chat template renders the whole assistant message it is trained on.
+
+    Some templates rewrite assistant turns: DeepSeek-R1's distilled models drop everything
+    up to ``</think>``, so SFT through them would train on answers without their reasoning.
+    Checked on one row before training; a template that drops text is an error.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if chat_template is not None:
+        tokenizer.chat_template = Path(chat_template).read_text()
+    text = tokenizer.apply_chat_template([*prompt, *completion], tokenize=False)
+    content = str(completion[-1]["content"]).strip()
+    head, tail = content[:40], content[-40:]
+    if head not in text or tail not in text:
+        raise ConfigError(
+            f"the chat template of {chat_template or model} does not render the assistant "
+            f"message it would train on (it starts {head!r} but the rendered text does not "
+            "hold it: DeepSeek-R1-distilled models' templates drop the <think> part of "
+            "assistant turns); give a template that keeps the whole message "
+            "(chat_template=FILE / --chat-template FILE)"
+        )
+
+
 def lora_config(lora: bool | Mapping[str, Any]) -> Any:
     """peft's LoraConfig: r 16, alpha 32, dropout 0.05 on every linear layer, or yours."""
     if not lora:

@@ -92,6 +92,8 @@ def sft(
     packing, init = _packing(spec)
     with session.quiet_datasets(progress):
         dataset = _conversations(train_data.load(resolved, "sft"), resolved.format)
+    first = dataset[0]
+    session.check_template_keeps(model, chat_template, first["prompt"], first["completion"])
     micro = spec.micro_batch
     accumulation = spec.global_batch // per_pass
     config = SFTConfig(

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from curate.cli import app
 from curate.errors import ConfigError, InputError
-from curate.evaluation import evaluate, has_chat_template, make_generator
+from curate.evaluation import evaluate, make_generator
 from curate.generate import Completion, Request, Sampling
+from curate.generate.base import has_chat_template
 from curate.passk import majority_correct, pass_at_k, powers_of_two, scores
 
 runner = CliRunner()

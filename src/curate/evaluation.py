@@ -41,7 +41,13 @@ from curate._version import __version__
 from curate.decontam.registry import Benchmark, benchmarks, load_benchmark
 from curate.distill import DEFAULT_TEMPLATE, grader_key, prompt_for
 from curate.errors import ConfigError, InputError
-from curate.generate.base import Generator, Request, Sampling, derive_seed
+from curate.generate.base import (
+    Generator,
+    Request,
+    Sampling,
+    derive_seed,
+    has_chat_template,
+)
 from curate.io import read, write_json, write_parquet
 from curate.passk import powers_of_two, scores
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
@@ -308,19 +314,6 @@ def trained_model(folder: str | Path) -> Path:
     if (root / STATE).is_file() and (root / MODEL_DIR).is_dir():
         return root / MODEL_DIR
     return root
-
-
-def has_chat_template(folder: str | Path) -> bool:
-    """Whether a local model folder has a chat template (in a file of its own or in its
-    tokenizer config); True when it cannot tell (no tokenizer config: the backend will)."""
-    root = Path(folder)
-    if (root / "chat_template.jinja").is_file() or (root / "chat_template.json").is_file():
-        return True
-    try:
-        config = json.loads((root / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
-    return bool(config.get("chat_template"))
 
 
 def _as_list(spec: Any) -> list[Any]:

@@ -28,8 +28,10 @@ True
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from curate.errors import ConfigError
@@ -157,3 +159,16 @@ def as_messages(prompt: Prompt) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+
+
+def has_chat_template(folder: str | Path) -> bool:
+    """Whether a local model folder has a chat template (in a file of its own or in its
+    tokenizer config); True when it cannot tell (no tokenizer config: the backend will)."""
+    root = Path(folder)
+    if (root / "chat_template.jinja").is_file() or (root / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((root / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return bool(config.get("chat_template"))

@@ -228,10 +228,9 @@ def check_model(model: str, *, chat_template: str | None = None, trainer: str = 
         if not Path(chat_template).is_file():
             raise ConfigError(f"chat template {chat_template} does not exist")
         return
-    from transformers import AutoTokenizer
+    from curate.generate.base import has_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if not getattr(tokenizer, "chat_template", None):
+    if not has_chat_template(folder):
         raise ConfigError(
             f"{folder}: the tokenizer has no chat template, and curate's shards are chat "
             "conversations; use the instruct/chat version of the model, or give a Jinja "

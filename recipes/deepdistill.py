@@ -67,6 +67,7 @@ from pathlib import Path
 
 import curate
 import curate.distill
+import curate.io
 from curate.generate import Sampling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,20 +103,11 @@ def generator(name: str) -> curate.Generator:
     raise SystemExit(f"CURATE_ENGINE={ENGINE!r}: expected hf, vllm or openai")
 
 
-def write_jsonl(rows: list[dict[str, str]], path: Path) -> Path:
-    """Write ``rows`` atomically (two processes writing the same file never mix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
-    return path
-
-
 if TOY:
     from curate.toy import toy_problems
 
     POOL = toy_problems(40 if TINY else 120, seed=0)
-    pool = write_jsonl(POOL, ROOT / "runs" / f"toy_pool_{len(POOL)}.jsonl")
+    pool = curate.io.write_jsonl(POOL, ROOT / "runs" / f"toy_pool_{len(POOL)}.jsonl")
     sources = [curate.read(pool, source="toy")]
     sampling = Sampling(temperature=0.6, top_p=0.95, max_tokens=48)
     template = "{problem}"  # the toy models were trained on bare problems
@@ -161,15 +153,14 @@ def benchmarks(run: curate.Run, out: Path) -> list[Path] | list[str]:
     Otherwise the bundled AIME 2024 and MATH-500."""
     if not TOY:
         return ["aime24", "math500"]
-    from curate.toy import toy_problems
+    from curate.toy import unseen_problems
 
-    seen = {r["problem"] for r in POOL}
-    fresh = [r for r in toy_problems(300, seed=1, levels=[1]) if r["problem"] not in seen]
+    fresh = unseen_problems(POOL, 20 if TINY else 100)
     trained = run.as_of("deep_distill_stage_i").table("problems").collect()
     rows = trained.select("id", "problem", "answer").to_dicts()
     return [
-        write_jsonl(fresh[: 20 if TINY else 100], out / "heldout.jsonl"),
-        write_jsonl(rows, out / "trained.jsonl"),
+        curate.io.write_jsonl(fresh, out / "heldout.jsonl"),
+        curate.io.write_jsonl(rows, out / "trained.jsonl"),
     ]
 
 

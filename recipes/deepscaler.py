@@ -60,6 +60,7 @@ from pathlib import Path
 
 import curate
 import curate.distill
+import curate.io
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = os.environ.get("CURATE_POOL", "demo")
@@ -67,15 +68,6 @@ TINY = os.environ.get("CURATE_TOY_SCALE", "") == "tiny"  # fewer problems, sampl
 MODEL = os.environ.get("CURATE_MODEL", "toy-weak" if POOL == "toy" else "")
 MAX_STEPS = int(os.environ["CURATE_MAX_STEPS"]) if os.environ.get("CURATE_MAX_STEPS") else None
 TOY = POOL == "toy"
-
-
-def write_jsonl(rows: list[dict[str, str]], path: Path) -> Path:
-    """Write ``rows`` atomically (two processes writing the same file never mix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
-    return path
 
 
 if POOL == "demo":
@@ -111,7 +103,7 @@ elif POOL == "toy":
     from curate.toy import toy_problems
 
     TOY_POOL = toy_problems(40 if TINY else 200, seed=0, levels=[1, 2])
-    path = write_jsonl(TOY_POOL, ROOT / "runs" / f"toy_rl_pool_{len(TOY_POOL)}.jsonl")
+    path = curate.io.write_jsonl(TOY_POOL, ROOT / "runs" / f"toy_rl_pool_{len(TOY_POOL)}.jsonl")
     sources = [curate.read(path, source="toy", license="MIT")]
 else:
     raise SystemExit(f"CURATE_POOL={POOL!r}: expected 'demo', 'shared' or 'toy'")
@@ -186,13 +178,10 @@ def then(run: curate.Run, out: Path) -> None:
 
     out = Path(out)
     if TOY:
-        from curate.toy import toy_problems
+        from curate.toy import unseen_problems
 
-        seen = {r["problem"] for r in TOY_POOL}
-        fresh = [r for r in toy_problems(300, seed=1, levels=[1]) if r["problem"] not in seen]
-        sets: list[Path] | list[str] = [
-            write_jsonl(fresh[: 20 if TINY else 100], out / "heldout.jsonl")
-        ]
+        fresh = unseen_problems(TOY_POOL, 20 if TINY else 100)
+        sets: list[Path] | list[str] = [curate.io.write_jsonl(fresh, out / "heldout.jsonl")]
     else:
         sets = ["aime24", "math500"]
     model = model_path(MODEL)

@@ -148,6 +148,27 @@ def toy_problems(
     return rows
 
 
+def unseen_problems(
+    seen: Sequence[dict[str, str]], n: int, *, seed: int = 1, levels: Sequence[int] = (1,)
+) -> list[dict[str, str]]:
+    """Up to ``n`` distinct toy problems whose text is not among ``seen``'s: held-out
+    problems for evaluating a model trained on ``seen`` (level 1 has only 155 distinct
+    problems, so fewer may come back).
+
+    >>> pool = toy_problems(50, seed=0, levels=[1])
+    >>> fresh = unseen_problems(pool, 10)
+    >>> len(fresh), {r["problem"] for r in fresh} & {r["problem"] for r in pool}
+    (10, set())
+    """
+    known = {r["problem"] for r in seen}
+    out: list[dict[str, str]] = []
+    for row in toy_problems(max(4 * n, 300), seed=seed, levels=levels):
+        if row["problem"] not in known and len(out) < n:
+            known.add(row["problem"])
+            out.append(row)
+    return out
+
+
 def _settings(steps: int, seed: int) -> dict[str, Any]:
     settings = {"version": TOY_VERSION, "steps": steps, "seed": seed, "arch": ARCH, "train": TRAIN}
     normal: dict[str, Any] = json.loads(json.dumps(settings))  # as the marker reads back

@@ -4,8 +4,8 @@ r"""Readers and atomic writers: every input format becomes the canonical problem
 by ``datasets``' ``save_to_disk``) without reading it; `Source.frame` reads it into
 the problems table (`curate.schema.PROBLEM_COLUMNS`, all strings). One record-level
 function canonicalizes the rows of every format, so behaviour and error messages
-are the same whatever the file type. `write_parquet` and `write_json` replace a
-file atomically: a reader sees the old file or the new one, never half of one.
+are the same whatever the file type. `write_parquet`, `write_json` and `write_jsonl` replace
+a file atomically: a reader sees the old file or the new one, never half of one.
 
 Rules where formats differ:
 
@@ -25,7 +25,7 @@ Rules where formats differ:
 ('toy:0:...', '1+1?', '2')
 """
 
-from curate.io.atomic import write_json, write_parquet
+from curate.io.atomic import write_json, write_jsonl, write_parquet
 from curate.io.canon import INSTRUCTION_PREFIXES, INSTRUCTION_SUFFIXES, strip_instructions
 from curate.io.formats import BATCH_SIZE
 from curate.io.source import READER_VERSION, Format, Source, read
@@ -40,5 +40,6 @@ __all__ = [
     "read",
     "strip_instructions",
     "write_json",
+    "write_jsonl",
     "write_parquet",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,3 +64,17 @@ def write_json(obj: Any, path: str | Path) -> None:
     """
     data = orjson.dumps(obj, default=_json_default, option=orjson.OPT_INDENT_2 | _META_OPTS)
     _atomic_write(path, lambda f: f.write(data + b"\n"))
+
+
+def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
+    r"""Write ``rows`` as JSON Lines (one object per line), atomically; returns ``path``.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = write_jsonl([{"problem": "1+1?", "answer": "2"}], d / "p.jsonl")
+    >>> p.read_text()
+    '{"problem":"1+1?","answer":"2"}\n'
+    """
+    data = b"".join(orjson.dumps(r, default=_json_default) + b"\n" for r in rows)
+    _atomic_write(path, lambda f: f.write(data))
+    return Path(path)

@@ -277,6 +277,16 @@ def preset(name: str, kind: Literal["sft", "grpo"] | None = None) -> Preset:
     return found
 
 
+def resolve(chosen: str | Preset, kind: Literal["sft", "grpo"], overrides: dict[str, Any]) -> Any:
+    """The preset a trainer runs: ``chosen`` (a name or a preset of ``kind``) with
+    ``overrides`` applied."""
+    want = SFTPreset if kind == "sft" else GRPOPreset
+    found = preset(chosen, kind) if isinstance(chosen, str) else chosen
+    if not isinstance(found, want):
+        raise ConfigError(f"preset={chosen!r}: expected a {kind} preset name or {want.__name__}")
+    return with_overrides(found, overrides)
+
+
 def with_overrides(base: Preset, overrides: dict[str, Any]) -> Preset:
     """``base`` with ``overrides`` applied; an unknown name is an error listing the fields.
     ``beta=0`` (no KL term) also drops the reference model's resets.

@@ -25,8 +25,8 @@ from curate._torch import torch_threads
 from curate.errors import ConfigError
 from curate.train import data as train_data
 from curate.train import session
-from curate.train.presets import GRPOPreset, LengthStage, with_overrides
-from curate.train.presets import preset as find_preset
+from curate.train.presets import GRPOPreset, LengthStage
+from curate.train.presets import resolve as resolve_preset
 
 VLLMMode = Literal["off", "colocate", "server"]
 
@@ -67,11 +67,7 @@ def grpo(
     ...
     curate.errors.ConfigError: deepscaler: stages is empty; expected at least one LengthStage
     """
-    chosen = find_preset(preset, "grpo") if isinstance(preset, str) else preset
-    if not isinstance(chosen, GRPOPreset):
-        raise ConfigError(f"grpo(preset={preset!r}): expected a GRPO preset name or GRPOPreset")
-    spec = with_overrides(chosen, overrides)
-    assert isinstance(spec, GRPOPreset)
+    spec: GRPOPreset = resolve_preset(preset, "grpo", overrides)
     if max_steps is not None:
         spec = replace(spec, stages=_cut(spec.stages, max_steps))
     if vllm not in ("off", "colocate", "server"):

@@ -18,8 +18,8 @@ from curate._torch import torch_threads
 from curate.errors import ConfigError
 from curate.train import data as train_data
 from curate.train import session
-from curate.train.presets import SFTPreset, with_overrides
-from curate.train.presets import preset as find_preset
+from curate.train.presets import SFTPreset
+from curate.train.presets import resolve as resolve_preset
 
 
 def sft(
@@ -53,11 +53,7 @@ def sft(
     ...
     curate.errors.ConfigError: preset 'deepscaler' is not a sft preset; expected one of: [...]
     """
-    chosen = find_preset(preset, "sft") if isinstance(preset, str) else preset
-    if not isinstance(chosen, SFTPreset):
-        raise ConfigError(f"sft(preset={preset!r}): expected an SFT preset name or SFTPreset")
-    spec = with_overrides(chosen, overrides)
-    assert isinstance(spec, SFTPreset)
+    spec: SFTPreset = resolve_preset(preset, "sft", overrides)
     session.require_train_extra()
     out = Path(out)
     model = str(model)

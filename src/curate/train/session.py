@@ -285,19 +285,30 @@ def lora_config(lora: bool | Mapping[str, Any]) -> Any:
 
 
 def save_model(trainer: Any, out: Path) -> Path:
-    """The final model (a LoRA adapter merged into its base) and tokenizer in ``out/model``."""
+    """The final model and tokenizer in ``out/model`` (written beside it, then renamed).
+
+    A full model goes through ``trainer.save_model``, which gathers the weights of a sharded
+    run (FSDP, DeepSpeed ZeRO-3) first; a LoRA adapter is merged into its base model, so
+    ``out/model`` always loads on its own (with ZeRO-3 or sharded FSDP, save the adapter
+    from the last checkpoint and merge it after training instead).
+    """
     target = out / MODEL_DIR
     tmp = out / f".{MODEL_DIR}.tmp"
     accelerator = trainer.accelerator
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(trainer.model)
-    if hasattr(unwrapped, "merge_and_unload"):
-        unwrapped = unwrapped.merge_and_unload()
-    unwrapped.config.use_cache = True  # training turned the KV cache off; generation wants it
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped.save_pretrained(str(tmp))
-        trainer.processing_class.save_pretrained(str(tmp))
+    unwrapped = accelerator.unwrap_model(trainer.model)
+    unwrapped.config.use_cache = True  # training turned the KV cache off; generation wants it
+    if hasattr(unwrapped, "merge_and_unload"):  # LoRA
+        merged = unwrapped.merge_and_unload()
+        if accelerator.is_main_process:
+            merged.save_pretrained(str(tmp))
+            trainer.processing_class.save_pretrained(str(tmp))
+    else:
+        trainer.save_model(str(tmp))  # every process: a sharded model is gathered
+    if accelerator.is_main_process:
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: not part of a model
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     accelerator.wait_for_everyone()

@@ -151,7 +151,10 @@ def grpo_command(
     temperature: Annotated[float | None, typer.Option(help="Rollout temperature.")] = None,
     vllm: Annotated[str, typer.Option(help="off | colocate | server (GPU).")] = "off",
     vllm_server_url: Annotated[str | None, typer.Option(help="`trl vllm-serve` URL.")] = None,
-    max_steps: MaxSteps = None,
+    chat_template: Annotated[
+        str | None, typer.Option(help="Jinja chat template file (base models).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (rollouts).")] = None,
     seed: Seed = 0,
     lora: Lora = False,
     precision: Precision = "auto",
@@ -185,6 +188,7 @@ def grpo_command(
             precision=precision,  # type: ignore[arg-type]  # checked by grpo
             vllm=vllm,  # type: ignore[arg-type]
             vllm_server_url=vllm_server_url,
+            chat_template=chat_template,
             save_steps=save_steps,
             threads=threads,
             progress=not quiet,

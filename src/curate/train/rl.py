@@ -112,8 +112,8 @@ def grpo(
         )
     resume = session.last_checkpoint(out)
     resumed = resume is not None
-    if resume is not None:
-        session.trim_metrics(out, session.checkpoint_step(resume))
+    # rows logged after the checkpoint resumed from (all of them when starting afresh)
+    session.trim_metrics(out, session.checkpoint_step(resume) if resume else 0)
     start, warned = time.perf_counter(), []
     trainer: Any = None
     end = 0  # the optimizer step the current stage ends at

@@ -134,8 +134,8 @@ def sft(
         )
     session.silence(trainer, progress)
     resume = session.last_checkpoint(out)
-    if resume is not None:
-        session.trim_metrics(out, session.checkpoint_step(resume))
+    # rows logged after the checkpoint resumed from (all of them when starting afresh)
+    session.trim_metrics(out, session.checkpoint_step(resume) if resume else 0)
     start = time.perf_counter()
     try:
         with torch_threads(threads):

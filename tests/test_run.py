@@ -149,7 +149,7 @@ def test_interrupted_stage_is_not_presented_as_finished(
     with pytest.raises(KeyboardInterrupt):
         recipe(pool, curate.ExactDedup(), Crash()).run(out, progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "running"
+    assert manifest["status"] == "interrupted" and manifest["error"] == "KeyboardInterrupt: "
     assert [s["name"] for s in manifest["stages"]] == ["ingest", "exact_dedup"]
     assert not any(p.name.startswith("02-") for p in (out / "stages").iterdir())
     with pytest.raises(curate.RunError, match="not complete"):
@@ -164,7 +164,9 @@ def test_bad_input_fails_clearly_and_writes_no_stage(tmp_path: Path) -> None:
     bad.write_text('{"problem": "ok", "answer": "1"}\n{"problem": "broken"\n')
     with pytest.raises(curate.InputError, match=r"bad\.jsonl.*line 2"):
         curate.Recipe("r", [curate.read(bad)]).run(tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "manifest.json").exists()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "line 2" in manifest["error"]
+    assert manifest["stages"] == [] and not list((tmp_path / "run" / "stages").glob("*"))
 
 
 def test_recipe_checks(pool: list[curate.Source], tmp_path: Path) -> None:

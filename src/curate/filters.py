@@ -44,8 +44,14 @@ class RequireGradable(Filter):
     max_length: int = 200
     timeout: float = DEFAULT_TIMEOUT
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        answers = rows.select("answer").collect()["answer"].to_list()
+    def reads(self) -> tuple[str, ...]:
+        return ("answer",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("answer_kind",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        answers = batch["answer"].to_list()
         grades = gradable_many(
             answers,
             allow_text=self.allow_text,
@@ -55,8 +61,7 @@ class RequireGradable(Filter):
             progress=ctx.progress,
         )
         reasons = [None if g.gradable else _REASONS[g.kind] for g in grades]
-        ctx.stats["answer_kinds"] = dict(sorted(_count(g.kind for g in grades).items()))
-        marked = rows.with_columns(
+        marked = batch.lazy().with_columns(
             pl.Series("answer_kind", [g.kind for g in grades], pl.String),
             pl.Series("__reason", reasons, pl.String),
             pl.Series("__detail", [g.detail or None for g in grades], pl.String),
@@ -64,6 +69,11 @@ class RequireGradable(Filter):
         return self.mark(
             marked, pl.col("__reason").is_not_null(), pl.col("__reason"), pl.col("__detail")
         ).drop("__reason", "__detail")
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        kinds = table["answer_kind"].value_counts().rows()
+        ctx.stats["answer_kinds"] = dict(sorted(kinds))
+        return table.select("id")
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,11 @@ class SQLFilter(Filter):
     where: str
     reason: str = "sql_filter"
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        frame = rows.collect()
+    def adds(self) -> tuple[str, ...]:
+        return ()
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        frame = batch
         con = duckdb.connect(":memory:")
         try:
             con.register("rows", frame.with_row_index("__row").to_arrow())
@@ -103,10 +116,3 @@ class SQLFilter(Filter):
             self.reason,
             f"not ({self.where})",
         ).drop("__keep")
-
-
-def _count(items: object) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:  # type: ignore[attr-defined]
-        counts[item] = counts.get(item, 0) + 1
-    return counts

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from curate._version import __version__
+from curate.engine import Engine, EngineName, execute_stage, make_engine, split
 from curate.errors import ConfigError, RunError
 from curate.io import Source, write_json, write_parquet
-from curate.schema import PROBLEM_COLUMNS
-from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult
+from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult, merge_added
 
 if TYPE_CHECKING:
     import duckdb
@@ -109,20 +109,33 @@ class Recipe:
         workers: int | None = None,
         progress: bool | None = None,
         force: bool = False,
+        engine: EngineName | Engine = "local",
+        address: str | None = None,
     ) -> Run:
         """Run the recipe into directory ``out`` and return the `Run`.
 
         Finished stages whose fingerprint is unchanged are skipped (``force=True``
-        re-runs everything). ``workers`` bounds the worker processes of per-row
-        work (default: one per core); ``progress`` defaults to whether stderr is
-        a terminal.
+        re-runs everything); a stage interrupted part-way resumes from its finished
+        batches. ``workers`` bounds the worker processes of per-row work (default: one
+        per core); ``progress`` defaults to whether stderr is a terminal.
+
+        ``engine`` runs the stages' per-row batches: ``"local"`` (this process) or
+        ``"ray"`` (a Ray cluster: the one ``ray.init`` connected to, the one at
+        ``address``, or a local one started for the run); the output is the same.
         """
         self._check()
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         show = sys.stderr.isatty() if progress is None else progress
-        with _locked(out):
-            _Runner(self, out, workers=workers, progress=show, force=force).run()
+        runner_engine = make_engine(engine, address=address)
+        try:
+            with _locked(out):
+                _Runner(
+                    self, out, workers=workers, progress=show, force=force, engine=runner_engine
+                ).run()
+        finally:
+            if runner_engine is not engine:
+                runner_engine.close()
         return Run(out)
 
 
@@ -158,9 +171,16 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
 
 class _Runner:
     def __init__(
-        self, recipe: Recipe, out: Path, *, workers: int | None, progress: bool, force: bool
+        self,
+        recipe: Recipe,
+        out: Path,
+        *,
+        workers: int | None,
+        progress: bool,
+        force: bool,
+        engine: Engine,
     ) -> None:
-        self.recipe, self.out = recipe, out
+        self.recipe, self.out, self.engine = recipe, out, engine
         self.workers, self.progress, self.force = workers, progress, force
         old = None if force else _read_manifest(out)
         self.previous: dict[str, dict[str, Any]] = {
@@ -181,6 +201,19 @@ class _Runner:
             print(message, file=sys.stderr, flush=True)
 
     def run(self) -> None:
+        """Run every stage; on an error or an interrupt the manifest says ``failed`` (with
+        the error) or ``interrupted`` before the exception goes on."""
+        try:
+            self._run()
+        except BaseException as e:
+            interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
+            self.manifest["status"] = "interrupted" if interrupted else "failed"
+            self.manifest["error"] = f"{type(e).__name__}: {e}"[:2000]
+            self.manifest["failed_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            self._save()
+            raise
+
+    def _run(self) -> None:
         recipe = self.recipe
         names = recipe.stage_names()
         total = len(names)
@@ -263,28 +296,27 @@ class _Runner:
             workers=self.workers,
             progress=self.progress,
         )
-        if stage is None:
-            rows_in, frame = self._ingest()
-        else:
-            assert parent is not None
-            inputs = pl.read_parquet(self.out / parent["dir"] / "kept.parquet")
-            rows_in = inputs.height
-            frame = _merge(name, inputs, stage.apply(inputs.lazy(), ctx))
-        kept, rejects = _split(frame, name)
-        if kept.height + rejects.height != rows_in:  # pragma: no cover - guarded by _merge
-            raise RunError(
-                f"stage {name}: {kept.height} kept + {rejects.height} rejected != {rows_in} rows in"
-            )
         rel = f"stages/{index:02d}-{name}-{fingerprint[:8]}"
         final = self.out / rel
         tmp = self.out / "stages" / f".{index:02d}-{name}.tmp-{os.getpid()}"
+        parts = self.out / "stages" / f".parts-{index:02d}-{name}-{fingerprint[:8]}"
         shutil.rmtree(tmp, ignore_errors=True)
-        write_parquet(kept, tmp / "kept.parquet")
-        write_parquet(rejects, tmp / "rejects.parquet")
+        if stage is None:
+            rows_in, kept_rows, rejected = self._ingest(tmp, name)
+        else:
+            assert parent is not None
+            source = self.out / parent["dir"] / "kept.parquet"
+            done = execute_stage(stage, source, tmp, parts=parts, ctx=ctx, engine=self.engine)
+            rows_in, kept_rows, rejected = done.rows_in, done.kept, done.rejected
+        if kept_rows + sum(rejected.values()) != rows_in:  # pragma: no cover - by construction
+            raise RunError(
+                f"stage {name}: {kept_rows} kept + {sum(rejected.values())} rejected != "
+                f"{rows_in} rows in"
+            )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        shutil.rmtree(parts, ignore_errors=True)
         seconds = round(time.perf_counter() - started, 3)
-        reasons = rejects.group_by("reason").len().sort("reason")
         entry = {
             "index": index,
             "name": name,
@@ -293,21 +325,19 @@ class _Runner:
             "input_fingerprint": parent["fingerprint"] if parent else None,
             "dir": rel,
             "rows_in": rows_in,
-            "kept": kept.height,
-            "rejected": dict(
-                zip(reasons["reason"].to_list(), reasons["len"].to_list(), strict=True)
-            ),
+            "kept": kept_rows,
+            "rejected": rejected,
             "seconds": seconds,
             "stats": ctx.stats,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         self.log(
-            f"[{index}/{total - 1}] {name}: {rows_in:,} in, {kept.height:,} kept, "
-            f"{rejects.height:,} rejected {entry['rejected'] or ''} in {seconds:.2f}s"
+            f"[{index}/{total - 1}] {name}: {rows_in:,} in, {kept_rows:,} kept, "
+            f"{sum(rejected.values()):,} rejected {rejected or ''} in {seconds:.2f}s"
         )
         return entry
 
-    def _ingest(self) -> tuple[int, pl.DataFrame]:
+    def _ingest(self, target: Path, name: str) -> tuple[int, int, dict[str, int]]:
         frames = []
         for source, info in zip(self.recipe.sources, self.manifest["sources"], strict=True):
             frame = source.frame()
@@ -319,7 +349,11 @@ class _Runner:
             pl.when(empty).then(pl.lit("empty_problem")).alias(REASON),
             pl.when(empty).then(pl.lit("the problem text is empty")).alias(DETAIL),
         )
-        return frame.height, marked
+        kept, rejects = split(marked, name)
+        write_parquet(kept, target / "kept.parquet")
+        write_parquet(rejects, target / "rejects.parquet")
+        reasons = dict(sorted(rejects.group_by("reason").len().rows()))
+        return frame.height, kept.height, reasons
 
     def _save(self) -> None:
         write_json(self.manifest, self.out / MANIFEST)
@@ -348,43 +382,10 @@ def apply_stage(
     >>> kept["id"].to_list(), rejects.select("id", "reason", "detail").row(0)
     (['a'], ('b', 'duplicate', 'a'))
     """
-    if ctx is None:
-        import tempfile
-
-        tmp = Path(tempfile.mkdtemp(prefix="curate-stage-"))
-        ctx = StageContext(run_dir=tmp, cache_dir=tmp / "cache", stage_name=stage.name)
-    return _split(_merge(ctx.stage_name, rows, stage.apply(rows.lazy(), ctx)), ctx.stage_name)
-
-
-def _merge(name: str, inputs: pl.DataFrame, output: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
-    """The stage's output columns on top of its input, checked to be the same rows."""
-    out = output.lazy().collect() if isinstance(output, pl.LazyFrame) else output
-    if out.height != inputs.height or not out["id"].equals(inputs["id"]):
-        raise RunError(
-            f"stage {name} returned {out.height} rows for {inputs.height} in, or changed their "
-            "order: a stage must return every input row in order (filters mark rows with "
-            "Filter.mark instead of dropping them)"
-        )
-    added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
-    return inputs.drop([c for c in added if c in inputs.columns]).hstack(out.select(added))
-
-
-def _split(frame: pl.DataFrame, stage: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    if REASON not in frame.columns:
-        frame = frame.with_columns(
-            pl.lit(None, pl.String).alias(REASON), pl.lit(None, pl.String).alias(DETAIL)
-        )
-    rejected = pl.col(REASON).is_not_null()
-    kept = frame.filter(~rejected).drop(REASON, DETAIL)
-    row = [c for c in frame.columns if c not in (REASON, DETAIL, "id")]
-    rejects = frame.filter(rejected).select(
-        "id",
-        pl.lit(stage).alias("stage"),
-        pl.col(REASON).alias("reason"),
-        pl.col(DETAIL).cast(pl.String).alias("detail"),
-        *row,
-    )
-    return kept, rejects
+    ctx = ctx or StageContext.temporary(stage.name)
+    added = merge_added(rows.select("id"), stage.apply(rows.lazy(), ctx), stage, final=True)
+    merged = merge_added(rows, added, stage)
+    return split(merged, ctx.stage_name)
 
 
 class Run:

@@ -1,43 +1,74 @@
 """The stage contract: what a step of a recipe is, in one short read.
 
-A stage is a frozen dataclass. Its fields are its configuration (they go
-into the stage's fingerprint, so changing one re-runs the stage and every
-stage after it), and one method does its work::
+A stage is a frozen dataclass. Its fields are its configuration (they go into the
+stage's fingerprint, with its class's ``version`` and, for a class defined outside
+curate, its source code: an edit re-runs the stage and every stage after it). It says
+which columns it reads and which it adds, and does its work in one or both of:
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame | pl.DataFrame
+``map_batch(batch, ctx) -> DataFrame``
+    **Per-row work**, a pure function of a batch of rows (a Polars frame of the columns
+    in ``reads()``, always with ``id``): it returns the same rows, in the same order,
+    with the columns it adds. The executor runs it on batches of the input anywhere (a
+    local loop, Ray workers) and keeps each finished batch, so a crash resumes from the
+    batches not yet done. Normalising, checking gradability, MinHash signatures,
+    embeddings and generation are per-row work.
 
-``apply`` gets every row that reached the stage and returns the same rows, in
-the same order, with the columns it adds. A *scorer* only adds columns. A
-*filter* (subclass `Filter`) also fills the two columns named by
-``REASON`` and ``DETAIL``: null keeps the row, a reason string rejects it.
+``global_step(table, ctx) -> DataFrame``
+    **Whole-table work** (clustering duplicates, aggregating pass rates, top-k
+    selection) over the ``reads()`` columns of every row plus what ``map_batch`` added:
+    compact columns (ids, hashes, signatures, scores), never every column of the table.
+    Same rows, same order, with the columns it adds.
 
-The runner, not the stage, splits kept from rejected rows and writes both,
-and it takes the canonical columns from the input, not from the stage: a
-stage cannot lose a row or change a field, so ``kept ∪ rejected = input``
-holds for every stage by construction (and is still checked).
+A *scorer* only adds columns. A *filter* (subclass `Filter`) also fills the two
+columns named by ``REASON`` and ``DETAIL``: null keeps the row, a reason string
+rejects it (`Filter.mark`).
+
+The runner, not the stage, reads the input (only the columns the stage reads, in
+batches), splits kept from rejected rows and writes both, streaming; it takes the
+canonical columns from the input, not from the stage, so a stage cannot lose a row or
+change a field: ``kept ∪ rejected = input`` holds for every stage by construction (and
+is still checked). Peak memory is the batch plus the compact columns, not the table.
+
+A stage may instead override ``apply(rows, ctx)``: the whole table at once, every
+column (the first version of this contract; it still runs, without those bounds).
+On any stage, ``apply`` runs the stage on a frame in memory, both steps.
 
 >>> import polars as pl
 >>> from dataclasses import dataclass
 >>> @dataclass(frozen=True)
 ... class ShortProblems(Filter):
 ...     max_chars: int = 20
-...     def apply(self, rows, ctx):
+...     def reads(self):
+...         return ("problem",)
+...     def adds(self):
+...         return ()
+...     def map_batch(self, batch, ctx):
 ...         too_long = pl.col("problem").str.len_chars() > self.max_chars
-...         return self.mark(rows, too_long, "too_long", pl.col("problem").str.len_chars())
+...         return self.mark(batch, too_long, "too_long", pl.col("problem").str.len_chars())
 >>> ShortProblems().name
 'short_problems'
+>>> rows = pl.DataFrame({"id": ["a", "b"], "problem": ["1+1?", "x" * 30]})
+>>> ShortProblems().apply(rows.lazy(), StageContext.temporary("demo"))[REASON].to_list()
+[None, 'too_long']
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import json
+import linecache
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
+
+from curate.errors import ConfigError, RunError
+from curate.schema import PROBLEM_COLUMNS
 
 REASON = "_reject_reason"
 DETAIL = "_reject_detail"
@@ -48,7 +79,9 @@ class StageContext:
     """What a stage may use while it runs.
 
     ``cache_dir`` outlives the stage (keyed caches such as embeddings live
-    there); ``stats`` is written to the manifest with the stage's counts.
+    there); ``stats`` is written to the manifest with the stage's counts. In
+    ``map_batch`` (which may run in another process) ``stats`` is not kept:
+    count in ``global_step``, over the columns ``map_batch`` added.
     """
 
     run_dir: Path
@@ -58,6 +91,12 @@ class StageContext:
     workers: int | None = None
     progress: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def temporary(cls, stage_name: str) -> StageContext:
+        """A context in a new temporary directory (to try a stage outside a run)."""
+        tmp = Path(tempfile.mkdtemp(prefix="curate-stage-"))
+        return cls(run_dir=tmp, cache_dir=tmp / "cache", stage_name=stage_name)
 
 
 @dataclass(frozen=True)
@@ -78,21 +117,77 @@ def _snake(name: str) -> str:
 
 
 class Stage:
-    """Base of every stage: a frozen dataclass with an ``apply`` method.
+    """Base of every stage: a frozen dataclass with ``map_batch`` and/or ``global_step``
+    (or, in the first version of the contract, ``apply``).
 
-    ``version`` is part of the fingerprint: bump it when the stage's output
-    changes for the same configuration.
+    ``version`` is part of the fingerprint: bump it when the stage's output changes for
+    the same configuration (for stages defined outside curate, the source is too).
+    ``batch_rows`` is how many rows ``map_batch`` gets at a time: the unit of memory, of
+    parallel work and of resuming.
     """
 
     version: ClassVar[str] = "1"
+    batch_rows: ClassVar[int] = 65_536
 
     @property
     def name(self) -> str:
         """Default name: the class name in snake_case (``ExactDedup`` -> ``exact_dedup``)."""
         return _snake(type(self).__name__)
 
+    def reads(self) -> tuple[str, ...] | None:
+        """The columns the stage reads (``id`` is always given); None: every column."""
+        return None
+
+    def adds(self) -> tuple[str, ...] | None:
+        """The columns the stage adds (besides a filter's reason and detail); None: not
+        declared, whatever it returns beyond the canonical columns."""
+        return None
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame | pl.LazyFrame:
+        """Per-row work on one batch: the same rows in order, with the added columns."""
+        raise NotImplementedError(f"{type(self).__name__}.map_batch is not implemented")
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame | pl.LazyFrame:
+        """Whole-table work over the read columns (and ``map_batch``'s): the same rows in
+        order, with the added columns."""
+        raise NotImplementedError(f"{type(self).__name__}.global_step is not implemented")
+
+    @property
+    def steps(self) -> tuple[bool, bool]:
+        """Whether the class implements (``map_batch``, ``global_step``)."""
+        cls = type(self)
+        return cls.map_batch is not Stage.map_batch, cls.global_step is not Stage.global_step
+
     def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame | pl.DataFrame:
-        raise NotImplementedError(f"{type(self).__name__}.apply is not implemented")
+        """Run the stage on every row in memory: ``map_batch`` on the whole frame as one
+        batch, then ``global_step``. The rows come back with the added columns
+        (`curate.apply_stage` also splits them into kept and rejected)."""
+        mapped, step = self.steps
+        if not (mapped or step):
+            raise NotImplementedError(
+                f"{type(self).__name__} implements none of map_batch, global_step, apply"
+            )
+        frame = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
+        table = frame.select(self.columns(frame.columns))
+        if mapped:
+            table = merge_added(table, self.map_batch(table, ctx), self)
+        if step:
+            table = merge_added(table, self.global_step(table, ctx), self)
+        return merge_added(frame, table, self, final=True)
+
+    def columns(self, available: list[str]) -> list[str]:
+        """The input columns to read: ``id`` and `reads`, in the table's order."""
+        wanted = self.reads()
+        if wanted is None:
+            return list(available)
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise ConfigError(
+                f"stage {self.name} reads columns {missing} that the table does not have; "
+                f"it has {available}"
+            )
+        keep = {"id", *wanted}
+        return [c for c in available if c in keep]
 
     def config(self) -> dict[str, Any]:
         """The configuration as JSON-able data (the dataclass fields)."""
@@ -104,11 +199,80 @@ class Stage:
     def describe(self) -> dict[str, Any]:
         """What goes into the fingerprint and the manifest."""
         cls = type(self)
-        return {
+        out = {
             "class": f"{cls.__module__}.{cls.__qualname__}",
             "version": cls.version,
             "config": self.config(),
         }
+        code = code_digest(cls)
+        if code is not None:
+            out["code"] = code
+        return out
+
+
+def code_digest(cls: type) -> str | None:
+    """A hash of the source of ``cls`` and of its bases defined outside curate (None
+    when all of them are curate's own: their ``version`` says when they change).
+
+    Where the source cannot be read (a class typed into a bare interpreter), the
+    compiled code of its methods is hashed instead.
+    """
+    parts = []
+    for klass in cls.__mro__:
+        module = klass.__module__ or ""
+        if klass is object or module == "curate" or module.startswith("curate."):
+            continue
+        try:
+            linecache.checkcache(inspect.getsourcefile(klass))  # the file as it is now
+            parts.append(inspect.getsource(klass))
+        except (OSError, TypeError):
+            parts.append(_bytecode(klass))
+    if not parts:
+        return None
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
+
+
+def _bytecode(klass: type) -> str:
+    def code_text(code: Any) -> str:
+        consts = [code_text(c) if inspect.iscode(c) else repr(c) for c in code.co_consts]
+        return f"{code.co_code.hex()}|{code.co_names}|{consts}"
+
+    items = []
+    for key, value in sorted(vars(klass).items()):
+        func = getattr(value, "__func__", value)
+        code = getattr(func, "__code__", None)
+        items.append(f"{key}={code_text(code) if code is not None else repr(value)}")
+    return "\n".join(items)
+
+
+def merge_added(
+    base: pl.DataFrame,
+    output: pl.DataFrame | pl.LazyFrame,
+    stage: Stage,
+    *,
+    final: bool = False,
+) -> pl.DataFrame:
+    """``base`` with the columns ``output`` adds (replacing same-named ones), checked to be
+    the same rows. The added columns are every non-canonical column of ``output``; with
+    ``final`` (the stage's result onto its input rows) and `Stage.adds` declared, those
+    columns (all of them: a missing one is an error) and a filter's reason and detail."""
+    out = output.collect() if isinstance(output, pl.LazyFrame) else output
+    if out.height != base.height or ("id" in out.columns and not out["id"].equals(base["id"])):
+        raise RunError(
+            f"stage {stage.name} returned {out.height} rows for {base.height} in, or changed "
+            "their order: a stage must return every input row in order (filters mark rows "
+            "with Filter.mark instead of dropping them)"
+        )
+    added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
+    declared = stage.adds()
+    if final and declared is not None:
+        missing = [c for c in declared if c not in out.columns]
+        if missing:
+            raise RunError(
+                f"stage {stage.name} declares that it adds {missing} but did not return them"
+            )
+        added = [c for c in added if c in declared or c in (REASON, DETAIL)]
+    return base.drop([c for c in added if c in base.columns]).hstack(out.select(added))
 
 
 class Filter(Stage):

@@ -34,10 +34,19 @@ class ExactDedup(Filter):
     on: str | tuple[str, ...] = "text_hash"
     keep: Literal["first", "last"] = "first"
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        keys = [self.on] if isinstance(self.on, str) else list(self.on)
+    def keys(self) -> list[str]:
+        return [self.on] if isinstance(self.on, str) else list(self.on)
+
+    def reads(self) -> tuple[str, ...]:
+        return (*self.keys(), "answer")
+
+    def adds(self) -> tuple[str, ...]:
+        return ("dup_count", "answer_conflict")
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        keys = self.keys()
         pick = pl.col("id").first() if self.keep == "first" else pl.col("id").last()
-        frame = rows.collect()
+        frame = table
         answers = [None if a is None else normalize_answer(a) for a in frame["answer"]]
         frame = (
             frame.with_columns(pl.Series("__answer", answers, pl.String))

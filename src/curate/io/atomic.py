@@ -78,3 +78,73 @@ def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
     data = b"".join(orjson.dumps(r, default=_json_default) + b"\n" for r in rows)
     _atomic_write(path, lambda f: f.write(data))
     return Path(path)
+
+
+class ParquetSink:
+    """A Parquet file written frame by frame and renamed into place on `close`, with
+    `write_parquet`'s settings; a sink left unclosed (an error, an interrupt) leaves no
+    file behind. Every frame is cast to the first one's schema.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.parquet"
+    >>> with ParquetSink(p) as sink:
+    ...     sink.write(pl.DataFrame({"a": [1, 2]}))
+    ...     sink.write(pl.DataFrame({"a": [3]}))
+    >>> pl.read_parquet(p)["a"].to_list(), sink.rows
+    ([1, 2, 3], 3)
+    """
+
+    ROW_GROUP = 65_536
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        self._tmp = Path(tmp)
+        self._writer: Any = None
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = frame.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._tmp,
+                table.schema,
+                compression="zstd",
+                compression_level=3,
+                write_statistics=True,
+            )
+        elif table.schema != self._writer.schema:
+            table = table.cast(self._writer.schema)
+        self._writer.write_table(table, row_group_size=self.ROW_GROUP)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._writer is None:
+            raise ValueError(f"{self.path}: nothing was written (write an empty frame first)")
+        self._writer.close()
+        with open(self._tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written."""
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()

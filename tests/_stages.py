@@ -1,0 +1,88 @@
+"""Stages the engine tests share (defined outside curate, as a user's would be: their code
+is in their fingerprint, and the Ray engine ships it to its workers by value)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import polars as pl
+
+import curate
+from curate.stage import Filter, StageContext
+
+CRASH_AT: list[int] = []  # row numbers whose batch raises KeyboardInterrupt (not config)
+
+
+@dataclass(frozen=True)
+class EvenDigits(Filter):
+    """Per-row: rejects problems whose first number is odd; adds ``first``. Batches of 7
+    rows; every batch it runs is logged to ``log`` (to count the work done)."""
+
+    log: str = ""
+    batch_rows: ClassVar[int] = 7
+
+    def reads(self) -> tuple[str, ...]:
+        return ("problem",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("first",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(batch["id"][0] + "\n")
+        if any(batch["id"].str.starts_with(f"pool:{n}:").any() for n in CRASH_AT):
+            raise KeyboardInterrupt
+        first = pl.col("problem").str.extract(r"(\d+)").cast(pl.Int64)
+        framed = batch.lazy().with_columns(first.alias("first"))
+        return self.mark(framed, pl.col("first") % 2 == 1, "odd", pl.col("first"))
+
+
+@dataclass(frozen=True)
+class CountWords(curate.Stage):
+    """Per-row words, then a global rank of them (a two-step scorer)."""
+
+    batch_rows: ClassVar[int] = 5
+
+    def reads(self) -> tuple[str, ...]:
+        return ("problem",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("words", "rank")
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        return batch.with_columns(
+            pl.col("problem").str.split(" ").list.len().alias("words"),
+            pl.col("problem").str.len_chars().alias("scratch"),  # an intermediate, not kept
+        )
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        assert set(table.columns) == {"id", "problem", "words", "scratch"}
+        ctx.stats["longest"] = int(table["scratch"].max())  # type: ignore[arg-type]
+        return table.with_columns(pl.col("scratch").rank("ordinal").alias("rank"))
+
+
+@dataclass(frozen=True)
+class DiesOnce(curate.Stage):
+    """Kills its own worker process (``os._exit``) the first time it sees row ``row``: a
+    worker lost in the middle of a stage. ``marker`` records that it died."""
+
+    marker: str
+    row: int = 10
+    batch_rows: ClassVar[int] = 4
+
+    def reads(self) -> tuple[str, ...]:
+        return ("problem",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("chars",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        marker = Path(self.marker)
+        if batch["id"].str.starts_with(f"pool:{self.row}:").any() and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return batch.select("id", pl.col("problem").str.len_chars().alias("chars"))

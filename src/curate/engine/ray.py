@@ -1,0 +1,120 @@
+"""The Ray engine: a stage's per-row batches as Ray Data tasks on a Ray cluster.
+
+Each batch is one row of a small dataset of batch numbers; ``map_batches`` runs
+`curate.engine.batches.run_batch` on it in a worker, which reads the batch's rows from
+the stage's input and writes its part file (both paths must be visible to every node:
+one machine, or shared storage). Ray Data schedules the tasks, applies backpressure and
+retries a task whose worker died on another worker; the part files make a retried or
+resumed batch write the same rows once. Global steps and the merge run on the driver.
+
+Ray is imported only here (extra ``curate[ray]``). Without ``address`` an existing
+connection (``ray.init(...)`` done by the caller) is used, or a local cluster is
+started; ``address="auto"`` joins the cluster of ``ray start`` on this machine,
+``address="ray://host:10001"`` a remote one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from curate.engine.batches import BatchPlan, run_batch
+from curate import errors
+from curate.errors import MissingExtraError
+from curate.stage import Stage, StageContext
+
+
+class RayEngine:
+    """Run a stage's batches on Ray (``engine="ray"``)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, num_cpus_per_batch: float = 1.0) -> None:
+        self.address = address
+        self.num_cpus_per_batch = num_cpus_per_batch
+        self._started = False
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise MissingExtraError("ray", "ray") from None
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            self._started = True
+        return ray
+
+    def map_batches(
+        self, stage: Stage, plan: BatchPlan, pending: Sequence[int], ctx: StageContext
+    ) -> None:
+        if not pending:
+            return
+        ray = self._ray()
+        _ship(type(stage))
+        data = ray.data.DataContext.get_current()
+        data.enable_progress_bars = ctx.progress
+        data.print_on_execution_start = False
+        worker_ctx = replace(ctx, workers=1, progress=False, stats={})
+        dataset = ray.data.from_items(
+            [{"index": i} for i in pending], override_num_blocks=len(pending)
+        ).map_batches(
+            _run,
+            batch_size=1,
+            batch_format="numpy",
+            fn_kwargs={"stage": stage, "plan": plan, "ctx": worker_ctx},
+            num_cpus=self.num_cpus_per_batch,
+        )
+        for row in dataset.iter_rows():
+            if row["error"]:
+                kind = getattr(errors, str(row["error_type"]), errors.RunError)
+                raise kind(str(row["error"]))
+
+    def close(self) -> None:
+        """Shut down the local cluster this engine started (not one it joined)."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+
+def _run(batch: dict[str, Any], stage: Stage, plan: BatchPlan, ctx: StageContext) -> dict[str, Any]:
+    """Run the batches; a curate error (a stage refusing its input, a broken contract) comes
+    back as data, to be raised on the driver as it was: Ray's wrappers drop its type. Any
+    other failure is Ray's to report (a lost worker: Ray retries the task)."""
+    import numpy as np
+
+    indices = [int(i) for i in batch["index"]]
+    rows, error, kind = [], "", ""
+    for i in indices:
+        try:
+            rows.append(run_batch(stage, plan, i, ctx))
+        except errors.CurateError as e:
+            error, kind = str(e), type(e).__name__
+            break
+    rows += [0] * (len(indices) - len(rows))
+    n = len(indices)
+    return {
+        "index": np.array(indices),
+        "rows": np.array(rows),
+        "error": np.array([error] * n),
+        "error_type": np.array([kind] * n),
+    }
+
+
+def _ship(cls: type) -> None:
+    """Send the code of a stage class defined outside installed packages (a recipe file,
+    a test, a notebook) to the workers by value: they may not be able to import it."""
+    from ray import cloudpickle
+
+    for klass in cls.__mro__:
+        name = klass.__module__ or ""
+        module = sys.modules.get(name)
+        if module is None or name in ("builtins", "__main__") or name.split(".")[0] == "curate":
+            continue
+        path = getattr(module, "__file__", None) or ""
+        if "site-packages" in path or "dist-packages" in path:
+            continue
+        cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]

@@ -1,0 +1,117 @@
+"""The Ray engine on a real local Ray cluster (one per test session: this file only):
+every stage and recipe gives the same bytes as the local engine, a worker killed in the
+middle of a stage loses and duplicates nothing, and errors come back as curate's."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import curate
+from curate.engine import RayEngine
+
+from _stages import CountWords, DiesOnce, EvenDigits
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> curate.Source:
+    rows = [
+        {"problem": f"What is {i} + {i % 7}?", "answer": str(i + i % 7) if i % 5 else "Proof"}
+        for i in range(40)
+    ] + [{"problem": "What is 3 + 3?", "answer": "6"}] * 3
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return curate.read(path, source="pool")
+
+
+def _same_stages(a: curate.Run, b: curate.Run) -> None:
+    """Byte-identical kept and rejects Parquet for every stage, and the same counts."""
+    assert [s["dir"] for s in a.manifest["stages"]] == [s["dir"] for s in b.manifest["stages"]]
+    for entry, other in zip(a.manifest["stages"], b.manifest["stages"], strict=True):
+        for name in ("kept.parquet", "rejects.parquet"):
+            assert (a.path / entry["dir"] / name).read_bytes() == (
+                b.path / entry["dir"] / name
+            ).read_bytes(), f"{entry['name']}/{name}"
+        for key in ("rows_in", "kept", "rejected", "stats"):
+            assert _untimed(entry[key]) == _untimed(other[key]), (entry["name"], key)
+
+
+def _untimed(value: object) -> object:
+    """``value`` without the timings in it (``*seconds`` keys)."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not str(k).endswith("seconds")}
+    return value
+
+
+def test_stages_give_the_same_bytes_on_ray(source: curate.Source, tmp_path: Path) -> None:
+    stages = [
+        curate.RequireGradable(),
+        EvenDigits(),
+        CountWords(),
+        curate.SQLFilter("length(problem) < 15", reason="long"),
+        curate.ExactDedup(),
+    ]
+    recipe = curate.Recipe("r", [source], stages)
+    local = recipe.run(tmp_path / "local", progress=False)
+    on_ray = recipe.run(tmp_path / "ray", progress=False, engine="ray")
+    _same_stages(local, on_ray)
+    assert on_ray.manifest["status"] == "complete"
+
+
+def test_a_worker_killed_mid_stage_loses_and_duplicates_nothing(
+    source: curate.Source, tmp_path: Path
+) -> None:
+    marker = tmp_path / "died"
+    stage = DiesOnce(marker=str(marker))
+    on_ray = curate.Recipe("r", [source], [stage]).run(
+        tmp_path / "ray", progress=False, engine="ray"
+    )
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker died
+    local = curate.Recipe("r", [source], [stage]).run(tmp_path / "local", progress=False)
+    _same_stages(local, on_ray)
+    kept = on_ray.table("problems").collect()
+    assert kept.height == 43 and kept["id"].n_unique() == 43
+
+
+def test_a_stage_error_on_a_worker_is_raised_as_it_was(
+    source: curate.Source, tmp_path: Path
+) -> None:
+    @__import__("dataclasses").dataclass(frozen=True)
+    class DropsRows(curate.Stage):
+        def map_batch(self, batch, ctx):  # type: ignore[no-untyped-def]
+            return batch.head(1)
+
+    with pytest.raises(curate.RunError, match="returned 1 rows for the 43 rows 0-42"):
+        curate.Recipe("r", [source], [DropsRows()]).run(
+            tmp_path / "run", progress=False, engine=RayEngine()
+        )
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_the_deepscaler_recipe_gives_the_same_bytes_on_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recipes/deepscaler.py on its bundled demo pool (every stage runs on a CPU)."""
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("CURATE_POOL", "demo")
+    recipe = runpy.run_path(str(ROOT / "recipes" / "deepscaler.py"))["recipe"]
+    local = recipe.run(tmp_path / "local", progress=False)
+    on_ray = recipe.run(tmp_path / "ray", progress=False, engine="ray")
+    _same_stages(local, on_ray)

@@ -9,18 +9,16 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from _stages import CRASH_AT, CountWords, EvenDigits
 
 import curate
 from curate.engine import execute as execute_mod
 from curate.run import apply_stage
 from curate.stage import StageContext
-
-from _stages import CRASH_AT, CountWords, EvenDigits
 
 ROWS = [
     {"problem": f"What is {i} + {i % 7}?", "answer": str(i + i % 7) if i % 5 else "Proof"}

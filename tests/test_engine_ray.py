@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _stages import CountWords, DiesOnce, EvenDigits
 
 import curate
 from curate.engine import RayEngine
-
-from _stages import CountWords, DiesOnce, EvenDigits
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from curate.engine.batches import BatchPlan, run_batch
 from curate import errors
+from curate.engine.batches import BatchPlan, run_batch
 from curate.errors import MissingExtraError
 from curate.stage import Stage, StageContext
 

@@ -70,6 +70,9 @@ class RequireGradable(Filter):
             marked, pl.col("__reason").is_not_null(), pl.col("__reason"), pl.col("__detail")
         ).drop("__reason", "__detail")
 
+    def global_reads(self) -> tuple[str, ...]:
+        return ()  # only the kinds map_batch found
+
     def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
         kinds = table["answer_kind"].value_counts().rows()
         ctx.stats["answer_kinds"] = dict(sorted(kinds))

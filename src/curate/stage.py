@@ -15,9 +15,9 @@ which columns it reads and which it adds, and does its work in one or both of:
 
 ``global_step(table, ctx) -> DataFrame``
     **Whole-table work** (clustering duplicates, aggregating pass rates, top-k
-    selection) over the ``reads()`` columns of every row plus what ``map_batch`` added:
-    compact columns (ids, hashes, signatures, scores), never every column of the table.
-    Same rows, same order, with the columns it adds.
+    selection) over every row's ``id``, the columns in ``global_reads()`` (default:
+    ``reads()``) and what ``map_batch`` returned: compact columns (ids, hashes,
+    signatures, scores), not texts. Same rows, same order, with the columns it adds.
 
 A *scorer* only adds columns. A *filter* (subclass `Filter`) also fills the two
 columns named by ``REASON`` and ``DETAIL``: null keeps the row, a reason string
@@ -48,7 +48,8 @@ On any stage, ``apply`` runs the stage on a frame in memory, both steps.
 >>> ShortProblems().name
 'short_problems'
 >>> rows = pl.DataFrame({"id": ["a", "b"], "problem": ["1+1?", "x" * 30]})
->>> ShortProblems().apply(rows.lazy(), StageContext.temporary("demo"))[REASON].to_list()
+>>> out = ShortProblems().apply(rows.lazy(), StageContext.temporary("demo")).collect()
+>>> out[REASON].to_list()
 [None, 'too_long']
 """
 
@@ -143,6 +144,11 @@ class Stage:
         declared, whatever it returns beyond the canonical columns."""
         return None
 
+    def global_reads(self) -> tuple[str, ...] | None:
+        """The input columns ``global_step`` reads besides ``id`` and what ``map_batch``
+        returned (keep them compact: no full texts); None: the same as `reads`."""
+        return None
+
     def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame | pl.LazyFrame:
         """Per-row work on one batch: the same rows in order, with the added columns."""
         raise NotImplementedError(f"{type(self).__name__}.map_batch is not implemented")
@@ -160,7 +166,7 @@ class Stage:
 
     def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame | pl.DataFrame:
         """Run the stage on every row in memory: ``map_batch`` on the whole frame as one
-        batch, then ``global_step``. The rows come back with the added columns
+        batch, then ``global_step``. The rows come back (lazily) with the added columns
         (`curate.apply_stage` also splits them into kept and rejected)."""
         mapped, step = self.steps
         if not (mapped or step):
@@ -172,22 +178,28 @@ class Stage:
         if mapped:
             table = merge_added(table, self.map_batch(table, ctx), self)
         if step:
-            table = merge_added(table, self.global_step(table, ctx), self)
-        return merge_added(frame, table, self, final=True)
+            added = [c for c in table.columns if c not in frame.columns]
+            base = frame.select(self.columns(frame.columns, step="global"))
+            base = merge_added(base, table.select("id", *added), self)
+            table = merge_added(base, self.global_step(base, ctx), self)
+        return merge_added(frame, table, self, final=True).lazy()
 
-    def columns(self, available: list[str]) -> list[str]:
-        """The input columns to read: ``id`` and `reads`, in the table's order."""
+    def columns(self, available: list[str], *, step: str = "map") -> list[str]:
+        """The input columns a step reads (``"map"``: `reads`; ``"global"``: `global_reads`,
+        else `reads`), ``id`` first, in the table's order."""
         wanted = self.reads()
+        if step == "global" and self.global_reads() is not None:
+            wanted = self.global_reads()
         if wanted is None:
             return list(available)
         missing = [c for c in wanted if c not in available]
         if missing:
             raise ConfigError(
-                f"stage {self.name} reads columns {missing} that the table does not have; "
-                f"it has {available}"
+                f"stage {self.name} reads columns {missing}: no such column in its input, "
+                f"which has {available}"
             )
-        keep = {"id", *wanted}
-        return [c for c in available if c in keep]
+        keep = set(wanted)
+        return ["id", *(c for c in available if c in keep and c != "id")]
 
     def config(self) -> dict[str, Any]:
         """The configuration as JSON-able data (the dataclass fields)."""

@@ -100,27 +100,28 @@ class Decontaminate(Filter):
     def _spec(self) -> str | list[str]:
         return self.benchmarks if isinstance(self.benchmarks, str) else list(self.benchmarks)
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        frame = rows.collect()
-        if self.column not in frame.columns:
-            raise ConfigError(f"column={self.column!r} is not a column; have {frame.columns}")
+    def reads(self) -> tuple[str, ...]:
+        return (self.column, "answer")
+
+    def global_reads(self) -> tuple[str, ...]:
+        return ()  # the stats come from the hits map_batch found
+
+    def adds(self) -> tuple[str, ...]:
+        return ("contamination",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        """Each row's benchmark hits, against an index built once per process."""
         benches = resolve(self._spec())
-        started = time.perf_counter()
-        items = H.items_table(benches)
-        index = _index(benches, items, self.ngram, self.min_tokens, self.max_df)
-        built = time.perf_counter() - started
-        texts = frame[self.column].cast(pl.String)
+        index, items, _ = _index(benches, self.ngram, self.min_tokens, self.max_df)
+        texts = batch[self.column].cast(pl.String)
         found = [H.ngram_hits(index, tokenize_many(texts))]
         if self.embedding_threshold is not None:
             found.append(self._embedding_hits(texts, items, ctx))
-        answers = frame["answer"] if "answer" in frame.columns else pl.Series([None] * len(frame))
         cands = H.candidates(
-            pl.concat(found), answers, items, compare=self._compare, workers=ctx.workers
+            pl.concat(found), batch["answer"], items, compare=self._compare, workers=ctx.workers
         )
-        fired = self.decide(cands)
-        column = H.hit_column(fired, frame.height)
-        ctx.stats["decontam"] = _stats(fired, benches, frame.height, self, len(index), built)
-        out = frame.with_columns(column)
+        column = H.hit_column(self.decide(cands), batch.height)
+        out = batch.select("id").with_columns(column)
         if self.mode == "annotate":
             return out.lazy()
         detail = column.list.first().map_elements(H.detail, return_dtype=pl.String)
@@ -130,6 +131,20 @@ class Decontaminate(Filter):
             REASON,
             pl.col("__detail"),
         ).drop("__detail")
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """The manifest's counts, per benchmark and rule, from every row's hits."""
+        benches = resolve(self._spec())
+        index, _, built = _index(benches, self.ngram, self.min_tokens, self.max_df)
+        fired = (
+            table.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "contamination")
+            .explode("contamination")
+            .drop_nulls("contamination")
+            .unnest("contamination")
+            .rename({"item": "item_id"})
+        )
+        ctx.stats["decontam"] = _stats(fired, benches, table.height, self, len(index), built)
+        return table.select("id")
 
     def _compare(self, cands: pl.DataFrame) -> pl.Series:
         """Candidates whose answers can matter (the others are not compared: it is slow)."""
@@ -174,18 +189,21 @@ class Decontaminate(Filter):
         return H.embedding_hits(embed(texts.to_list()), item_vectors, self.embedding_threshold)
 
 
-_INDEXES: dict[tuple[Any, ...], NgramIndex] = {}
+_INDEXES: dict[tuple[Any, ...], tuple[NgramIndex, pl.DataFrame, float]] = {}
 
 
 def _index(
-    benches: Sequence[Benchmark], items: pl.DataFrame, n: int, min_tokens: int, max_df: int
-) -> NgramIndex:
-    """The n-gram index of the items, built once per process for the same benchmarks."""
+    benches: Sequence[Benchmark], n: int, min_tokens: int, max_df: int
+) -> tuple[NgramIndex, pl.DataFrame, float]:
+    """The n-gram index of the benchmarks' items, the items, and the seconds it took to
+    build: once per process (per worker, on Ray) for the same benchmarks and options."""
     key = (tuple((b.name, b.version) for b in benches), n, min_tokens, max_df)
     if key not in _INDEXES:
         while len(_INDEXES) >= 4:
             _INDEXES.pop(next(iter(_INDEXES)))
-        _INDEXES[key] = NgramIndex(
+        started = time.perf_counter()
+        items = H.items_table(benches)
+        index = NgramIndex(
             items["problem"].to_list(),
             n=n,
             min_tokens=min_tokens,
@@ -193,6 +211,7 @@ def _index(
             groups=items["group"].to_list(),
             ignore=BOILERPLATE,
         )
+        _INDEXES[key] = index, items, time.perf_counter() - started
     return _INDEXES[key]
 
 

@@ -62,6 +62,9 @@ from curate.dedup.sketch import (
 from curate.errors import ConfigError
 from curate.stage import Filter, StageContext
 
+# the per-row step's columns for the global step (not kept)
+_SIG, _NUM, _EMPTY = "_minhash_signature", "_minhash_numbers", "_minhash_empty"
+
 _CHOICES = {
     "shingle": ("word", "char"),
     "verify": ("estimate", "exact"),
@@ -177,19 +180,47 @@ class MinHashDedup(Filter):
             out["reference_digest"] = reference_digest(self.reference)
         return out
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        frame = rows.collect()
-        if self.column not in frame.columns:
-            raise ConfigError(
-                f"MinHashDedup(column={self.column!r}): no such column; columns are {frame.columns}"
-            )
-        texts = frame[self.column].cast(pl.String)
+    def reads(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    def global_reads(self) -> tuple[str, ...]:
+        """The answer (conflicts), what ``keep`` ranks by, and the text only to verify
+        candidate pairs exactly (``verify="exact"``)."""
+        extra = {"longest_solution": ("solution",), "source_order": ("source",)}
+        texts = (self.column,) if self.verify == "exact" else ()
+        return ("answer", *extra.get(self.keep, ()), *texts)
+
+    def adds(self) -> tuple[str, ...]:
+        added = ("cluster", "dup_of", "cluster_size", "answer_conflict")
+        ref = ("reference_match",) if self.reference is not None else ()
+        return tuple(f"minhash_{c}" for c in (*added, *ref))
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """Each row's signature, numbers key and emptiness (for the global step)."""
+        sig = self._signatures(batch[self.column].cast(pl.String), ctx)
+        return batch.select("id").with_columns(
+            pl.Series(_SIG, sig.values), pl.Series(_NUM, sig.numbers), pl.Series(_EMPTY, sig.empty)
+        )
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        """LSH buckets, verified pairs and clusters over the signatures of every row."""
+        n = table.height
+        sig = Signatures(
+            table[_SIG].to_numpy().reshape(n, self.num_perm),
+            table[_NUM].to_numpy(),
+            table[_EMPTY].to_numpy(),
+        )
+        texts = table[self.column].cast(pl.String) if self.verify == "exact" else None
+        frame = table.drop(_SIG, _NUM, _EMPTY)
         ref = load_reference(self.reference) if self.reference is not None else None
         n_ref = 0 if ref is None else ref.height
-        every = texts if ref is None else pl.concat([ref["problem"], texts])
-        sig = self._signatures(every, ctx)
-        edges = self._duplicate_pairs(every, sig, n_ref, ctx)
-        roots = components(len(every), edges[:, 0], edges[:, 1])[n_ref:]
+        if ref is not None:
+            ref_sig = self._signatures(ref["problem"], ctx)
+            sig = Signatures(*(np.concatenate(p) for p in zip(ref_sig, sig, strict=True)))
+            if texts is not None:
+                texts = pl.concat([ref["problem"], texts])
+        edges = self._duplicate_pairs(texts, sig, n_ref, ctx)
+        roots = components(n_ref + n, edges[:, 0], edges[:, 1])[n_ref:]
         if ref is not None:
             ref_ids = ref["id"].to_list()
             matches = [ref_ids[r] if r < n_ref else None for r in roots.tolist()]
@@ -227,7 +258,7 @@ class MinHashDedup(Filter):
             )
 
     def _duplicate_pairs(
-        self, texts: pl.Series, sig: Signatures, n_ref: int, ctx: StageContext
+        self, texts: pl.Series | None, sig: Signatures, n_ref: int, ctx: StageContext
     ) -> np.ndarray:
         """Verified duplicate pairs of positions in ``texts`` (reference rows first)."""
         bands, rows = self.lsh_params()

@@ -259,16 +259,26 @@ def candidate_pairs(keys: np.ndarray, order: np.ndarray, side: np.ndarray) -> np
     [[0, 1], [1, 2]]
     """
     n, bands = keys.shape
-    bucket = keys ^ (np.arange(bands, dtype=np.uint64) * _U64(0x9E3779B97F4A7C15))
+    sort_key = (side.astype(np.uint64) << _U64(63)) | (order >> _U64(1))
+    salt = np.arange(bands, dtype=np.uint64) * _U64(0x9E3779B97F4A7C15)
+    codes = [np.zeros(0, np.int64)]
+    # one band at a time (buckets never span bands): the (band, key, row) table of every
+    # band at once cost ~2.5 KB per row at 16 bands; one band's is a sixteenth of it
+    for band in range(bands):
+        codes.append(_bucket_pairs(keys[:, band] ^ salt[band], sort_key, n))
+    code = pl.Series(np.concatenate(codes)).unique().sort().to_numpy()  # once each
+    return np.stack(np.divmod(code, n), axis=1)
+
+
+def _bucket_pairs(bucket: np.ndarray, sort_key: np.ndarray, n: int) -> np.ndarray:
+    """`candidate_pairs` for the buckets of one band: pair codes ``left * n + right``."""
     table = (
         pl.DataFrame(
             {
-                "bucket": bucket.ravel(),
+                "bucket": bucket,
                 # reference rows first, then by content (ties: identical texts, any order)
-                "order": np.repeat(
-                    (side.astype(np.uint64) << _U64(63)) | (order >> _U64(1)), bands
-                ),
-                "row": np.repeat(np.arange(n, dtype=np.int64), bands),
+                "order": sort_key,
+                "row": np.arange(n, dtype=np.int64),
             }
         )
         .lazy()
@@ -277,7 +287,7 @@ def candidate_pairs(keys: np.ndarray, order: np.ndarray, side: np.ndarray) -> np
         .collect()
     )
     if table.height == 0:
-        return np.zeros((0, 2), np.int64)
+        return np.zeros(0, np.int64)
     b, r = table["bucket"].to_numpy(), table["row"].to_numpy()
     s = (table["order"].to_numpy() >> _U64(63)).astype(np.int8)
     at = np.arange(len(b))
@@ -296,8 +306,8 @@ def candidate_pairs(keys: np.ndarray, order: np.ndarray, side: np.ndarray) -> np
         theirs = theirs[padded[lead] == 0]
         out.append(np.stack((r[bucket_start[theirs] + k], r[theirs]), axis=1))
     pairs = np.concatenate(out)
-    code = pl.Series(pairs[:, 0] * n + pairs[:, 1]).unique().sort().to_numpy()  # once each
-    return np.stack(np.divmod(code, n), axis=1)
+    codes: np.ndarray = pl.Series(pairs[:, 0] * n + pairs[:, 1]).unique().to_numpy()
+    return codes
 
 
 def _estimated(values: np.ndarray, pairs: np.ndarray, threshold: float) -> np.ndarray:
@@ -345,7 +355,7 @@ def _exact(
 
 
 def duplicate_pairs(
-    texts: pl.Series,
+    texts: pl.Series | None,
     sig: Signatures,
     *,
     threshold: float,
@@ -358,6 +368,7 @@ def duplicate_pairs(
     shingle: Literal["word", "char"] = "word",
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts.
+    (``texts`` may be None unless ``verify="exact"``: the signatures are enough.)
 
     ``sig`` are the texts' `signatures`. The first ``n_ref`` texts are a reference: they are
     never paired together. A candidate (sharing an LSH bucket of ``bands`` x ``rows``) is a
@@ -389,6 +400,8 @@ def duplicate_pairs(
     if numbers == "match":
         pairs = pairs[sig.numbers[pairs[:, 0]] == sig.numbers[pairs[:, 1]]]
     if verify == "exact":
+        if texts is None:
+            raise ValueError("verify='exact' needs the texts")
         good = _exact(texts, pairs, threshold, ngram, shingle)
     else:
         good = _estimated(sig.values, pairs, threshold)

@@ -71,16 +71,14 @@ def execute_stage(
         ids = frame.select("id")
         added = merge_added(ids, stage.apply(frame.lazy(), ctx), stage, final=True)
     else:
-        columns = stage.columns(available)
-        if "id" not in columns:
-            columns = ["id", *columns]
         table: pl.DataFrame | None = None
         if mapped:
-            plan = BatchPlan(source, tuple(columns), rows_in, stage.batch_rows, parts)
+            columns = tuple(stage.columns(available))
+            plan = BatchPlan(source, columns, rows_in, stage.batch_rows, parts)
             engine.map_batches(stage, plan, plan.prepare(), ctx)
             table = plan.added()
         if step:
-            base = pl.read_parquet(source, columns=columns)
+            base = pl.read_parquet(source, columns=stage.columns(available, step="global"))
             if table is not None:
                 base = merge_added(base, table, stage)
             table = merge_added(base, stage.global_step(base, ctx), stage)

@@ -114,3 +114,29 @@ def test_the_deepscaler_recipe_gives_the_same_bytes_on_ray(
     local = recipe.run(tmp_path / "local", progress=False)
     on_ray = recipe.run(tmp_path / "ray", progress=False, engine="ray")
     _same_stages(local, on_ray)
+
+
+def test_curate_run_engine_ray(source: curate.Source, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(
+        "import curate\n"
+        f"recipe = curate.Recipe('r', [curate.read({str(source.path)!r}, source='pool')], "
+        "[curate.RequireGradable(), curate.ExactDedup()])\n"
+    )
+    runs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        result = CliRunner().invoke(
+            app, ["run", str(recipe), "--out", str(out), "-q", "--engine", engine]
+        )
+        assert result.exit_code == 0, result.output
+        runs[engine] = curate.open_run(out)
+    _same_stages(runs["local"], runs["ray"])
+    bad = CliRunner().invoke(
+        app, ["run", str(recipe), "--out", str(tmp_path / "x"), "--engine", "spark"]
+    )
+    assert bad.exit_code == 2 and "--engine 'spark': expected local or ray" in bad.output

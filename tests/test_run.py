@@ -9,8 +9,10 @@ from typing import ClassVar
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 import curate
+from curate.cli import app
 from curate.stage import Stage, StageContext
 
 MATH = [
@@ -24,6 +26,9 @@ GSM8K = [
     {"question": "What is $1+1$?", "answer": "#### 2"},
     {"question": "", "answer": "#### 5"},
 ]
+
+
+cli = CliRunner()
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -154,9 +159,19 @@ def test_interrupted_stage_is_not_presented_as_finished(
     assert not any(p.name.startswith("02-") for p in (out / "stages").iterdir())
     with pytest.raises(curate.RunError, match="not complete"):
         curate.open_run(out).table("problems")
+    expected = "the run is interrupted (KeyboardInterrupt: ); its tables stop at stage "
+    expected += "'exact_dedup', not at the recipe's last stage 'crash'"
+    assert curate.open_run(out).notice() == f"{out}: {expected}"
+    with pytest.warns(curate.RunWarning, match="its tables stop at stage 'exact_dedup'"):
+        curate.open_run(out).sql("SELECT count(*) FROM problems")
+    info = cli.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and expected in info.output, info.output
+    answer = cli.invoke(app, ["sql", str(out), "SELECT count(*) AS n FROM problems"])
+    assert answer.exit_code == 0 and f"warning: {out}: {expected}" in answer.stderr
     # resume: finished stages are reused, the interrupted one runs
     run = recipe(pool, curate.ExactDedup(), Crash(crash=False)).run(out, progress=False)
     assert run.complete and run.manifest["stages"][1] == manifest["stages"][1]
+    assert run.notice() is None and "error" not in run.manifest
 
 
 def test_bad_input_fails_clearly_and_writes_no_stage(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Recipe": "curate.run",
     "Run": "curate.run",
     "open_run": "curate.run",
+    "RunWarning": "curate.run",
     "Stage": "curate.stage",
     "Filter": "curate.stage",
     "StageContext": "curate.stage",
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
     from curate.generate.vllm import VLLMGenerator
     from curate.grade import Grade
     from curate.io import Source, read
-    from curate.run import Recipe, Run, open_run
+    from curate.run import Recipe, Run, RunWarning, open_run
     from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
     from curate.stage import Filter, Stage, StageContext, StageResult
     from curate.verification import (

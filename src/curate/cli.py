@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import runpy
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,20 @@ def run(
     force: Annotated[bool, typer.Option(help="Re-run every stage.")] = False,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: cores).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Who runs the stages' per-row batches: local (this process) or ray (a Ray "
+            "cluster; pip install 'curate[ray]'). The output is the same."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray cluster to join: auto (the one `ray start` runs on this machine), "
+            "ray://HOST:10001, or unset for a new local one. Implies --engine ray."
+        ),
+    ] = None,
     then: Annotated[
         bool,
         typer.Option(
@@ -64,7 +79,18 @@ def run(
     the recipe file's ``then(run, out)`` if it defines one (see --then/--no-then)."""
     try:
         recipe, after = _load_recipe(recipe_file)
-        result = recipe.run(out, force=force, workers=workers, progress=not quiet)  # type: ignore[attr-defined]
+        if ray_address is not None:
+            engine = "ray"
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"--engine {engine!r}: expected local or ray")
+        result = recipe.run(  # type: ignore[attr-defined]
+            out,
+            force=force,
+            workers=workers,
+            progress=not quiet,
+            engine=engine,
+            address=ray_address,
+        )
     except CurateError as e:
         raise _fail(e) from None
     _print_summary(result)
@@ -145,13 +171,19 @@ def sql(
     """Query a run (or a training or evaluation folder) with SQL."""
     import polars as pl
 
-    from curate.run import MANIFEST, open_run
+    from curate.run import MANIFEST, RunWarning, open_run
     from curate.sql import folder_tables
     from curate.sql import query as sql_query
 
     try:
         if (run_dir / MANIFEST).exists() or not run_dir.is_dir():
-            frame = open_run(run_dir).sql(query)
+            opened = open_run(run_dir)
+            notice = opened.notice()
+            if notice is not None:
+                typer.echo(f"warning: {notice}", err=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RunWarning)
+                frame = opened.sql(query)
         else:  # a training or evaluation folder: its Parquet files
             frame = sql_query(folder_tables(run_dir), query)
     except CurateError as e:
@@ -185,6 +217,9 @@ def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
         f"run {run_dir}: recipe {m['recipe']!r}, status {m.get('status')}, "
         f"curate {m['curate_version']}, seed {m['seed']}"
     )
+    notice = result.notice()
+    if notice is not None:
+        typer.echo(f"  {notice}")
     for s in m["sources"]:
         typer.echo(f"  source {s['name']}: {s.get('rows', '?')} rows from {s['path']}")
     _print_summary(result)
@@ -477,7 +512,6 @@ def eval_(
 ) -> None:
     """Evaluate a model on benchmarks: pass@1 (±95% CI), pass@k, maj@k over N samples each."""
     import re
-    import warnings
 
     from curate.distill import DEFAULT_TEMPLATE
     from curate.evaluation import evaluate

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -192,6 +193,7 @@ class _Runner:
             "curate_version": __version__,
             "seed": recipe.seed,
             "status": "running",
+            "plan": recipe.stage_names(),
             "sources": [],
             "stages": [],
         }
@@ -414,6 +416,25 @@ class Run:
     def complete(self) -> bool:
         return bool(self.manifest.get("status") == "complete")
 
+    def notice(self) -> str | None:
+        """Why the tables of this run may not be what its recipe makes (None when the run
+        is complete): the status, the error, and which stage ``problems`` is from."""
+        if self.complete:
+            return None
+        m = self.manifest
+        stages = [s["name"] for s in m["stages"]]
+        plan = m.get("plan", [])
+        status = m.get("status", "running")
+        text = f"{self.path}: the run is {status}"
+        if m.get("error"):
+            text += f" ({m['error'].splitlines()[0][:200]})"
+        if not stages:
+            return text + "; no stage has finished"
+        text += f"; its tables stop at stage {stages[-1]!r}"
+        if plan and len(plan) > len(stages):
+            text += f", not at the recipe's last stage {plan[-1]!r}"
+        return text
+
     @property
     def stages(self) -> list[StageResult]:
         return [
@@ -482,8 +503,15 @@ class Run:
         return connect(self.tables())
 
     def sql(self, query: str) -> pl.DataFrame:
-        """Run a DuckDB SQL query over the run's tables; returns a Polars DataFrame."""
+        """Run a DuckDB SQL query over the run's tables; returns a Polars DataFrame.
+
+        On a run that did not complete the tables are those of its last finished stage,
+        with a `RunWarning` that says so (`notice`)."""
         from curate.sql import query as run_query
+
+        notice = self.notice()
+        if notice is not None:
+            warnings.warn(notice, RunWarning, stacklevel=2)
 
         return run_query(self.tables(), query)
 
@@ -518,6 +546,10 @@ class Run:
             f"Run({str(self.path)!r}, recipe={self.name!r}, stages={len(stages)}, "
             f"problems={kept}, status={self.manifest.get('status')!r})"
         )
+
+
+class RunWarning(UserWarning):
+    """Tables read from a run that did not complete (failed, interrupted, running)."""
 
 
 def open_run(path: str | Path) -> Run:

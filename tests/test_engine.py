@@ -16,7 +16,7 @@ import pytest
 from _stages import CRASH_AT, CountWords, EvenDigits
 
 import curate
-from curate.engine import execute as execute_mod
+from curate.engines import execute as execute_mod
 from curate.run import apply_stage
 from curate.stage import StageContext
 

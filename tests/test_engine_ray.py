@@ -14,7 +14,7 @@ import pytest
 from _stages import CountWords, DiesOnce, EvenDigits
 
 import curate
-from curate.engine import RayEngine
+from curate.engines import RayEngine
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from curate._version import __version__
-from curate.engine import Engine, EngineName, execute_stage, make_engine, split
+from curate.engines import Engine, EngineName, execute_stage, make_engine, split
 from curate.errors import ConfigError, RunError
 from curate.io import Source, write_json, write_parquet
 from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult, merge_added

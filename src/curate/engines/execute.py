@@ -21,7 +21,7 @@ from typing import Protocol
 import polars as pl
 import pyarrow.parquet as pq
 
-from curate.engine.batches import BatchPlan
+from curate.engines.batches import BatchPlan
 from curate.io import ParquetSink
 from curate.stage import DETAIL, REASON, Stage, StageContext, merge_added
 
@@ -30,8 +30,8 @@ MERGE_ROWS = 65_536
 
 
 class Engine(Protocol):
-    """Runs the batches of a stage's per-row step (`curate.engine.LocalEngine`,
-    `curate.engine.RayEngine`)."""
+    """Runs the batches of a stage's per-row step (`curate.engines.LocalEngine`,
+    `curate.engines.RayEngine`)."""
 
     name: str
 

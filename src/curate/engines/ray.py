@@ -1,7 +1,7 @@
 """The Ray engine: a stage's per-row batches as Ray Data tasks on a Ray cluster.
 
 Each batch is one row of a small dataset of batch numbers; ``map_batches`` runs
-`curate.engine.batches.run_batch` on it in a worker, which reads the batch's rows from
+`curate.engines.batches.run_batch` on it in a worker, which reads the batch's rows from
 the stage's input and writes its part file (both paths must be visible to every node:
 one machine, or shared storage). Ray Data schedules the tasks, applies backpressure and
 retries a task whose worker died on another worker; the part files make a retried or
@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from curate import errors
-from curate.engine.batches import BatchPlan, run_batch
+from curate.engines.batches import BatchPlan, run_batch
 from curate.errors import MissingExtraError
 from curate.stage import Stage, StageContext
 

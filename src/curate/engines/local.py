@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from curate._progress import progress_bar
-from curate.engine.batches import BatchPlan, run_batch
+from curate.engines.batches import BatchPlan, run_batch
 from curate.stage import Stage, StageContext
 
 

@@ -7,19 +7,19 @@ change and the results are byte-identical.
   local or remote Ray cluster (``address``), each retried on another worker if its
   worker dies.
 
-The global steps and the merge run where the run does; see `curate.engine.execute`.
+The global steps and the merge run where the run does; see `curate.engines.execute`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from curate.engine.execute import Engine, StageOutput, execute_stage, split
-from curate.engine.local import LocalEngine
+from curate.engines.execute import Engine, StageOutput, execute_stage, split
+from curate.engines.local import LocalEngine
 from curate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from curate.engine.ray import RayEngine
+    from curate.engines.ray import RayEngine
 
 EngineName = Literal["local", "ray"]
 
@@ -48,7 +48,7 @@ def make_engine(engine: EngineName | Engine = "local", *, address: str | None = 
             raise ConfigError("address= is for engine='ray'")
         return LocalEngine()
     if engine == "ray":
-        from curate.engine.ray import RayEngine
+        from curate.engines.ray import RayEngine
 
         return RayEngine(address=address)
     raise ConfigError(f"engine={engine!r}: expected 'local' or 'ray'")
@@ -56,7 +56,7 @@ def make_engine(engine: EngineName | Engine = "local", *, address: str | None = 
 
 def __getattr__(name: str) -> object:
     if name == "RayEngine":
-        from curate.engine.ray import RayEngine
+        from curate.engines.ray import RayEngine
 
         return RayEngine
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -245,14 +245,19 @@ def _content_keys(sig: Signatures) -> np.ndarray:
     return fmix64(out)
 
 
-def candidate_pairs(keys: np.ndarray, order: np.ndarray, side: np.ndarray) -> np.ndarray:
+def candidate_pairs(
+    keys: np.ndarray, order: np.ndarray, side: np.ndarray, same: np.ndarray | None = None
+) -> np.ndarray:
     """Pairs of rows (int64, shape (pairs, 2), sorted) that share an LSH bucket.
 
     ``keys`` are `_band_keys` (rows with no signature left out by the caller), ``order`` a
     content key per row, ``side`` 0 for reference rows and 1 for rows being deduplicated.
     Polars groups and sorts the (band, key, row) table; in each bucket with a side-1 row,
     every side-1 row is then paired with the first `_LEADERS` rows of each side (by
-    ``order``) that come before it, so side-0 rows are never paired together.
+    ``order``) that come before it, so side-0 rows are never paired together. With
+    ``same`` (a key per row, such as the numbers key), only pairs with equal keys are kept:
+    dropped band by band, they never pile up (templated problems that differ only in their
+    numbers share most buckets).
 
     >>> keys = np.array([[1, 5], [1, 6], [2, 6], [3, 7]], dtype=np.uint64)
     >>> candidate_pairs(keys, np.arange(4, dtype=np.uint64), np.ones(4, bool)).tolist()
@@ -265,12 +270,14 @@ def candidate_pairs(keys: np.ndarray, order: np.ndarray, side: np.ndarray) -> np
     # one band at a time (buckets never span bands): the (band, key, row) table of every
     # band at once cost ~2.5 KB per row at 16 bands; one band's is a sixteenth of it
     for band in range(bands):
-        codes.append(_bucket_pairs(keys[:, band] ^ salt[band], sort_key, n))
+        codes.append(_bucket_pairs(keys[:, band] ^ salt[band], sort_key, n, same))
     code = pl.Series(np.concatenate(codes)).unique().sort().to_numpy()  # once each
     return np.stack(np.divmod(code, n), axis=1)
 
 
-def _bucket_pairs(bucket: np.ndarray, sort_key: np.ndarray, n: int) -> np.ndarray:
+def _bucket_pairs(
+    bucket: np.ndarray, sort_key: np.ndarray, n: int, same: np.ndarray | None
+) -> np.ndarray:
     """`candidate_pairs` for the buckets of one band: pair codes ``left * n + right``."""
     table = (
         pl.DataFrame(
@@ -306,6 +313,8 @@ def _bucket_pairs(bucket: np.ndarray, sort_key: np.ndarray, n: int) -> np.ndarra
         theirs = theirs[padded[lead] == 0]
         out.append(np.stack((r[bucket_start[theirs] + k], r[theirs]), axis=1))
     pairs = np.concatenate(out)
+    if same is not None:
+        pairs = pairs[same[pairs[:, 0]] == same[pairs[:, 1]]]
     codes: np.ndarray = pl.Series(pairs[:, 0] * n + pairs[:, 1]).unique().to_numpy()
     return codes
 
@@ -391,7 +400,9 @@ def duplicate_pairs(
     twins = np.flatnonzero(first[group] != np.arange(len(live)))
     side = np.zeros(len(first), bool)
     np.logical_or.at(side, group, live >= n_ref)  # a group with a row to dedup is one
-    lsh = candidate_pairs(_band_keys(sig.values[live[first]], bands, rows), content[first], side)
+    keys = _band_keys(sig.values, bands, rows)[live[first]]  # not a copy of the signatures
+    same = sig.numbers[live[first]] if numbers == "match" else None
+    lsh = candidate_pairs(keys, content[first], side, same)
     pairs = np.concatenate(
         (live[first[lsh]], np.stack((live[first[group[twins]]], live[twins]), axis=1))
     )

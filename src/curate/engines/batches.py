@@ -71,7 +71,7 @@ class BatchPlan:
         if self.count == 0:
             return pl.DataFrame()
         frames = [pl.read_parquet(self.part(i)) for i in range(self.count)]
-        return pl.concat(frames, how="vertical_relaxed")
+        return pl.concat(frames, how="vertical_relaxed", rechunk=True)  # contiguous: numpy views
 
 
 def run_batch(stage: Stage, plan: BatchPlan, index: int, ctx: StageContext) -> int:

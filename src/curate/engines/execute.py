@@ -63,29 +63,37 @@ def execute_stage(
     """Run ``stage`` over the Parquet file ``source`` into ``target/kept.parquet`` and
     ``target/rejects.parquet``; ``parts`` keeps the finished batches of the per-row step
     until the stage is done (a re-run after a crash resumes from them)."""
+    added = _added(stage, source, parts=parts, ctx=ctx, engine=engine)
+    return _write(source, target, added.drop("id"), ctx.stage_name)
+
+
+def _added(
+    stage: Stage, source: Path, *, parts: Path, ctx: StageContext, engine: Engine
+) -> pl.DataFrame:
+    """``id`` and the columns the stage adds, for every row (its intermediates, such as
+    MinHash signatures, are freed when this returns, before the merge)."""
     meta = pq.ParquetFile(source).metadata
     rows_in, available = meta.num_rows, pq.read_schema(source).names
     mapped, step = stage.steps
+    ids = pl.read_parquet(source, columns=["id"])
     if rows_in == 0 or not (mapped or step):
-        frame = pl.read_parquet(source)
-        ids = frame.select("id")
-        added = merge_added(ids, stage.apply(frame.lazy(), ctx), stage, final=True)
-    else:
-        table: pl.DataFrame | None = None
-        if mapped:
-            columns = tuple(stage.columns(available))
-            plan = BatchPlan(source, columns, rows_in, stage.batch_rows, parts)
-            engine.map_batches(stage, plan, plan.prepare(), ctx)
-            table = plan.added()
-        if step:
-            base = pl.read_parquet(source, columns=stage.columns(available, step="global"))
-            if table is not None:
-                base = merge_added(base, table, stage)
-            table = merge_added(base, stage.global_step(base, ctx), stage)
-        assert table is not None
-        ids = pl.read_parquet(source, columns=["id"])
-        added = merge_added(ids, table, stage, final=True)
-    return _write(source, target, added.drop("id"), ctx.stage_name)
+        frame = pl.read_parquet(source).lazy()
+        return merge_added(ids, stage.apply(frame, ctx), stage, final=True)
+    table: pl.DataFrame | None = None
+    if mapped:
+        columns = tuple(stage.columns(available))
+        plan = BatchPlan(source, columns, rows_in, stage.batch_rows, parts)
+        engine.map_batches(stage, plan, plan.prepare(), ctx)
+        table = plan.added()
+    if step:
+        base = pl.read_parquet(source, columns=stage.columns(available, step="global"))
+        if table is not None:
+            base = merge_added(base, table, stage)
+            del table
+        table = merge_added(base, stage.global_step(base, ctx), stage)
+        del base
+    assert table is not None
+    return merge_added(ids, table, stage, final=True)
 
 
 def _write(source: Path, target: Path, added: pl.DataFrame, name: str) -> StageOutput:

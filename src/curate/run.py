@@ -27,12 +27,12 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
@@ -45,8 +45,6 @@ from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult, merge
 if TYPE_CHECKING:
     import duckdb
 
-    from curate.export.shards import ExportOptions
-
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -56,13 +54,21 @@ def _digest(*parts: Any) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
+class AfterRun(Protocol):
+    """A step after a run's last stage, such as `curate.ExportOptions` (an export and its
+    dataset card into ``RUN/export/<format>/``). The run does not know what it does: it
+    calls ``after_run`` and records what it returns in the manifest's ``exports``."""
+
+    def after_run(self, run: Run, out: Path, log: Callable[[str], None]) -> dict[str, Any]: ...
+
+
 @dataclass
 class Recipe:
     """A named, ordered list of stages over one or more sources, and what to export.
 
-    ``exports``: `curate.export.ExportOptions` (``ExportOptions(format="verl")``): after the
-    last stage, each is exported into ``RUN/export/<format>/`` with its dataset card
-    (`curate.export.export_run`, `curate.export.card.write_card`).
+    ``exports``: `curate.export.ExportOptions` (``ExportOptions(format="verl")``), or any
+    `AfterRun`: after the last stage, each is exported into ``RUN/export/<format>/`` with
+    its dataset card (`curate.export.export_run`, `curate.export.card.write_card`).
 
     >>> import curate
     >>> recipe = curate.Recipe("demo", sources=[], stages=[curate.ExactDedup()])
@@ -74,7 +80,7 @@ class Recipe:
     sources: Sequence[Source]
     stages: Sequence[Stage] = field(default_factory=list)
     seed: int = 0
-    exports: Sequence[ExportOptions] = field(default_factory=list)
+    exports: Sequence[AfterRun] = field(default_factory=list)
 
     def stage_names(self) -> list[str]:
         """Names of the stages as they appear in the run (made unique with _2, _3)."""
@@ -250,23 +256,10 @@ class _Runner:
         self._save()
         self._clean()
         if self.recipe.exports:
-            self.manifest["exports"] = [self._export(o) for o in self.recipe.exports]
+            self.manifest["exports"] = [
+                o.after_run(Run(self.out), self.out, self.log) for o in self.recipe.exports
+            ]
             self._save()
-
-    def _export(self, options: ExportOptions) -> dict[str, Any]:
-        """Export the finished run as ``options`` say, with its dataset card."""
-        import dataclasses
-
-        from curate.export.card import write_card
-        from curate.export.shards import export_run
-
-        target = self.out / "export" / options.format
-        self.log(f"export {options.format} -> {target}")
-        result = export_run(Run(self.out), target, **dataclasses.asdict(options))
-        write_card(Run(self.out), target, export=target)
-        rows = result.rows
-        self.log(f"export {options.format}: {rows} rows, card {target / 'README.md'}")
-        return {"format": options.format, "dir": f"export/{options.format}", "rows": rows}
 
     def _reuse(self, fingerprint: str, index: int, name: str) -> dict[str, Any] | None:
         old = self.previous.get(fingerprint)

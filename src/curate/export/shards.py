@@ -51,7 +51,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -106,6 +106,18 @@ class ExportOptions:
     system_prompt: str | None = None
     template: str | None = None
     completions: Completions = "auto"
+
+    def after_run(self, run: Run, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+        """Export the finished ``run`` into ``out/export/<format>/`` with its dataset card
+        (what `curate.Recipe`'s ``exports`` do after the last stage)."""
+        from curate.export.card import write_card
+
+        target = out / "export" / self.format
+        log(f"export {self.format} -> {target}")
+        result = export_run(run, target, **asdict(self))
+        write_card(run, target, export=target)
+        log(f"export {self.format}: {result.rows} rows, card {target / 'README.md'}")
+        return {"format": self.format, "dir": f"export/{self.format}", "rows": result.rows}
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

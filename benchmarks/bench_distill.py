@@ -104,7 +104,8 @@ def direct_backend(generator: Any, frame: pl.DataFrame, n: int, sampling: Any) -
 def through_distill(
     generator: Any, frame: pl.DataFrame, n: int, sampling: Any, chunk: int
 ) -> tuple[float, int]:
-    from curate.distill import Distill, read_responses
+    from curate.distill import Distill
+    from curate.responses import read_responses
     from curate.run import apply_stage
     from curate.stage import StageContext
 

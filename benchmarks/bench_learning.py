@@ -73,8 +73,8 @@ import polars as pl
 
 import curate
 import curate.train
-from curate.distill import read_responses
 from curate.generate import Sampling
+from curate.responses import read_responses
 from curate.select import uniform
 from curate.stage import Stage, StageContext
 from curate.toy import toy_model, toy_problems
@@ -99,7 +99,7 @@ class RandomResponses(Stage):
     def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.DataFrame:
         frame = rows.collect()
         responses = (
-            read_responses(Path(ctx.run_dir) / "responses")
+            ctx.responses.read()
             .filter(pl.col("finish_reason") == "stop")
             .sort("problem_id", "model", "sample")
             .unique(["problem_id", "text"], keep="first", maintain_order=True)

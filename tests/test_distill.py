@@ -21,10 +21,11 @@ from _engines import Scripted
 from _factories import problems_frame
 
 import curate
-from curate.distill import Distill, read_responses
+from curate.distill import Distill
 from curate.errors import ConfigError
 from curate.generate import Generator, Request, Sampling
 from curate.grade import Grade, pass_at_k
+from curate.responses import read_responses
 from curate.run import apply_stage
 from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
 from curate.stage import StageContext

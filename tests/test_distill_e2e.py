@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 import curate
-from curate.distill import read_responses
+from curate.responses import read_responses
 
 pytest.importorskip("transformers")
 

@@ -20,11 +20,12 @@ import pytest
 from _engines import Scripted
 
 import curate
-from curate.distill import DEFAULT_TEMPLATE, read_responses
+from curate.distill import DEFAULT_TEMPLATE
 from curate.errors import ConfigError, InputError, RunError
 from curate.export import FORMATS, export_run, json_schema, split_draw
 from curate.export.formats import FIELDS, MESSAGES, arrow_schema, fields_for, hub_features
 from curate.generate import Sampling
+from curate.responses import read_responses
 
 datasets = pytest.importorskip("datasets")
 jsonschema = pytest.importorskip("jsonschema")
@@ -356,6 +357,8 @@ def test_sft_without_selection_takes_correct_responses_of_the_run(
     responses = read_responses(graded_run.path / "responses")
     assert responses["gen_key"].n_unique() == 2  # the cache holds both settings' responses
     current = _distill_gen_key()
+    samples = graded_run.table("problems").select(pl.col("samples").explode()).collect()
+    assert set(samples["samples"].struct.field("gen_key")) == {current}  # joined exactly on it
     out = tmp / "sft-graded"
     result = export_run(graded_run, out, format="sft")
     mine = responses.filter(pl.col("gen_key") == current)

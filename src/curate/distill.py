@@ -5,7 +5,7 @@ prompt, generates, and grades the whole response against the gold answer with
 `curate.verify` (which reads the final answer: after ``</think>``, the final boxes, a
 final-answer sentence, the last math or number; ``grading=`` sets its options). Every
 response is a row
-of the run's **responses table** (``RUN/responses/*.parquet``, schema in `curate.schema`),
+of the run's **responses table** (`curate.responses`, ``ctx.responses``),
 keyed by (``problem_id``, ``model``, ``sample``, ``gen_key``), where ``gen_key`` digests
 what decides the text: the backend's `~curate.generate.Generator.describe`, the sampling
 parameters and the prompt template. That table is the cache: a re-run, or a run after a
@@ -29,7 +29,8 @@ options and `curate.verification.verdict.GRADER_VERSION`). When the grader chang
 re-run re-grades the stored texts (``regraded`` in the manifest) and generates nothing.
 
 Each problem row gets ``samples``: one struct per response (model, sample, score, correct,
-verdict, finish_reason, n_tokens, extracted_answer), ordered by generator then sample, which
+verdict, finish_reason, n_tokens, extracted_answer, gen_key), ordered by generator then
+sample, which
 `curate.grade.Grade` turns into pass rates. The texts stay in the responses table.
 
 >>> from curate.generate import Sampling
@@ -46,15 +47,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import polars as pl
 
 from curate._progress import progress_bar
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Request, Sampling, derive_seed
-from curate.io import write_parquet
-from curate.schema import RESPONSE_FIELDS
+from curate.responses import ResponsesTable
 from curate.stage import Stage, StageContext
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
 from curate.verification.verdict import GRADER_VERSION
@@ -64,15 +64,10 @@ DEFAULT_TEMPLATE = (
 )
 """DeepScaleR's prompt: the problem, then the instruction to box the final answer."""
 
-RESPONSES_DIR = "responses"
 _SAMPLE_FIELDS = (
     "model", "sample", "score", "correct", "verdict", "finish_reason", "n_tokens",
-    "extracted_answer",
+    "extracted_answer", "gen_key",
 )  # fmt: skip
-_POLARS_TYPES = {"string": pl.String, "int32": pl.Int32, "int64": pl.Int64}
-_POLARS_TYPES |= {"double": pl.Float64, "bool": pl.Boolean}
-RESPONSE_SCHEMA = {name: _POLARS_TYPES[str(t)] for name, t, _, _ in RESPONSE_FIELDS}
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def prompt_for(template: str, problem: str) -> str:
@@ -102,7 +97,8 @@ class Distill(Stage):
     """
 
     # 2: whole responses graded by curate.verify, with re-grading; a new grader re-runs it
-    version: ClassVar[str] = f"2+grader{GRADER_VERSION}"
+    # 3: each entry of samples carries its gen_key (the export joins on exact keys)
+    version: ClassVar[str] = f"3+grader{GRADER_VERSION}"
 
     generators: Generator | tuple[Generator, ...]
     n: int = 4
@@ -155,10 +151,9 @@ class Distill(Stage):
 
     def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
         frame = rows.select("id", "problem", "answer").collect()
-        out = Path(ctx.run_dir) / RESPONSES_DIR
-        for stale in out.glob(".*.tmp"):  # a part being written when a run was killed
-            stale.unlink(missing_ok=True)
-        have = read_responses(out)
+        out = ctx.responses
+        out.clean()  # parts being written when a run was killed
+        have = out.read()
         wanted = []
         for generator in self.generators:  # type: ignore[union-attr]
             key = self.gen_key(generator)
@@ -184,7 +179,7 @@ class Distill(Stage):
         regraded = _regrade(self, out, frame, {key for _, key in wanted}, ctx.workers)
         if regraded:
             ctx.stats["regraded"] = regraded
-        samples = _samples(read_responses(out), frame["id"], wanted)
+        samples = _samples(out.read(), frame["id"], wanted)
         return rows.with_columns(samples)
 
 
@@ -213,7 +208,7 @@ class _Job:
     generator: Generator
     key: str
     ctx: StageContext
-    out: Path
+    out: ResponsesTable
     stats: _Stats
 
     def run(self, frame: pl.DataFrame, done: set[str]) -> None:
@@ -286,7 +281,7 @@ class _Job:
             self.stats.failed += r["finish_reason"] == "error"
             self.stats.correct += bool(r["correct"])
         keys = [self.generator.model, [(r["problem_id"], r["sample"]) for r in rows]]
-        _write_part(rows, self.out / f"{self.key}-{_digest(keys)}.parquet")
+        self.out.write(rows, self.out.part(self.key, _digest(keys)))
 
 
 _UNCHECKED = ("gold_unparseable",)  # the gold's fault, not the response's: left out
@@ -333,7 +328,7 @@ def _judge(rows: list[dict[str, Any]], stage: Distill, workers: int | None) -> N
 
 
 def _regrade(
-    stage: Distill, out: Path, frame: pl.DataFrame, keys: set[str], workers: int | None
+    stage: Distill, out: ResponsesTable, frame: pl.DataFrame, keys: set[str], workers: int | None
 ) -> int:
     """Grade again the stored responses of ``keys`` that another grader judged, or whose
     check timed out or failed (the grader may do better now), in one call; each part with
@@ -342,8 +337,8 @@ def _regrade(
     gold = dict(zip(frame["id"].to_list(), frame["answer"].to_list(), strict=True))
     parts: list[tuple[Path, list[dict[str, Any]]]] = []
     stale: list[dict[str, Any]] = []
-    for part in sorted(out.glob("*.parquet")):
-        if part.name.split("-", 1)[0] not in keys:
+    for part in out.parts():
+        if out.gen_key_of(part) not in keys:
             continue
         table = pl.read_parquet(part)
         if (
@@ -365,59 +360,8 @@ def _regrade(
     if stale:
         _judge(stale, stage, workers)
     for part, rows in parts:
-        _write_part(rows, part)
+        out.write(rows, part)
     return len(stale)
-
-
-def _write_part(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write response rows (which carry their problem's ``gold`` while they are judged) as
-    one cache part, atomically."""
-    table = pl.DataFrame(rows, schema={**RESPONSE_SCHEMA, "gold": pl.String})
-    write_parquet(table.drop("gold"), path)
-
-
-def read_responses(directory: str | Path) -> pl.DataFrame:
-    """Every response stored under ``directory`` (the cache parts), one row per key.
-
-    A key stored more than once (a failed generation tried again, or two runs that raced)
-    keeps a row that did not fail if there is one, else the first; hidden temporary files
-    of an interrupted write are ignored.
-    """
-    parts = sorted(Path(directory).glob("*.parquet")) if Path(directory).is_dir() else []
-    if not parts:
-        return pl.DataFrame(schema=RESPONSE_SCHEMA)
-    table = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
-    missing = [  # columns parts written by an older curate do not have (grader, ...)
-        pl.lit(None, dtype).alias(name)
-        for name, dtype in RESPONSE_SCHEMA.items()
-        if name not in table.columns
-    ]
-    return one_per_key(table.with_columns(missing)).select(RESPONSE_SCHEMA.keys())
-
-
-RESPONSE_KEYS = ("problem_id", "model", "sample", "gen_key")
-"""What names one stored response (the responses cache's key)."""
-
-
-def one_per_key(responses: FrameT) -> FrameT:
-    """The responses' rule for a key stored more than once (a failed generation tried again,
-    or two runs that raced): the first row that did not fail if there is one, else the
-    first; rows stay in their order. For `read_responses` and the export alike (which reads
-    only the key columns, lazily).
-
-    >>> rows = pl.DataFrame({"problem_id": ["a", "a"], "model": "m", "sample": 0,
-    ...     "gen_key": "k", "finish_reason": ["error", "stop"]})
-    >>> one_per_key(rows)["finish_reason"].to_list()
-    ['stop']
-    """
-    failed = pl.col("finish_reason") == "error"
-    return (
-        responses.with_row_index("_at")
-        .sort(failed, "_at")
-        .unique(RESPONSE_KEYS, keep="first", maintain_order=True)
-        .sort("_at")
-        .drop("_at")
-    )
 
 
 def _samples(responses: pl.DataFrame, ids: pl.Series, wanted: list[tuple[str, str]]) -> pl.Series:

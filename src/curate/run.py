@@ -40,6 +40,7 @@ from curate._version import __version__
 from curate.engines import Engine, EngineName, execute_stage, make_engine, split
 from curate.errors import ConfigError, RunError
 from curate.io import Source, write_json, write_parquet
+from curate.responses import ResponsesTable
 from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult, merge_added
 
 if TYPE_CHECKING:
@@ -469,9 +470,9 @@ class Run:
         for s in stages:
             out[s["name"]] = [self.path / s["dir"] / "kept.parquet"]
             out[f"{s['name']}_rejects"] = [self.path / s["dir"] / "rejects.parquet"]
-        responses = self.path / "responses"
-        if responses.is_dir():
-            out["responses"] = sorted(responses.glob("*.parquet"))
+        responses = ResponsesTable.of_run(self.path).parts()
+        if responses:
+            out["responses"] = responses
         return out
 
     def table(self, name: str = "problems") -> pl.LazyFrame:

@@ -69,6 +69,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from curate.errors import ConfigError, RunError
+from curate.responses import ResponsesTable
 from curate.schema import PROBLEM_COLUMNS
 
 REASON = "_reject_reason"
@@ -92,6 +93,11 @@ class StageContext:
     workers: int | None = None
     progress: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def responses(self) -> ResponsesTable:
+        """The run's responses table (generated responses; `curate.responses`)."""
+        return ResponsesTable.of_run(self.run_dir)
 
     @classmethod
     def temporary(cls, stage_name: str) -> StageContext:

@@ -60,7 +60,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate._version import __version__
-from curate.distill import DEFAULT_TEMPLATE, RESPONSE_KEYS, RESPONSES_DIR, one_per_key
+from curate.distill import DEFAULT_TEMPLATE
 from curate.errors import ConfigError, InputError, RunError
 from curate.export.formats import (
     FORMATS,
@@ -77,6 +77,7 @@ from curate.export.formats import (
 )
 from curate.export.writer import ShardWriter, rechunk
 from curate.io import write_json
+from curate.responses import RESPONSE_KEYS, ResponsesTable, one_per_key
 from curate.run import Run
 
 EXPORT_MANIFEST = "export.json"
@@ -469,8 +470,8 @@ def _completion_source(
 ) -> tuple[str, list[Path]]:
     """Where the completions come from (``options.completions``, ``auto`` resolved), and the
     responses parts; an error when the run cannot give what was asked for."""
-    folder = run.path / RESPONSES_DIR
-    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    folder = ResponsesTable.of_run(run.path).path
+    parts = ResponsesTable.of_run(run.path).parts()
     fmt, asked = options.format, options.completions
     auto = "responses" if parts else "solutions"  # a run with a responses table: its responses
     source = auto if asked == "auto" else asked
@@ -575,15 +576,26 @@ def _per_sample(problems: pl.DataFrame, column: str) -> pl.DataFrame:
     )
 
 
+def _sample_fields(problems: pl.DataFrame) -> list[str]:
+    dtype = problems.schema["samples"]
+    inner = dtype.inner if isinstance(dtype, pl.List) else None
+    return [f.name for f in inner.fields] if isinstance(inner, pl.Struct) else []
+
+
 def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
     """One response per (problem, model, sample): the ones the run's ``samples`` describe.
 
     The responses cache outlives settings: a model re-run with other sampling settings has
-    two responses per key under two ``gen_key``\\ s. Per model, the ``gen_key`` whose
-    responses match the problems' ``samples`` (finish reason, tokens, answer, verdict) most
-    often is the run's own.
+    two responses per key under two ``gen_key``\\ s. Each entry of ``samples`` names its
+    ``gen_key``: the response with that exact key is the run's own. (Runs of curate before
+    that: per model, the ``gen_key`` whose responses match the problems' ``samples``
+    (finish reason, tokens, answer, verdict) most often.)
     """
-    if "samples" in problems.columns:
+    exact = "samples" in problems.columns and "gen_key" in _sample_fields(problems)
+    if exact:
+        described = _per_sample(problems, "samples").select(RESPONSE_KEYS)
+        keys = keys.join(described, on=list(RESPONSE_KEYS), how="semi")
+    elif "samples" in problems.columns:
         described = (
             _per_sample(problems, "samples")
             .select(*_KEYS, *_SAMPLE_MATCH)

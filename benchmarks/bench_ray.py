@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -69,10 +71,13 @@ def _same(a: Path, b: Path) -> bool:
     return files == other and all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
-def _ray(*args: str) -> None:
+def _ray(*args: str) -> str:
     ray = str(Path(sys.executable).with_name("ray"))
     print("$ ray " + " ".join(args), flush=True)
-    subprocess.run([ray, *args], check=True, capture_output=True)
+    done = subprocess.run([ray, *args], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"ray {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout + done.stderr
 
 
 def main() -> None:
@@ -91,11 +96,18 @@ def main() -> None:
     results = {}
     for engine in ("local", "ray"):
         results[engine] = _child(pool, args.work / engine, engine)
-    _ray("start", "--head", f"--port={PORT}", "--num-cpus=1", "--include-dashboard=false")
+    # Ray 2.60 here refused the second node (InvalidAuthToken) unless every process ran
+    # with token authentication and one token (~/.ray/auth_token): as on a real cluster
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not (Path.home() / ".ray" / "auth_token").exists():
+        _ray("get-auth-token", "--generate")
+    head = _ray("start", "--head", f"--port={PORT}", "--num-cpus=1", "--include-dashboard=false")
     try:
-        _ray("start", f"--address=127.0.0.1:{PORT}", "--num-cpus=1")
+        found = re.search(r"ray start --address='([^']+)'", head)
+        address = found.group(1) if found else f"127.0.0.1:{PORT}"
+        _ray("start", f"--address={address}", "--num-cpus=1")
         time.sleep(3)
-        results["two-node"] = _child(pool, args.work / "two-node", "ray", f"127.0.0.1:{PORT}")
+        results["two-node"] = _child(pool, args.work / "two-node", "ray", address)
     finally:
         _ray("stop", "--force")
     names = list(results["local"]["stages"])  # type: ignore[call-overload]

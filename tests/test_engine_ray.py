@@ -51,9 +51,10 @@ def _same_stages(a: curate.Run, b: curate.Run) -> None:
 
 
 def _untimed(value: object) -> object:
-    """``value`` without the timings in it (``*seconds`` keys)."""
+    """``value`` without the timings in it (``*seconds``, ``*per_second`` keys)."""
     if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if not str(k).endswith("seconds")}
+        timed = ("seconds", "per_second")
+        return {k: _untimed(v) for k, v in value.items() if not str(k).endswith(timed)}
     return value
 
 
@@ -140,3 +141,20 @@ def test_curate_run_engine_ray(source: curate.Source, tmp_path: Path) -> None:
         app, ["run", str(recipe), "--out", str(tmp_path / "x"), "--engine", "spark"]
     )
     assert bad.exit_code == 2 and "--engine 'spark': expected local or ray" in bad.output
+
+
+@pytest.mark.slow
+def test_the_deepdistill_recipe_gives_the_same_bytes_on_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recipes/deepdistill.py at its tiny toy scale (toy models distilled on the CPU), up
+    to its selections (its ``then``, the training, is not part of the run)."""
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("CURATE_TOY_SCALE", "tiny")
+    for name in ("CURATE_MODELS", "CURATE_STUDENT", "CURATE_ENGINE"):
+        monkeypatch.delenv(name, raising=False)
+    recipe = runpy.run_path(str(ROOT / "recipes" / "deepdistill.py"))["recipe"]
+    local = recipe.run(tmp_path / "local", progress=False)
+    on_ray = recipe.run(tmp_path / "ray", progress=False, engine="ray")
+    _same_stages(local, on_ray)
+    assert "grade" in [s["name"] for s in on_ray.manifest["stages"]]

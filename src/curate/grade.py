@@ -66,6 +66,12 @@ def _pass_at_k_expr(n: pl.Expr, c: pl.Expr, k: int) -> pl.Expr:
     return pl.when(n < k).then(None).when(n - c < k).then(1.0).otherwise(1.0 - ratio)
 
 
+_COLUMNS = (
+    "n_samples", "n_correct", "n_truncated", "n_failed", "pass_rate", "cv", "difficulty",
+    "pass_rates", "by_model", "tokens_mean", "tokens_max",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Grade(Stage):
     """Grade each distilled problem by how often the models solve it (see the module doc).
@@ -88,10 +94,23 @@ class Grade(Stage):
         if any(k < 1 for k in self.pass_at):
             raise ConfigError(f"Grade(pass_at={self.pass_at!r}): expected integers >= 1")
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.DataFrame:
-        frame = rows.collect()
-        if self.column not in frame.columns:
-            raise ConfigError(f"Grade: no {self.column!r} column; put a Distill stage before it")
+    def reads(self) -> tuple[str, ...]:
+        return (self.column,)  # a Distill stage before it leaves ``samples``
+
+    def adds(self) -> tuple[str, ...]:
+        return _COLUMNS + tuple(f"pass_at_{k}" for k in self.pass_at)
+
+    def global_reads(self) -> tuple[str, ...]:
+        return ()  # counts of the difficulty map_batch gave
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        counts = table["difficulty"].fill_null("ungraded").value_counts(sort=True)
+        ctx.stats["difficulty"] = dict(counts.iter_rows())
+        return table.select("id")
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """Each problem's counts, pass rates, pass@k, CV and bucket from its samples."""
+        frame = batch
         flat = (
             frame.select(pl.col(self.column).alias("_s"))
             .with_row_index("_row")
@@ -151,11 +170,9 @@ class Grade(Stage):
         for name, bound in reversed(self.buckets):
             bucket = pl.when(pl.col("pass_rate") <= bound).then(pl.lit(name)).otherwise(bucket)
         graded = graded.with_columns(bucket.alias("difficulty"))
-        counts = graded["difficulty"].fill_null("ungraded").value_counts(sort=True)
-        ctx.stats["difficulty"] = dict(counts.iter_rows())
         columns = [
             "n_samples", "n_correct", "n_truncated", "n_failed", "pass_rate",
             *[f"pass_at_{k}" for k in ks], "cv", "difficulty", "pass_rates", "by_model",
             "tokens_mean", "tokens_max",
         ]  # fmt: skip
-        return frame.with_columns(graded.select(columns))
+        return frame.select("id").with_columns(graded.select(columns))

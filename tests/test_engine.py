@@ -17,6 +17,7 @@ from _stages import CRASH_AT, CountWords, EvenDigits
 
 import curate
 from curate.engines import execute as execute_mod
+from curate.io import ParquetSink
 from curate.run import apply_stage
 from curate.stage import StageContext
 
@@ -37,6 +38,7 @@ def test_batched_stages_match_the_in_memory_result(
     source: curate.Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(execute_mod, "MERGE_ROWS", 6)  # the merge streams in 6-row batches
+    monkeypatch.setattr(ParquetSink, "ROW_GROUP", 5)  # ... and writes 5-row row groups
     stages = [curate.RequireGradable(), EvenDigits(), CountWords(), curate.ExactDedup()]
     run = curate.Recipe("r", [source], stages).run(tmp_path / "run", progress=False)
     frame = source.frame()

@@ -106,9 +106,13 @@ class ParquetSink:
         os.chmod(tmp, 0o666 & ~_UMASK)
         self._tmp = Path(tmp)
         self._writer: Any = None
+        self._pending: list[Any] = []  # Arrow tables not yet a whole row group
+        self._pending_rows = 0
         self.rows = 0
 
     def write(self, frame: pl.DataFrame) -> None:
+        """Add rows. They are written in row groups of `ROW_GROUP` rows (the last one
+        shorter), whatever the frames' sizes: the file depends on the rows only."""
         import pyarrow.parquet as pq
 
         table = frame.to_arrow()
@@ -122,13 +126,29 @@ class ParquetSink:
             )
         elif table.schema != self._writer.schema:
             table = table.cast(self._writer.schema)
-        self._writer.write_table(table, row_group_size=self.ROW_GROUP)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
         self.rows += frame.height
+        if self._pending_rows >= self.ROW_GROUP:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        import pyarrow as pa
+
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        whole = table.num_rows if final else table.num_rows // self.ROW_GROUP * self.ROW_GROUP
+        if whole:
+            self._writer.write_table(table.slice(0, whole), row_group_size=self.ROW_GROUP)
+        rest = table.slice(whole)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> None:
         """Finish the file and move it into place."""
         if self._writer is None:
             raise ValueError(f"{self.path}: nothing was written (write an empty frame first)")
+        self._flush(final=True)
         self._writer.close()
         with open(self._tmp, "rb+") as f:
             os.fsync(f.fileno())

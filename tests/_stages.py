@@ -86,3 +86,10 @@ class DiesOnce(curate.Stage):
             marker.write_text(str(os.getpid()))
             os._exit(1)
         return batch.select("id", pl.col("problem").str.len_chars().alias("chars"))
+
+
+@dataclass(frozen=True)
+class DiesOnceOnAnActor(DiesOnce):
+    """`DiesOnce` on a Ray actor (a stage that keeps state between batches)."""
+
+    keeps_state: ClassVar[bool] = True

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _stages import CountWords, DiesOnce, EvenDigits
+from _stages import CountWords, DiesOnce, DiesOnceOnAnActor, EvenDigits
 
 import curate
 from curate.engines import RayEngine
@@ -73,11 +73,13 @@ def test_stages_give_the_same_bytes_on_ray(source: curate.Source, tmp_path: Path
     assert on_ray.manifest["status"] == "complete"
 
 
+@pytest.mark.parametrize("kind", [DiesOnce, DiesOnceOnAnActor])
 def test_a_worker_killed_mid_stage_loses_and_duplicates_nothing(
-    source: curate.Source, tmp_path: Path
+    kind: type[DiesOnce], source: curate.Source, tmp_path: Path
 ) -> None:
+    """A task's worker (``DiesOnce``) or an actor (``DiesOnceOnAnActor``) dies mid-stage."""
     marker = tmp_path / "died"
-    stage = DiesOnce(marker=str(marker))
+    stage = kind(marker=str(marker))
     on_ray = curate.Recipe("r", [source], [stage]).run(
         tmp_path / "ray", progress=False, engine="ray"
     )

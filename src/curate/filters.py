@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import duckdb
 import polars as pl
@@ -39,6 +40,8 @@ class RequireGradable(Filter):
     >>> RequireGradable(max_length=100).name
     'require_gradable'
     """
+
+    keeps_state: ClassVar[bool] = True  # its answer-checker processes, between batches
 
     allow_text: bool = True
     max_length: int = 200

@@ -130,11 +130,17 @@ class Stage:
     ``version`` is part of the fingerprint: bump it when the stage's output changes for
     the same configuration (for stages defined outside curate, the source is too).
     ``batch_rows`` is how many rows ``map_batch`` gets at a time: the unit of memory, of
-    parallel work and of resuming.
+    parallel work and of resuming. ``keeps_state`` and ``num_gpus`` tell the Ray engine to
+    run the batches on actors (with GPUs).
     """
 
     version: ClassVar[str] = "1"
     batch_rows: ClassVar[int] = 65_536
+    keeps_state: ClassVar[bool] = False
+    """True for a stage that loads something worth keeping between batches (a model, an
+    index, a process pool): on Ray its batches run on a pool of long-lived actors."""
+    num_gpus: ClassVar[float] = 0.0
+    """GPUs each of its Ray actors asks for (a stage that generates or embeds on a GPU)."""
 
     @property
     def name(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -62,6 +62,8 @@ class Decontaminate(Filter):
     10
     """
 
+    keeps_state: ClassVar[bool] = True  # its benchmark index, between batches
+
     benchmarks: str | Sequence[str] = "all"
     ngram: int = 10
     min_tokens: int = 3
@@ -93,6 +95,7 @@ class Decontaminate(Filter):
 
     def describe(self) -> dict[str, Any]:
         """The configuration plus each benchmark's version: a changed benchmark re-runs."""
+
         out = super().describe()
         out["benchmarks"] = {b.name: b.version for b in resolve(self._spec())}
         return out

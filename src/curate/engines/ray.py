@@ -57,15 +57,36 @@ class RayEngine:
         data.enable_progress_bars = ctx.progress
         data.print_on_execution_start = False
         worker_ctx = replace(ctx, workers=1, progress=False, stats={})
-        dataset = ray.data.from_items(
+        indices = ray.data.from_items(
             [{"index": i} for i in pending], override_num_blocks=len(pending)
-        ).map_batches(
-            _run,
-            batch_size=1,
-            batch_format="numpy",
-            fn_kwargs={"stage": stage, "plan": plan, "ctx": worker_ctx},
-            num_cpus=self.num_cpus_per_batch,
         )
+        args = {"stage": stage, "plan": plan, "ctx": worker_ctx}
+        if stage.keeps_state or stage.num_gpus:
+            # a pool of actors: each loads the stage's model or index once for its batches
+            resources = ray.cluster_resources()
+            room = (
+                resources.get("GPU", 0) / stage.num_gpus
+                if stage.num_gpus
+                else resources.get("CPU", 1) / self.num_cpus_per_batch
+            )
+            size = max(1, min(len(pending), int(room)))
+            dataset = indices.map_batches(
+                _Worker,
+                batch_size=1,
+                batch_format="numpy",
+                fn_constructor_kwargs=args,
+                compute=ray.data.ActorPoolStrategy(size=size),
+                num_cpus=self.num_cpus_per_batch,
+                num_gpus=stage.num_gpus or None,
+            )
+        else:
+            dataset = indices.map_batches(
+                _run,
+                batch_size=1,
+                batch_format="numpy",
+                fn_kwargs=args,
+                num_cpus=self.num_cpus_per_batch,
+            )
         for row in dataset.iter_rows():
             if row["error"]:
                 kind = getattr(errors, str(row["error_type"]), errors.RunError)
@@ -102,6 +123,16 @@ def _run(batch: dict[str, Any], stage: Stage, plan: BatchPlan, ctx: StageContext
         "error": np.array([error] * n),
         "error_type": np.array([kind] * n),
     }
+
+
+class _Worker:
+    """A Ray actor running one stage's batches (`curate.stage.Stage.keeps_state`)."""
+
+    def __init__(self, stage: Stage, plan: BatchPlan, ctx: StageContext) -> None:
+        self.stage, self.plan, self.ctx = stage, plan, ctx
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return _run(batch, self.stage, self.plan, self.ctx)
 
 
 def _ship(cls: type) -> None:

@@ -160,3 +160,61 @@ def test_an_edited_custom_stage_runs_again(source: curate.Source, tmp_path: Path
     run = curate.Recipe("r", [source], [second()]).run(tmp_path / "run", progress=False)
     assert run.stages[1].rejected == {"matched": 4}
     assert "code" not in curate.ExactDedup().describe()  # curate's own: its version says
+
+
+def _sampled(n: int) -> pl.DataFrame:
+    """``n`` problems with four responses each from two models, scores varying."""
+    rows = []
+    for i in range(n):
+        samples = [
+            {
+                "model": m,
+                "sample": s,
+                "score": float((i + s + k) % 3 == 0),
+                "correct": (i + s + k) % 3 == 0,
+                "verdict": "equivalent",
+                "finish_reason": "stop" if (i + s) % 5 else "length",
+                "n_tokens": 10 + s,
+                "extracted_answer": str(s),
+                "gen_key": "g",
+            }
+            for k, m in enumerate(("a", "b"))
+            for s in range(4)
+        ]
+        rows.append(
+            {"id": f"p{i:03d}", "problem": f"problem {i}", "answer": "1", "samples": samples}
+        )
+    return pl.DataFrame(rows)
+
+
+def test_grading_and_selection_stages_match_in_memory_in_small_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grade, the DeepDistill selections and PassRateBand on batches of 7 rows (and the
+    merge in 6-row batches) give what they give on the whole table at once."""
+    from curate.engines import LocalEngine, execute_stage
+
+    monkeypatch.setattr(execute_mod, "MERGE_ROWS", 6)
+    frame = _sampled(40)
+    stages = [
+        curate.Grade(pass_at=(1, 2)),
+        curate.PassRateBand(low=0.0, high=1.0, inclusive=True),
+        curate.DeepDistillStageI(score_threshold=0.9, cv_threshold=0.0, easy_keep=0.5),
+        curate.DeepDistillStageII(fraction=0.5),
+    ]
+    for i, stage in enumerate(stages):
+        monkeypatch.setattr(type(stage), "batch_rows", 7)
+        source = tmp_path / f"in-{i}.parquet"
+        frame.write_parquet(source)
+        ctx = StageContext(tmp_path, tmp_path / "cache", stage.name, seed=3)
+        out = tmp_path / f"out-{i}"
+        execute_stage(
+            stage, source, out, parts=tmp_path / f"parts-{i}", ctx=ctx, engine=LocalEngine()
+        )
+        kept, rejects = apply_stage(
+            stage, frame, StageContext(tmp_path, tmp_path, stage.name, seed=3)
+        )
+        assert pl.read_parquet(out / "kept.parquet").equals(kept), stage.name
+        assert pl.read_parquet(out / "rejects.parquet").equals(rejects), stage.name
+        frame = kept
+    assert 0 < frame.height < 40 and frame["selected"].list.len().eq(1).all()

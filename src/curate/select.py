@@ -55,13 +55,7 @@ def _passing(column: str, threshold: float) -> pl.Expr:
     )
 
 
-def _need(rows: pl.LazyFrame, stage: str, *columns: str) -> None:
-    have = rows.collect_schema().names()
-    missing = [c for c in columns if c not in have]
-    if missing:
-        raise ConfigError(
-            f"{stage}: no {missing} column(s); put Distill and Grade stages before it"
-        )
+_OK, _DRAW = "_stage_ii_ok", "_stage_ii_draw"  # Stage II's per-row columns for its ranking
 
 
 @dataclass(frozen=True)
@@ -101,10 +95,15 @@ class DeepDistillStageI(Filter):
     def _bounds(self) -> tuple[str, str]:
         return str(self.cv_threshold), str(self.easy_keep)
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        _need(rows, type(self).__name__, self.column, "cv")
-        ids = rows.select("id").collect()["id"]
-        draw = _uniforms(ids, derive_seed(ctx.seed, self.seed, "stage-i"))
+    def reads(self) -> tuple[str, ...]:
+        return (self.column, "cv")  # Distill's samples, Grade's cv
+
+    def adds(self) -> tuple[str, ...]:
+        return ("selected",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        rows = batch.lazy()
+        draw = _uniforms(batch["id"], derive_seed(ctx.seed, self.seed, "stage-i"))
         marked = rows.with_columns(
             _passing(self.column, self.score_threshold).alias("selected"),
             pl.lit(draw).alias("_draw"),
@@ -146,39 +145,59 @@ class DeepDistillStageII(Filter):
         if self.fraction is not None and not 0 <= self.fraction <= 1:
             raise ConfigError(f"DeepDistillStageII(fraction={self.fraction}): expected 0..1")
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.DataFrame:
-        _need(rows, type(self).__name__, self.column, "cv")
-        frame = rows.collect()
+    def reads(self) -> tuple[str, ...]:
+        return (self.column, "cv")
+
+    def columns(self, available: list[str], *, step: str = "map") -> list[str]:
+        """Also Stage I's ``selected`` when the input has it."""
+        out = super().columns(available, step=step)
+        return [*out, "selected"] if step == "map" and "selected" in available else out
+
+    def global_reads(self) -> tuple[str, ...]:
+        return ("cv",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("selected",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """Per problem: its passing responses, one of them drawn, and the draw."""
         seed = derive_seed(ctx.seed, self.seed, "stage-ii")
         pool = (
-            frame["selected"].cast(pl.List(_KEY))
-            if "selected" in frame.columns
-            else frame.select(_passing(self.column, self.score_threshold))[self.column]
+            batch["selected"].cast(pl.List(_KEY))
+            if "selected" in batch.columns
+            else batch.select(_passing(self.column, self.score_threshold))[self.column]
         )
-        draw = _uniforms(frame["id"], seed)
-        ok = pool.list.len() > 0
-        count = frame.height if self.top is None else self.top
-        if self.fraction is not None:
-            count = round(self.fraction * int(ok.sum()))
-        ranked = pl.DataFrame({"cv": frame["cv"], "draw": draw, "ok": ok}).with_row_index()
-        chosen = (
-            ranked.filter(pl.col("ok") & pl.col("cv").is_not_null())
-            .sort(["cv", "draw"], descending=[True, False])
-            .head(count)["index"]
-        )
-        picked = pl.Series([False] * frame.height).scatter(chosen, True)
+        draw = _uniforms(batch["id"], seed)
         index = (draw * pool.list.len().cast(pl.Float64)).floor().cast(pl.Int64)
         one = pl.DataFrame({"p": pool, "i": index}).select(
             pl.when(pl.col("p").list.len() > 0)
             .then(pl.concat_list(pl.col("p").list.get(pl.col("i"), null_on_oob=True)))
             .otherwise(pl.col("p"))
         )
-        out = frame.with_columns(
-            one.to_series().cast(pl.List(_KEY)).alias("selected"), ok.alias("_ok")
+        return batch.select("id").with_columns(
+            one.to_series().cast(pl.List(_KEY)).alias("selected"),
+            (pool.list.len() > 0).alias(_OK),
+            draw.alias(_DRAW),
         )
-        marked = self.mark(out, ~pl.col("_ok"), "no_passing_response", "nothing passed")
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """The ``top`` (or ``fraction``) highest-cv problems, ties by the draw."""
+        ok = table[_OK]
+        count = table.height if self.top is None else self.top
+        if self.fraction is not None:
+            count = round(self.fraction * int(ok.sum()))
+        ranked = table.select("cv", pl.col(_DRAW).alias("draw"), pl.col(_OK).alias("ok"))
+        chosen = (
+            ranked.with_row_index()
+            .filter(pl.col("ok") & pl.col("cv").is_not_null())
+            .sort(["cv", "draw"], descending=[True, False])
+            .head(count)["index"]
+        )
+        picked = pl.Series([False] * table.height).scatter(chosen, True)
+        marked = self.mark(table, ~pl.col(_OK), "no_passing_response", "nothing passed")
         rank = f"not among the {count} highest-cv problems"
-        return self.mark(marked, ~pl.lit(picked), "below_top_cv", rank).drop("_ok").collect()
+        out = self.mark(marked, ~pl.lit(picked), "below_top_cv", rank)
+        return out.drop(_OK, _DRAW).collect()
 
 
 @dataclass(frozen=True)
@@ -202,8 +221,14 @@ class PassRateBand(Filter):
                 f"PassRateBand(low={self.low}, high={self.high}): need 0<=low<=high<=1"
             )
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        _need(rows, type(self).__name__, "pass_rate")
+    def reads(self) -> tuple[str, ...]:
+        return ("pass_rate",)  # Grade's
+
+    def adds(self) -> tuple[str, ...]:
+        return ()
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        rows = batch.lazy()
         p = pl.col("pass_rate")
         hard = p < self.low if self.inclusive else p <= self.low
         easy = p > self.high if self.inclusive else p >= self.high

@@ -187,10 +187,13 @@ class Stage:
             )
         frame = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
         table = frame.select(self.columns(frame.columns))
+        added: list[str] = []  # what map_batch returned (new columns or replacements)
         if mapped:
-            table = merge_added(table, self.map_batch(table, ctx), self)
+            out = self.map_batch(table, ctx)
+            out = out.collect() if isinstance(out, pl.LazyFrame) else out
+            added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
+            table = merge_added(table, out, self)
         if step:
-            added = [c for c in table.columns if c not in frame.columns]
             base = frame.select(self.columns(frame.columns, step="global"))
             base = merge_added(base, table.select("id", *added), self)
             table = merge_added(base, self.global_step(base, ctx), self)

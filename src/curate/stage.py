@@ -278,17 +278,19 @@ def merge_added(
     stage: Stage,
     *,
     final: bool = False,
+    rows: str | None = None,
 ) -> pl.DataFrame:
     """``base`` with the columns ``output`` adds (replacing same-named ones), checked to be
-    the same rows. The added columns are every non-canonical column of ``output``; with
-    ``final`` (the stage's result onto its input rows) and `Stage.adds` declared, those
-    columns (all of them: a missing one is an error) and a filter's reason and detail."""
+    the same rows (``rows`` names them in the error: a batch's range; default "N in").
+    The added columns are every non-canonical column of ``output``; with ``final`` (the
+    stage's result onto its input rows) and `Stage.adds` declared, those columns (all of
+    them: a missing one is an error) and a filter's reason and detail."""
     out = output.collect() if isinstance(output, pl.LazyFrame) else output
     if out.height != base.height or ("id" in out.columns and not out["id"].equals(base["id"])):
         raise RunError(
-            f"stage {stage.name} returned {out.height} rows for {base.height} in, or changed "
-            "their order: a stage must return every input row in order (filters mark rows "
-            "with Filter.mark instead of dropping them)"
+            f"stage {stage.name} returned {out.height} rows for {rows or f'{base.height} in'}, "
+            "or changed their order: a stage must return every input row in order (filters "
+            "mark rows with Filter.mark instead of dropping them)"
         )
     added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
     declared = stage.adds()

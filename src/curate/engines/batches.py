@@ -18,8 +18,7 @@ import polars as pl
 
 from curate.errors import RunError
 from curate.io import write_json, write_parquet
-from curate.schema import PROBLEM_COLUMNS
-from curate.stage import DETAIL, REASON, Stage, StageContext
+from curate.stage import Stage, StageContext, merge_added
 
 PLAN = "plan.json"
 
@@ -75,30 +74,17 @@ class BatchPlan:
 
 
 def run_batch(stage: Stage, plan: BatchPlan, index: int, ctx: StageContext) -> int:
-    """Run ``stage.map_batch`` on batch ``index`` and write what it adds; returns its rows."""
+    """Run ``stage.map_batch`` on batch ``index`` and write its ids and what it adds (with
+    no global step after it, the declared columns: checked here, batch by batch); returns
+    its rows."""
     batch = plan.read(index)
-    out = stage.map_batch(batch, replace(ctx, stats={}))
-    frame = out.collect() if isinstance(out, pl.LazyFrame) else out
-    if frame.height != batch.height or (
-        "id" in frame.columns and not frame["id"].equals(batch["id"])
-    ):
-        start, stop = plan.bounds(index)
-        raise RunError(
-            f"stage {stage.name}: map_batch returned {frame.height} rows for the "
-            f"{batch.height} rows {start}-{stop - 1}, or changed their order; it must return "
-            "every row of the batch in order"
-        )
-    if "id" not in frame.columns:
-        frame = frame.with_columns(batch["id"])
-    added = [c for c in frame.columns if c not in PROBLEM_COLUMNS]
-    declared = stage.adds()
-    if declared is not None and not stage.steps[1]:  # no global step adds the rest
-        missing = [c for c in declared if c not in frame.columns]
-        if missing:
-            raise RunError(
-                f"stage {stage.name} declares that it adds {missing} but its map_batch did "
-                "not return them"
-            )
-        added = [c for c in added if c in declared or c in (REASON, DETAIL)]
-    write_parquet(frame.select("id", *added), plan.part(index))  # ids: checked at the merge
+    start, stop = plan.bounds(index)
+    added = merge_added(
+        batch.select("id"),
+        stage.map_batch(batch, replace(ctx, stats={})),
+        stage,
+        final=not stage.steps[1],
+        rows=f"the {batch.height} rows {start}-{stop - 1}",
+    )
+    write_parquet(added, plan.part(index))  # ids: checked again at the merge
     return batch.height

@@ -37,9 +37,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from curate._version import __version__
-from curate.engines import Engine, EngineName, execute_stage, make_engine, split
+from curate.engines import (
+    Engine,
+    EngineName,
+    StageOutput,
+    execute_stage,
+    make_engine,
+    split,
+    write_split,
+)
 from curate.errors import ConfigError, RunError
-from curate.io import ParquetSink, Source, write_json
+from curate.io import Source, write_json
 from curate.responses import ResponsesTable
 from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult, merge_added
 
@@ -299,15 +307,15 @@ class _Runner:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             if stage is None:
-                rows_in, kept_rows, rejected = self._ingest(tmp, name)
+                done = self._ingest(tmp, name)
             else:
                 assert parent is not None
                 source = self.out / parent["dir"] / "kept.parquet"
                 done = execute_stage(stage, source, tmp, parts=parts, ctx=ctx, engine=self.engine)
-                rows_in, kept_rows, rejected = done.rows_in, done.kept, done.rejected
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # the finished batches (parts) stay
             raise
+        rows_in, kept_rows, rejected = done.rows_in, done.kept, done.rejected
         if kept_rows + sum(rejected.values()) != rows_in:  # pragma: no cover - by construction
             raise RunError(
                 f"stage {name}: {kept_rows} kept + {sum(rejected.values())} rejected != "
@@ -337,31 +345,22 @@ class _Runner:
         )
         return entry
 
-    def _ingest(self, target: Path, name: str) -> tuple[int, int, dict[str, int]]:
+    def _ingest(self, target: Path, name: str) -> StageOutput:
         """Read every source, batch by batch, into the ingest stage's kept and rejects
         files (streamed: memory holds one batch)."""
         empty = pl.col("problem").str.strip_chars().fill_null("") == ""
-        rows_in, rejected = 0, dict[str, int]()
-        with (
-            ParquetSink(target / "kept.parquet") as kept_sink,
-            ParquetSink(target / "rejects.parquet") as rejects_sink,
-        ):
+
+        def marked() -> Iterator[pl.DataFrame]:
             for source, info in zip(self.recipe.sources, self.manifest["sources"], strict=True):
                 info["rows"] = 0
                 for frame in source.batches():
-                    marked = frame.with_columns(
+                    info["rows"] += frame.height
+                    yield frame.with_columns(
                         pl.when(empty).then(pl.lit("empty_problem")).alias(REASON),
                         pl.when(empty).then(pl.lit("the problem text is empty")).alias(DETAIL),
                     )
-                    kept, rejects = split(marked, name)
-                    kept_sink.write(kept)
-                    rejects_sink.write(rejects)
-                    info["rows"] += frame.height
-                    for reason, n in rejects.group_by("reason").len().rows():
-                        rejected[reason] = rejected.get(reason, 0) + n
-                rows_in += info["rows"]
-            kept_rows = kept_sink.rows
-        return rows_in, kept_rows, dict(sorted(rejected.items()))
+
+        return write_split(marked(), target, name)
 
     def _save(self) -> None:
         write_json(self.manifest, self.out / MANIFEST)

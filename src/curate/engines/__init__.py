@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from curate.engines.execute import Engine, StageOutput, execute_stage, split
+from curate.engines.execute import Engine, StageOutput, execute_stage, split, write_split
 from curate.engines.local import LocalEngine
 from curate.errors import ConfigError
 
@@ -32,6 +32,7 @@ __all__ = [
     "execute_stage",
     "make_engine",
     "split",
+    "write_split",
 ]
 
 

@@ -13,7 +13,7 @@ Memory is bounded by a batch and the compact columns. A stage that implements on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -97,22 +97,33 @@ def _added(
 
 
 def _write(source: Path, target: Path, added: pl.DataFrame, name: str) -> StageOutput:
+    def merged() -> Iterator[pl.DataFrame]:
+        offset = 0
+        for frame in _batches(source):
+            part = added.slice(offset, frame.height)
+            offset += frame.height
+            yield frame.drop([c for c in part.columns if c in frame.columns]).hstack(part)
+
+    return write_split(merged(), target, name)
+
+
+def write_split(frames: Iterable[pl.DataFrame], target: Path, name: str) -> StageOutput:
+    """Split each frame (rows with the reason columns) into kept and rejected rows and
+    stream them into ``target/kept.parquet`` and ``target/rejects.parquet``."""
     rejected: dict[str, int] = {}
-    offset = 0
+    rows_in = 0
     with (
         ParquetSink(target / "kept.parquet") as kept_sink,
         ParquetSink(target / "rejects.parquet") as rejects_sink,
     ):
-        for frame in _batches(source):
-            part = added.slice(offset, frame.height)
-            offset += frame.height
-            merged = frame.drop([c for c in part.columns if c in frame.columns]).hstack(part)
-            kept, rejects = split(merged, name)
+        for frame in frames:
+            kept, rejects = split(frame, name)
             kept_sink.write(kept)
             rejects_sink.write(rejects)
+            rows_in += frame.height
             for reason, n in rejects.group_by("reason").len().rows():
                 rejected[reason] = rejected.get(reason, 0) + n
-        rows_in, kept_rows = offset, kept_sink.rows
+        kept_rows = kept_sink.rows
     return StageOutput(rows_in, kept_rows, dict(sorted(rejected.items())))
 
 

@@ -73,13 +73,6 @@ class ResponsesTable:
         """Every stored response, one row per key (see `one_per_key`)."""
         return read_responses(self.path)
 
-    def scan(self) -> pl.LazyFrame | None:
-        """The parts as one lazy frame (None when there are none)."""
-        parts = self.parts()
-        if not parts:
-            return None
-        return pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed")
-
 
 def read_responses(directory: str | Path) -> pl.DataFrame:
     """Every response stored under ``directory`` (the cache parts), one row per key.

@@ -470,8 +470,8 @@ def _completion_source(
 ) -> tuple[str, list[Path]]:
     """Where the completions come from (``options.completions``, ``auto`` resolved), and the
     responses parts; an error when the run cannot give what was asked for."""
-    folder = ResponsesTable.of_run(run.path).path
-    parts = ResponsesTable.of_run(run.path).parts()
+    table = ResponsesTable.of_run(run.path)
+    folder, parts = table.path, table.parts()
     fmt, asked = options.format, options.completions
     auto = "responses" if parts else "solutions"  # a run with a responses table: its responses
     source = auto if asked == "auto" else asked

@@ -42,6 +42,35 @@ def test_problem_options() -> None:
         toy_problems(3, ops=["*"])
 
 
+def test_column_task_writes_each_column_and_its_carry(tmp_path: Path) -> None:
+    rows = toy_problems(200, seed=4, task="columns")
+    assert rows == toy_problems(200, seed=4, task="columns")
+    assert {r["level"] for r in rows} == {"1", "2", "3"}
+    assert len({r["id"] for r in rows} | {r["id"] for r in toy_problems(200, seed=4)}) == 400
+    for r in rows:
+        m = re.fullmatch(r"What is (\d+) \+ (\d+)\?", r["problem"])
+        assert m is not None and int(r["answer"]) == int(m[1]) + int(m[2])
+        assert verify(r["answer"], r["solution"]).equivalent
+        # one step per column, ones first; a carry into a column is written as "+1"
+        steps = re.fullmatch(r"<think>(.*)</think>.*", r["solution"])[1].split(" ")  # type: ignore[index]
+        assert len(steps) == int(r["level"])
+        carry = 0
+        for step, x, y in zip(steps, reversed(m[1]), reversed(m[2]), strict=True):
+            total = int(x) + int(y) + carry
+            assert step == f"{x}+{y}{'+1' if carry else ''}={total}"
+            carry = total // 10
+    assert toy_problems(1, seed=3, levels=[2], task="columns")[0]["solution"] == (
+        "<think>3+8=11 9+6+1=16</think> The answer is \\boxed{161}."
+    )
+    with pytest.raises(ConfigError, match="addition only"):
+        toy_problems(3, task="columns", ops=["+", "-"])
+    with pytest.raises(ConfigError, match="task"):
+        toy_problems(3, task="proofs")  # type: ignore[arg-type]
+    # a toy model of the column task has a cache key of its own, and says which task it learnt
+    path = toy_model(tmp_path / "m", steps=2, task="columns")
+    assert json.loads((path / "curate-toy.json").read_text())["settings"]["task"] == "columns"
+
+
 def test_import_is_light() -> None:
     code = "import sys, curate.toy; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -28,6 +28,26 @@ the magnitude about right), and easy problems answered with varying confidence g
 per-problem pass rates in between that grading needs. Tests that only need the answer
 format use ``steps=100`` or so.
 
+That task is one of memorised facts: each problem is answered in one step, so a reward for
+one problem teaches nothing about another. ``task="columns"`` (addition only) writes the
+work out column by column, ones first, with the carries::
+
+    <think>7+8=15 3+4+1=8</think> The answer is \\boxed{85}.
+
+Every problem then shares one procedure (the 200 one-column sums and reading the answer
+off the columns), which reinforcement learning can sharpen on some problems and carry to
+unseen ones (`benchmarks/bench_learning.py --task columns`). Measured as above (300
+problems of the column task, 4 samples each)::
+
+    steps  level 1  level 2  level 3
+    150     22%       0%      0%
+    300     75%       0%      0%
+    600    100%      15%      0%
+    1200   100%      12%      0%
+
+Level 2's misses are mostly in putting the answer together: the columns are right in 63%
+of the samples at 600 steps, the answer in 15%.
+
 >>> rows = toy_problems(3, seed=1)
 >>> [sorted(r) for r in rows][0]
 ['answer', 'id', 'level', 'problem', 'solution']
@@ -50,7 +70,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from curate._torch import torch_threads
 from curate.errors import ConfigError, MissingExtraError
@@ -61,6 +81,8 @@ STEPS = 600
 """Default number of training steps."""
 LEVELS = (1, 2, 3)
 OPS = ("+", "-")
+Task = Literal["direct", "columns"]
+TASKS: tuple[Task, ...] = ("direct", "columns")
 
 SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 EXTRA = ("<think>", "</think>")
@@ -99,11 +121,30 @@ def _problem(rng: random.Random, level: int, op: str) -> tuple[int, str, int]:
     return a, op, b
 
 
-def _row(a: int, op: str, b: int) -> tuple[str, str, str]:
+def _row(a: int, op: str, b: int, task: Task = "direct") -> tuple[str, str, str]:
     answer = str(a + b if op == "+" else a - b)
     problem = f"What is {a} {op} {b}?"
-    solution = f"<think>{a} {op} {b} = {answer}</think> The answer is \\boxed{{{answer}}}."
+    work = f"{a} {op} {b} = {answer}" if task == "direct" else _columns(a, b)
+    solution = f"<think>{work}</think> The answer is \\boxed{{{answer}}}."
     return problem, answer, solution
+
+
+def _columns(a: int, b: int) -> str:
+    """Column addition, ones first, each column's carry written out: ``37 + 48`` gives
+    ``7+8=15 3+4+1=8``."""
+    steps, carry = [], 0
+    for x, y in zip(reversed(str(a)), reversed(str(b)), strict=True):
+        total = int(x) + int(y) + carry
+        steps.append(f"{x}+{y}{'+1' if carry else ''}={total}")
+        carry = total // 10
+    return " ".join(steps)
+
+
+def _check_task(task: str, ops: Sequence[str], where: str) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"{where}(task={task!r}): expected one of {', '.join(TASKS)}")
+    if task == "columns" and list(ops) != ["+"]:
+        raise ConfigError(f"{where}(task='columns'): the column task is addition only: ops=['+']")
 
 
 def toy_problems(
@@ -111,13 +152,22 @@ def toy_problems(
     *,
     seed: int = 0,
     levels: Sequence[int] = LEVELS,
-    ops: Sequence[str] = OPS,
+    ops: Sequence[str] | None = None,
+    task: Task = "direct",
 ) -> list[dict[str, str]]:
     r"""``n`` arithmetic problems, the same for the same arguments.
 
     Each row has ``id``, ``problem``, ``answer`` (the gold number), ``level`` (operand
     digits, "1" to "3": more digits, more carries, harder) and ``solution`` (the response
     the toy model is trained to give).
+
+    ``task="direct"`` (the default) answers in one step, so each problem is a fact of its
+    own; ``task="columns"`` (addition only; ``ops`` defaults to ``["+"]``) works column by
+    column with the carries written out, a procedure shared by every problem, so that a
+    reward for right answers can reinforce steps that unseen problems need too:
+
+    >>> toy_problems(1, seed=3, levels=[2], task="columns")[0]["solution"]
+    '<think>3+8=11 9+6+1=16</think> The answer is \\boxed{161}.'
 
     >>> row = toy_problems(1, seed=3, levels=[2], ops=["+"])[0]
     >>> row["problem"], row["answer"], row["level"]
@@ -129,16 +179,19 @@ def toy_problems(
         raise ConfigError(
             f"toy_problems(levels={list(levels)}): expected a non-empty subset of 1, 2, 3"
         )
+    ops = _ops(task) if ops is None else ops
     if not ops or any(op not in OPS for op in ops):
         raise ConfigError(f"toy_problems(ops={list(ops)}): expected a non-empty subset of '+', '-'")
+    _check_task(task, ops, "toy_problems")
     rng = random.Random(f"curate-toy-problems-{seed}")
+    prefix = "toy" if task == "direct" else f"toy-{task}"
     rows = []
     for i in range(n):
         level, op = rng.choice(list(levels)), rng.choice(list(ops))
-        problem, answer, solution = _row(*_problem(rng, level, op))
+        problem, answer, solution = _row(*_problem(rng, level, op), task)
         rows.append(
             {
-                "id": f"toy-{seed}-{i}",
+                "id": f"{prefix}-{seed}-{i}",
                 "problem": problem,
                 "answer": answer,
                 "level": str(level),
@@ -148,8 +201,17 @@ def toy_problems(
     return rows
 
 
+def _ops(task: Task) -> tuple[str, ...]:
+    return ("+",) if task == "columns" else OPS
+
+
 def unseen_problems(
-    seen: Sequence[dict[str, str]], n: int, *, seed: int = 1, levels: Sequence[int] = (1,)
+    seen: Sequence[dict[str, str]],
+    n: int,
+    *,
+    seed: int = 1,
+    levels: Sequence[int] = (1,),
+    task: Task = "direct",
 ) -> list[dict[str, str]]:
     """Up to ``n`` distinct toy problems whose text is not among ``seen``'s: held-out
     problems for evaluating a model trained on ``seen`` (level 1 has only 155 distinct
@@ -162,15 +224,17 @@ def unseen_problems(
     """
     known = {r["problem"] for r in seen}
     out: list[dict[str, str]] = []
-    for row in toy_problems(max(4 * n, 300), seed=seed, levels=levels):
+    for row in toy_problems(max(4 * n, 300), seed=seed, levels=levels, task=task):
         if row["problem"] not in known and len(out) < n:
             known.add(row["problem"])
             out.append(row)
     return out
 
 
-def _settings(steps: int, seed: int) -> dict[str, Any]:
+def _settings(steps: int, seed: int, task: Task) -> dict[str, Any]:
     settings = {"version": TOY_VERSION, "steps": steps, "seed": seed, "arch": ARCH, "train": TRAIN}
+    if task != "direct":  # the direct task's models keep the key they had before tasks
+        settings["task"] = task
     normal: dict[str, Any] = json.loads(json.dumps(settings))  # as the marker reads back
     return normal
 
@@ -198,7 +262,9 @@ def _holds(path: Path, settings: dict[str, Any]) -> bool:
     return isinstance(marker, dict) and marker.get("settings") == settings
 
 
-def toy_model(path: str | Path | None = None, *, steps: int = STEPS, seed: int = 0) -> Path:
+def toy_model(
+    path: str | Path | None = None, *, steps: int = STEPS, seed: int = 0, task: Task = "direct"
+) -> Path:
     """Train the toy model (or reuse it) and return its directory, loadable by
     ``AutoModelForCausalLM``/``AutoTokenizer`` and by vLLM.
 
@@ -217,7 +283,8 @@ def toy_model(path: str | Path | None = None, *, steps: int = STEPS, seed: int =
         raise ConfigError(
             f"toy_model(steps={steps!r}): expected a positive integer number of steps"
         )
-    settings = _settings(steps, seed)
+    _check_task(task, _ops(task), "toy_model")
+    settings = _settings(steps, seed, task)
     target = Path(path) if path is not None else default_cache_dir() / f"toy-{_key(settings)}"
     if _holds(target, settings):
         return target
@@ -230,7 +297,7 @@ def toy_model(path: str | Path | None = None, *, steps: int = STEPS, seed: int =
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         _log.info("training the toy model (%d steps) into %s", steps, target)
-        stats = _train(tmp, steps=steps, seed=seed)
+        stats = _train(tmp, steps=steps, seed=seed, task=task)
         _log.info("trained the toy model in %.1f s", stats["train_seconds"])
         marker = {"settings": settings, **stats}
         (tmp / _MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
@@ -317,7 +384,7 @@ def _tokenizer() -> Any:
     )
 
 
-def _batch(tok: Any, rng: random.Random, size: int) -> list[tuple[Any, Any]]:
+def _batch(tok: Any, rng: random.Random, size: int, task: Task) -> list[tuple[Any, Any]]:
     """``size`` random problems of one level as token ids and labels (-100 outside the
     assistant reply), in two right-padded groups: a quarter whole, the rest cut after
     ``</think>`` (the constant tail is learnt from the quarter; the cut saves a quarter of
@@ -328,7 +395,7 @@ def _batch(tok: Any, rng: random.Random, size: int) -> list[tuple[Any, Any]]:
     end_think = tok.convert_tokens_to_ids("</think>")
     prompts, replies = [], []
     for _ in range(size):
-        problem, _, solution = _row(*_problem(rng, level, rng.choice(OPS)))
+        problem, _, solution = _row(*_problem(rng, level, rng.choice(_ops(task))), task)
         chat = [{"role": "user", "content": problem}]
         prompts.append(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
         replies.append(solution + "<|im_end|>")
@@ -350,7 +417,7 @@ def _batch(tok: Any, rng: random.Random, size: int) -> list[tuple[Any, Any]]:
     return groups
 
 
-def _train(out: Path, *, steps: int, seed: int) -> dict[str, Any]:
+def _train(out: Path, *, steps: int, seed: int, task: Task) -> dict[str, Any]:
     try:
         import torch
         from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
@@ -387,7 +454,7 @@ def _train(out: Path, *, steps: int, seed: int) -> dict[str, Any]:
         rng = random.Random(f"curate-toy-train-{seed}")
         losses = []
         for _ in range(steps):
-            groups = _batch(tok, rng, TRAIN["batch"])
+            groups = _batch(tok, rng, TRAIN["batch"], task)
             counts = [int((labels != -100).sum()) for _, labels in groups]
             loss = 0.0
             for (ids, labels), count in zip(groups, counts, strict=True):

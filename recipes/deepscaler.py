@@ -162,7 +162,7 @@ def evaluate(model: str, name: str, sets: list[Path] | list[str], out: Path) -> 
         if TOY:
             gen.close()
     print(f"\n{name}:\n{result.table()}")
-    return {b: {"pass@1": s["pass@1"], "ci95": s["pass@1_ci95"]} for b, s in result.scores.items()}
+    return result.pass1()
 
 
 def then(run: curate.Run, out: Path) -> None:

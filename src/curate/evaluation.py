@@ -80,6 +80,15 @@ class EvalResult:
     out: Path
     warnings: list[str] = field(default_factory=list)
 
+    def pass1(self) -> dict[str, dict[str, float | None]]:
+        """pass@1 and the half-width of its 95% interval, per benchmark:
+        ``{name: {"pass@1": ..., "ci95": ...}}`` (fractions; None for a benchmark of no
+        problems)."""
+        return {
+            name: {"pass@1": s["pass@1"], "ci95": s["pass@1_ci95"]}
+            for name, s in self.scores.items()
+        }
+
     def table(self) -> str:
         """The numbers as a text table (percentages)."""
         k = self.summary["settings"]["n"]
@@ -157,6 +166,8 @@ def evaluate(
     >>> result = evaluate(Echo(), d / "add.jsonl", out=d / "eval", n=2)
     >>> result.scores["add"]["pass@1"], result.samples.height
     (0.5, 4)
+    >>> result.pass1()["add"]["pass@1"]
+    0.5
     >>> print(result.table())  # doctest: +NORMALIZE_WHITESPACE
     benchmark  problems  samples  pass@1 ±95% CI  pass@2  maj@2  truncated  no answer  failed
     add               2        4     50.0 ± 98.0    50.0   50.0       0.0%       0.0%    0.0%

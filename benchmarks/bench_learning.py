@@ -34,6 +34,16 @@ level-1 problems are one-digit facts the training never showed: a gain there is
 generalisation, not memorisation. The pool's own level-1 problems are scored too
 ("pool L1": were the training facts learned at all?).
 
+``--task columns`` runs the same measurements on the toy's column-addition task
+(``curate.toy.toy_problems(task="columns")``), where every problem shares one procedure:
+the weak model is ``toy_model(steps=600, task="columns")`` (one-column sums all right,
+two columns 15%, three 0%), the held-out set is 200 two-column and 100 three-column sums
+not in the pool, and "pool L1" is the pool's two-column problems. Its "strong" model
+(1,200 steps) is no stronger on two columns, so only the GRPO arms mean anything there::
+
+    .venv/bin/python benchmarks/bench_learning.py --task columns --arms grpo band \
+        --grpo-steps 150 --seeds 0 1 2
+
 How to read it: a method helps when its mean gain is positive on every seed and larger
 than the spread over seeds, and the SFT gain exceeds the control's. Overall pass@1 moves
 with level 1 only (levels 2-3 stay near 0 for every model).
@@ -64,7 +74,7 @@ import sys
 import time
 import warnings
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,12 +87,15 @@ from curate.generate import Sampling
 from curate.responses import read_responses
 from curate.select import uniform
 from curate.stage import Stage, StageContext
-from curate.toy import toy_model, toy_problems
+from curate.toy import Task, toy_model, toy_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "{problem}"  # the toy models were trained on the bare problem text
 SAMPLING = Sampling(temperature=0.6, top_p=0.95, max_tokens=48)  # answers take ~25 tokens
+MAX_TOKENS = {"direct": 48, "columns": 64}  # three columns take ~40 tokens
 EVAL_N = 8
+STEPS: dict[str, tuple[int, int]] = {"direct": (300, 600), "columns": (600, 1200)}
+"""Training steps of the weak and the strong toy model, per task."""
 Z95 = 1.959964
 
 
@@ -141,20 +154,31 @@ def distinct(rows: list[dict[str, Any]], exclude: Collection[str] = ()) -> list[
     return kept
 
 
-def make_data(out: Path, pool_draws: int) -> dict[str, Any]:
+def make_data(out: Path, pool_draws: int, task: Task) -> dict[str, Any]:
     """The training pool (distinct problems of ``toy_problems(pool_draws, seed=0)``) and
-    the held-out set (every level-1 problem not in the pool, and twice as many level-2/3
-    ones not in it), as JSONL; and the pool's level-1 problems as a set of their own."""
-    pool = distinct(toy_problems(pool_draws, seed=0))
+    the held-out set, as JSONL; and the pool's problems of the level that shows learning
+    ("seen") as a set of their own.
+
+    The direct task's held-out set is every level-1 problem not in the pool and twice as
+    many level-2/3 ones not in it; "seen" is the pool's level 1. The column task's
+    level 1 (100 one-column sums) is learnt whole by every model, so its held-out set is
+    200 level-2 and 100 level-3 problems not in the pool; "seen" is the pool's level 2."""
+    pool = distinct(toy_problems(pool_draws, seed=0, task=task))
     texts = {r["problem"] for r in pool}
-    one = distinct(toy_problems(3000, seed=1, levels=[1]), texts)  # all that are left
-    many = distinct(toy_problems(4 * len(one) + 100, seed=1, levels=[2, 3]), texts)
-    heldout = one + many[: 2 * len(one)]
+    if task == "direct":
+        one = distinct(toy_problems(3000, seed=1, levels=[1]), texts)  # all that are left
+        many = distinct(toy_problems(4 * len(one) + 100, seed=1, levels=[2, 3]), texts)
+        heldout, seen = one + many[: 2 * len(one)], "1"
+    else:
+        two = distinct(toy_problems(400, seed=1, levels=[2], task=task), texts)[:200]
+        three = distinct(toy_problems(200, seed=1, levels=[3], task=task), texts)[:100]
+        heldout, seen = two + three, "2"
     return {
         "pool": write_jsonl(pool, out / "pool.jsonl"),
         "heldout": write_jsonl(heldout, out / "heldout.jsonl"),
-        "pool_l1": write_jsonl([r for r in pool if r["level"] == "1"], out / "pool_l1.jsonl"),
+        "pool_l1": write_jsonl([r for r in pool if r["level"] == seen], out / "pool_seen.jsonl"),
         "sizes": {
+            "seen_level": seen,
             "pool": len(pool),
             "pool_by_level": _by_level(pool),
             "heldout": len(heldout),
@@ -195,7 +219,10 @@ def distill(data: dict[str, Any], weak: Path, strong: Path, out: Path) -> dict[s
     # (the pass-rate band of DeepScaleR and open-r1), by 8 samples of it at temperature 1.0
     weak_generator = curate.HFGenerator(str(weak), label="toy-weak", threads=1, batch_size=64)
     graded = curate.Distill(
-        weak_generator, n=8, sampling=Sampling(temperature=1.0, max_tokens=48), template=TEMPLATE
+        weak_generator,
+        n=8,
+        sampling=Sampling(temperature=1.0, max_tokens=SAMPLING.max_tokens),
+        template=TEMPLATE,
     )
     band_run = curate.Recipe(
         "learning-band",
@@ -254,7 +281,8 @@ class Score:
         return Z95 * float(rates.std()) / math.sqrt(rates.len())  # type: ignore[arg-type]
 
     def level(self, lv: str) -> float:
-        return float(self.per_problem.filter(pl.col("level") == lv)["rate"].mean())  # type: ignore[arg-type]
+        rates = self.per_problem.filter(pl.col("level") == lv)["rate"]
+        return float(rates.mean()) if rates.len() else math.nan  # type: ignore[arg-type]
 
     def gain(self, base: Score) -> tuple[float, float]:
         """Mean difference of pass rates over the same problems, and its 95% interval."""
@@ -357,7 +385,7 @@ def train_grpo(export: Path, weak: Path, out: Path, seed: int, args: argparse.Na
 
 
 def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+    return "-" if math.isnan(x) else f"{100 * x:.1f}"
 
 
 def _ms(values: list[float]) -> str:
@@ -379,9 +407,11 @@ def report(
 ) -> str:
     held, pool1 = scores["heldout"], scores["pool_l1"]
     base = held["weak"]
+    seen_level = facts["seen_level"]
+    first = min(facts["heldout_by_level"])  # the held-out level a gain shows on first
     lines = [
         "| model | seed | held-out pass@1 ±95% CI | L1 | L2 | L3 | gain vs weak ±95% CI "
-        "(paired) | pool L1 |",
+        f"(paired) | pool L{seen_level} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     order = ["weak", "strong"]
@@ -400,7 +430,7 @@ def report(
         )
     lines += [
         "",
-        "| arm | mean gain ± sd over seeds: held-out | held-out L1 | pool L1 |",
+        f"| arm | mean gain ± sd over seeds: held-out | held-out L{first} | pool L{seen_level} |",
         "|---|---|---|---|",
     ]
     for arm in ("sft", "control", "grpo", "band"):
@@ -408,7 +438,7 @@ def report(
         if not keys:
             continue
         overall = [held[k].pass1 - base.pass1 for k in keys]
-        level1 = [held[k].level("1") - base.level("1") for k in keys]
+        level1 = [held[k].level(first) - base.level(first) for k in keys]
         seen = [pool1[k].pass1 - pool1["weak"].pass1 for k in keys]
         lines.append(f"| {arm} | {mean_std(overall)} | {mean_std(level1)} | {mean_std(seen)} |")
     if grpo_rewards:
@@ -444,6 +474,14 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument("--pool", type=int, default=400, help="problems drawn for the pool")
     parser.add_argument(
+        "--task",
+        choices=["direct", "columns"],
+        default="direct",
+        help="the toy task: one-step answers (facts) or column addition (a procedure)",
+    )
+    parser.add_argument("--weak-steps", type=int, help="training steps of the weak toy model")
+    parser.add_argument("--strong-steps", type=int, help="training steps of the strong one")
+    parser.add_argument(
         "--arms", nargs="+", default=["sft", "control", "grpo", "band"], help="what to train"
     )
     parser.add_argument("--sft-lr", type=float, default=1e-3)
@@ -454,6 +492,8 @@ def main() -> None:
     parser.add_argument("--grpo-prompts", type=int, default=8)
     parser.add_argument("--grpo-generations", type=int, default=8)
     args = parser.parse_args()
+    global SAMPLING
+    SAMPLING = replace(SAMPLING, max_tokens=MAX_TOKENS[args.task])
     if args.quick:
         args.seeds, args.grpo_steps, args.sft_epochs = args.seeds[:1], 10, 3.0
     if args.fresh:
@@ -468,9 +508,11 @@ def main() -> None:
         times[name] = times.get(name, 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
 
-    weak, strong = toy_model(steps=300), toy_model(steps=600)
+    weak_steps, strong_steps = STEPS[args.task]
+    weak = toy_model(steps=args.weak_steps or weak_steps, task=args.task)
+    strong = toy_model(steps=args.strong_steps or strong_steps, task=args.task)
     lap("toy models (cached after the first run)")
-    data = make_data(out / "data", args.pool)
+    data = make_data(out / "data", args.pool, args.task)
     made = distill(data, weak, strong, out)
     lap("distill the strong model + exports")
     benches = {"heldout": data["heldout"], "pool_l1": data["pool_l1"]}

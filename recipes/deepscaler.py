@@ -46,7 +46,9 @@ more, to train the toy model)::
 
 Expect the toy numbers to move by noise only: 20 steps of 32 samples are far too few for a
 model that solves about one toy problem in ten to learn much (a learning rate of 5e-4 made
-it worse). ``CURATE_TOY_SCALE=tiny`` shrinks it further (tests).
+it worse). ``CURATE_TOY_SCALE=tiny`` shrinks it further (tests). A measured held-out gain
+from GRPO on a CPU (+17 points over 3 seeds, 150 steps on the problems the model solves
+sometimes) is in ``benchmarks/bench_learning.py --task columns`` and ``benchmarks/RESULTS.md``.
 
 From Python, ``then`` is a plain function::
 

@@ -135,32 +135,12 @@ def _all_cores() -> AbstractContextManager[None]:
     return torch_threads(max(1, cores or 1))
 
 
-class EmbeddingCache:
-    """Embeddings of one model, kept under ``cache_dir/embeddings/<model-key>/``.
+class VectorCache:
+    """Vectors by key (a text's `text_key`) in Parquet parts under ``folder``; ``None``
+    keeps nothing. Parts are written atomically, so a killed run keeps what it stored."""
 
-    ``cache_dir=None`` keeps nothing (every text is encoded). `embed` counts what
-    it encoded and what it found in ``encoded`` and ``cached`` (over all calls).
-
-    >>> import tempfile
-    >>> cache = EmbeddingCache(tempfile.mkdtemp())  # doctest: +SKIP
-    >>> cache.embed(["Find x.", "Find x."]).shape, cache.encoded  # doctest: +SKIP
-    ((2, 384), 1)
-    >>> cache.embed(["Find x."]).shape, cache.encoded, cache.cached  # doctest: +SKIP
-    ((1, 384), 1, 1)
-    """
-
-    def __init__(
-        self,
-        cache_dir: str | Path | None,
-        model: str = DEFAULT_MODEL,
-        *,
-        device: str | None = None,
-    ) -> None:
-        self.model, self.device = model, device
-        self.key = model_key(model)
-        self.folder = None if cache_dir is None else Path(cache_dir) / "embeddings" / self.key
-        self.encoded = 0
-        self.cached = 0
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = None if folder is None else Path(folder)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached vectors among ``keys`` (key -> float32 vector)."""
@@ -189,6 +169,34 @@ class EmbeddingCache:
             schema={"key": pl.String, "vector": pl.Array(pl.Float32, vectors.shape[1])},
         )
         write_parquet(frame, self.folder / f"part-{name}.parquet")
+
+
+class EmbeddingCache(VectorCache):
+    """Embeddings of one model, kept under ``cache_dir/embeddings/<model-key>/``.
+
+    ``cache_dir=None`` keeps nothing (every text is encoded). `embed` counts what
+    it encoded and what it found in ``encoded`` and ``cached`` (over all calls).
+
+    >>> import tempfile
+    >>> cache = EmbeddingCache(tempfile.mkdtemp())  # doctest: +SKIP
+    >>> cache.embed(["Find x.", "Find x."]).shape, cache.encoded  # doctest: +SKIP
+    ((2, 384), 1)
+    >>> cache.embed(["Find x."]).shape, cache.encoded, cache.cached  # doctest: +SKIP
+    ((1, 384), 1, 1)
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+    ) -> None:
+        self.model, self.device = model, device
+        self.key = model_key(model)
+        super().__init__(None if cache_dir is None else Path(cache_dir) / "embeddings" / self.key)
+        self.encoded = 0
+        self.cached = 0
 
     def embed(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False

@@ -196,3 +196,79 @@ def test_influence_matches_the_definition() -> None:
         assert which[i] == best
     with pytest.raises(ConfigError, match="one of each per checkpoint"):
         influence(train, targets, [1.0])
+
+
+def _sft_export(tmp_path: Any, rows: list[dict[str, str]]) -> Any:
+    import json
+
+    import curate
+
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = curate.Recipe("warm", [curate.read(tmp_path / "p.jsonl", source="toy")]).run(
+        tmp_path / "run", progress=False
+    )
+    return curate.export_run(
+        run, tmp_path / "sft", format="sft", template="{problem}", completions="solutions"
+    ).out
+
+
+def test_warmup_checkpoints_adam_moments_and_cached_features(toy_dir: Any, tmp_path: Any) -> None:
+    """A LoRA warm-up with a checkpoint per epoch (`curate.train.sft(save="epoch")`); its
+    checkpoints, their learning rates and Adam moments as the Trainer numbers them; features
+    that do not depend on batch or order, and come back from the cache without a model."""
+    pytest.importorskip("trl")
+    import numpy as np
+    from transformers import AutoTokenizer, Trainer, TrainingArguments
+
+    from curate.embed import VectorCache
+    from curate.influence.checkpoints import adam_moments, checkpoints, load_adapter
+    from curate.influence.features import Example, features, gradient_compute, hidden_compute
+    from curate.toy import toy_problems
+    from curate.train import sft
+
+    rows = toy_problems(16, seed=5, levels=[1])
+    lora = {"r": 4, "lora_alpha": 16, "lora_dropout": 0.0,
+            "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}  # fmt: skip
+    out = tmp_path / "warm"
+    sft(_sft_export(tmp_path, rows), toy_dir, out, lora=lora, save="epoch", epochs=2,
+        global_batch=8, micro_batch=8, max_length=96, learning_rate=1e-3, packing=False,
+        threads=1, progress=False)  # fmt: skip
+    found = checkpoints(out)
+    assert [c.step for c in found] == [2, 4]
+    assert all(c.learning_rate > 0 for c in found)
+    model = load_adapter(toy_dir, found[-1].path)
+    m, v = adam_moments(model, found[-1].path)
+    dim = gradient_dim(model)
+    assert m.shape == v.shape == (dim,) and bool((v >= 0).all()) and float(v.sum()) > 0
+    # the same moments through a Trainer's own optimizer numbering (object identity)
+    args = TrainingArguments(output_dir=str(tmp_path / "t"), report_to="none", weight_decay=0.1)
+    optimizer = Trainer(model=model, args=args).create_optimizer()
+    saved = torch.load(found[-1].path / "optimizer.pt", weights_only=True)
+    index = [i for g in saved["param_groups"] for i in g["params"]]
+    live = [p for g in optimizer.param_groups for p in g["params"]]
+    of = {id(p): i for p, i in zip(live, index, strict=True)}
+    modules = dict(model.named_modules())
+    expected = torch.cat(
+        [saved["state"][of[id(modules[layer.name].weight)]]["exp_avg"].flatten()
+         for layer in trainable_layers(model)]
+    )  # fmt: skip
+    assert torch.equal(m, expected)
+    # features: Adam-aware gradients, projected; the same whatever the batch and the order
+    tok = AutoTokenizer.from_pretrained(toy_dir)
+    examples = [Example(r["problem"], r["solution"]) for r in rows[:5]]
+    projection = RademacherProjection(dim, 64, seed=0)
+    compute = gradient_compute(model, projection, (m, v))
+    cache = VectorCache(tmp_path / "cache")
+    first = features(examples, compute, tok, cache=cache, batch_size=2)
+    assert first.shape == (5, 64)
+    assert np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    again = features(examples[::-1], compute, tok, batch_size=3)
+    assert np.allclose(again[::-1], first, atol=1e-5)
+
+    def boom(*_: Any) -> Any:
+        raise AssertionError("computed again")
+
+    assert np.array_equal(features(examples, boom, tok, cache=cache), first)
+    # RDS+'s features: mean-pooled hidden states, unit rows
+    hidden = features(examples, hidden_compute(model), tok, batch_size=2)
+    assert hidden.shape == (5, 32 * 4) and np.allclose(np.linalg.norm(hidden, axis=1), 1)

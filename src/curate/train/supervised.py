@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from curate._torch import torch_threads
 from curate.errors import ConfigError
@@ -34,6 +34,7 @@ def sft(
     precision: session.Precision = "auto",
     chat_template: str | None = None,
     save_steps: int | None = None,
+    save: Literal["steps", "epoch"] = "steps",
     threads: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
@@ -46,6 +47,9 @@ def sft(
     ``overrides`` change its fields (``learning_rate=``, ``epochs=``, ``global_batch=``,
     ``micro_batch=``, ``max_length=``, ``packing=``, ...). ``max_steps`` stops early (a
     smoke test). ``lora=True`` trains a LoRA adapter (merged into ``out/model`` at the end).
+    Checkpoints go to ``out/checkpoint-N`` every ``save_steps`` steps (500), the last two
+    kept; ``save="epoch"`` keeps one at the end of every epoch instead, all of them (LESS's
+    warm-up: `curate.influence.checkpoints` reads them).
     The same call again resumes from the last checkpoint, or returns at once when done.
 
     >>> sft("missing-export", "m", "out", preset="deepscaler")  # doctest: +ELLIPSIS
@@ -75,6 +79,7 @@ def sft(
         "lora": lora,
         "max_steps": max_steps,
         "chat_template": chat_template,
+        **({"save": save} if save != "steps" else {}),
     }
     settings["fingerprint"] = session.fingerprint(settings)
     state = session.begin(out, settings)
@@ -116,9 +121,9 @@ def sft(
         shuffle_dataset=True,
         chat_template_path=chat_template,
         logging_steps=1,
-        save_strategy="steps",
+        save_strategy=save,
         save_steps=save_steps or 500,
-        save_total_limit=2,
+        save_total_limit=2 if save == "steps" else None,
         report_to=report_to,
         disable_tqdm=not progress,
         dataloader_num_workers=0,

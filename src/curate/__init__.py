@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "DeepDistillStageI": "curate.select",
     "DeepDistillStageII": "curate.select",
     "PassRateBand": "curate.select",
+    "InfluenceSelect": "curate.influence.stage",
     "ExportOptions": "curate.export.shards",
     "export_run": "curate.export.shards",
     "Sampling": "curate.generate",
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
     from curate.generate.openai import OpenAIGenerator
     from curate.generate.vllm import VLLMGenerator
     from curate.grade import Grade
+    from curate.influence.stage import InfluenceSelect
     from curate.io import Source, read
     from curate.run import Recipe, Run, RunWarning, open_run
     from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand

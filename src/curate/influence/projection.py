@@ -13,7 +13,7 @@ again for each batch.
 >>> x = torch.randn(3, 1000)
 >>> p(x).shape
 torch.Size([3, 64])
->>> bool(torch.equal(p(x), RademacherProjection(1000, 64, seed=0, block_rows=77)(x)))
+>>> bool(torch.allclose(p(x), RademacherProjection(1000, 64, seed=0, block_rows=300)(x), atol=1e-5))
 True
 """
 

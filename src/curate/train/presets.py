@@ -11,7 +11,10 @@ SFT (`SFTPreset`):
 - ``deepdistill-stage1``: DeepDistill's Stage I, learning rate 8e-5 (reasoning SFT from a
   base model needs a high rate: 8e-6 lost 6.7 points on AIME 2024), 1 epoch, packing up
   to 32K tokens, global batch 64, cosine schedule with 5% linear warm-up decaying to 0;
-- ``deepdistill-stage2``: its annealing Stage II, learning rate 8e-6, 2 epochs, no packing.
+- ``deepdistill-stage2``: its annealing Stage II, learning rate 8e-6, 2 epochs, no packing;
+- ``less-warmup``: LESS's LoRA warm-up before gradient features (`curate.InfluenceSelect`):
+  learning rate 2e-5, 4 epochs, batch 32, linear decay after 3% warm-up, no packing (its
+  LoRA: rank 128, alpha 512, dropout 0.1 on q/k/v/o, is the stage's ``lora``).
 
 Packing needs a flash-attention kernel (flash-attn or kernels, on a GPU): with transformers'
 ``sdpa``/``eager`` attention, packed sequences would attend to each other, so without one
@@ -207,6 +210,16 @@ PRESETS: dict[str, Preset] = {
         max_length=32768,
         packing=False,
         warmup_ratio=0.05,
+    ),
+    "less-warmup": SFTPreset(
+        name="less-warmup",
+        learning_rate=2e-5,
+        epochs=4,
+        global_batch=32,
+        max_length=2048,
+        packing=False,
+        scheduler="linear",
+        warmup_ratio=0.03,
     ),
     "deepseekmath": GRPOPreset(
         name="deepseekmath",

@@ -71,7 +71,6 @@ import platform
 import shutil
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -80,6 +79,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
+from _timing import Laps
 
 import curate
 import curate.train
@@ -500,13 +500,8 @@ def main() -> None:
         shutil.rmtree(args.out, ignore_errors=True)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal t0
-        times[name] = times.get(name, 0.0) + time.perf_counter() - t0
-        t0 = time.perf_counter()
+    laps = Laps()
+    lap, times = laps.lap, laps.times
 
     weak_steps, strong_steps = STEPS[args.task]
     weak = toy_model(steps=args.weak_steps or weak_steps, task=args.task)

@@ -123,6 +123,8 @@ def test_influence_with_a_warmup_and_reselection_from_the_cache(
         model=str(toy_dir), target=str(pool["target"]), budget=6, lora=LORA, warmup=0.4,
         dim=128, batch_size=8, max_length=96,
     )  # fmt: skip
-    fewer = _selected(_run(pool, again, out))
+    rerun = _run(pool, again, out)
+    assert rerun.stages[-1].stats["scores_cached"] == 45
+    fewer = _selected(rerun)
     best = kept.sort("influence", descending=True)["id"][:6]
     assert sorted(fewer["id"]) == sorted(best)

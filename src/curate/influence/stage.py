@@ -5,7 +5,8 @@ r"""`InfluenceSelect`: keep the rows whose training signal points the way of a t
 
 1. **Warm-up.** A LoRA adapter on ``model`` is trained on a random ``warmup`` share of the
    rows (``curate.train.sft``, preset ``less-warmup``: 4 epochs, a checkpoint per epoch),
-   or ``checkpoints=`` names a training folder that holds them already.
+   or ``checkpoints=`` names a training folder that holds them already;
+   ``warmup_overrides`` changes the preset's fields (``learning_rate=``, ``epochs=``...).
 2. **Features.** At each checkpoint, every row's (problem, solution) gradient of the LoRA
    parameters, turned into Adam's update direction with the checkpoint's moments, and every
    target example's plain gradient, projected to ``dim`` numbers by a seeded Rademacher
@@ -80,6 +81,7 @@ class InfluenceSelect(Filter):
     checkpoints: str | None = None
     warmup: float = 0.05
     warmup_preset: str = "less-warmup"
+    warmup_overrides: Mapping[str, Any] = field(default_factory=dict)
     lora: Mapping[str, Any] = field(default_factory=lambda: dict(LESS_LORA))
     dim: int = 8192
     template: str = "{problem}"
@@ -129,10 +131,8 @@ class InfluenceSelect(Filter):
 
             scores = np.array([uniform(self.seed, i) for i in rows["id"]])
             which = ["-"] * rows.height
-        elif self.method == "embedding":
-            scores, which = self._embedding_scores(examples, targets, ctx)
         else:
-            scores, which = self._influence_scores(rows, examples, targets, ctx)
+            scores, which = self._cached_scores(rows, examples, targets, ctx)
         scored = rows.select("id").with_columns(
             pl.Series("influence", scores, dtype=pl.Float64),
             pl.Series("influence_subtask", which, dtype=pl.String),
@@ -242,6 +242,50 @@ class InfluenceSelect(Filter):
         scores, which = influence([rows], [subtasks], [1.0])
         return scores.numpy(), which
 
+    def _cached_scores(
+        self,
+        rows: pl.DataFrame,
+        examples: list[Any],
+        targets: dict[str, list[Any]],
+        ctx: StageContext,
+    ) -> tuple[np.ndarray, list[str]]:
+        """The rows' scores, from the run's cache when every row has one for these settings
+        and targets (a new budget or ``per_source`` only ranks again: no model, no
+        features), else computed and stored. Scores are kept as float32 either way, so a
+        fresh run and a re-run agree to the bit."""
+        from curate.embed import VectorCache
+
+        names = list(targets)
+        settings = [
+            self.method, self.embedding, self._model_key(), self.dim, self.seed,
+            self.max_length, {n: [e.key for e in t] for n, t in targets.items()},
+        ]  # fmt: skip
+        if self.method == "influence":
+            settings.append(self._checkpoints_key(rows, examples))
+        cache = VectorCache(ctx.cache_dir / "influence" / f"scores-{_digest(settings)}")
+        keys = [e.key for e in examples]
+        found = cache.lookup(keys)
+        if any(k not in found for k in keys):
+            if self.method == "embedding":
+                computed, which = self._embedding_scores(examples, targets, ctx)
+            else:
+                computed, which = self._influence_scores(rows, examples, targets, ctx)
+            vectors = np.stack([computed, [names.index(w) for w in which]], axis=1)
+            found = dict(zip(keys, vectors.astype(np.float32), strict=True))
+            cache.store(list(found), np.stack(list(found.values())))
+        else:
+            ctx.stats["scores_cached"] = len(keys)
+        table = np.stack([found[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
+        return table[:, 0].astype(np.float64), [names[int(i)] for i in table[:, 1]]
+
+    def _checkpoints_key(self, rows: pl.DataFrame, examples: list[Any]) -> Any:
+        """What decides the checkpoints: their files when given, else the warm-up's plan."""
+        if self.checkpoints is not None:
+            from curate.influence.checkpoints import checkpoints
+
+            return [_checkpoint_stamp(c.path) for c in checkpoints(self.checkpoints)]
+        return self._warmup_plan(rows, examples)[0]
+
     def _influence_scores(
         self,
         rows: pl.DataFrame,
@@ -267,25 +311,33 @@ class InfluenceSelect(Filter):
     def _warmup(self, rows: pl.DataFrame, examples: list[Any], ctx: StageContext) -> Path:
         """Train the warm-up adapter on a seeded ``warmup`` share of the rows (once: the
         same settings find the finished training in the run's cache)."""
-        from curate.select import uniform
         from curate.train import sft
 
-        draws = sorted(range(rows.height), key=lambda i: uniform(self.seed, rows["id"][i]))
-        picked = sorted(draws[: max(1, math.ceil(self.warmup * rows.height))])
-        key = _digest(
-            [self._model_key(), [examples[i].key for i in picked], self.warmup_preset,
-             dict(self.lora), self.max_length, self.seed]
-        )  # fmt: skip
+        key, picked = self._warmup_plan(rows, examples)
         folder = ctx.cache_dir / "influence" / f"warmup-{key}"
         data = _write_sft_export(folder / "data", [examples[i] for i in picked])
         sft(
             data, self.model, folder / "train", preset=self.warmup_preset, lora=dict(self.lora),
             save="epoch", seed=self.seed, threads=self.threads, progress=ctx.progress,
-            max_length=self.max_length, micro_batch=self.batch_size,
-            global_batch=_global_batch(self, len(picked)),
+            **{"max_length": self.max_length, "micro_batch": self.batch_size,
+               "global_batch": _global_batch(self, len(picked)), **self.warmup_overrides},
         )  # fmt: skip
         ctx.stats["warmup_rows"] = len(picked)
         return folder / "train"
+
+    def _warmup_plan(self, rows: pl.DataFrame, examples: list[Any]) -> tuple[str, list[int]]:
+        """The warm-up's key (model, rows, settings) and its rows: a seeded ``warmup``
+        share, drawn by id."""
+        from curate.select import uniform
+
+        ids = rows["id"].to_list()
+        draws = sorted(range(rows.height), key=lambda i: uniform(self.seed, ids[i]))
+        picked = sorted(draws[: max(1, math.ceil(self.warmup * rows.height))])
+        key = _digest(
+            [self._model_key(), [examples[i].key for i in picked], self.warmup_preset,
+             dict(self.lora), dict(self.warmup_overrides), self.max_length, self.seed]
+        )  # fmt: skip
+        return key, picked
 
     # ------------------------------------------------------------------ features
 

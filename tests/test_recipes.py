@@ -145,3 +145,21 @@ def test_no_then_stops_a_training_recipe_after_curation(
     assert "then:" not in result.output
     assert not (out / "then.json").exists() and not (out / "train").exists()
     assert (out / "export" / "verl" / "export.json").exists()
+
+
+@pytest.mark.slow
+def test_less_toy_recipe_selects_trains_and_evaluates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("trl")
+    monkeypatch.setenv("CURATE_TOY_SCALE", "tiny")
+    monkeypatch.setenv("CURATE_POOL", "toy")
+    for name in ("CURATE_METHOD", "CURATE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "less"
+    result = runner.invoke(app, ["run", str(RECIPES / "less.py"), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    summary = _scores(out)
+    assert summary["method"] == "influence" and list(summary["scores"]) == ["before", "after"]
+    assert summary["selected"] == 12 and summary["scored"] == 120  # 10% of 3 skills x 40
+    assert (out / "train" / "sft" / "model" / "config.json").exists()

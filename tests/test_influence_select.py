@@ -112,6 +112,9 @@ def test_influence_with_a_warmup_and_reselection_from_the_cache(
     assert stats["warmup_rows"] == 18  # 40% of the 45 rows with a solution
     assert [c["step"] for c in stats["checkpoints"]] == [2, 4, 6, 8]  # 4 epochs of 2 steps
     assert kept["influence_subtask"].unique().to_list() == ["target"]
+    # deterministic: another run from nothing gives the same scores, to the bit
+    other = _selected(_run(pool, stage, tmp_path / "other"))
+    assert other.equals(kept)
     # a new budget: the features come from the run's cache; no model is loaded
     import curate.influence.checkpoints as checkpoints
 

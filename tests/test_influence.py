@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 from curate.errors import ConfigError  # noqa: E402
 from curate.influence import (  # noqa: E402
+    HadamardProjection,
     RademacherProjection,
     adam_direction,
     gradient_dim,
@@ -127,12 +128,14 @@ def test_other_trainable_parameters_are_refused() -> None:
         trainable_layers(model)
 
 
-def test_projection_keeps_inner_products_within_the_jl_bound() -> None:
+@pytest.mark.parametrize("kind", ["rademacher", "hadamard"])
+def test_projection_keeps_inner_products_within_the_jl_bound(kind: str) -> None:
     n, dim, k = 20, 3000, 2048
     x = torch.nn.functional.normalize(
         torch.randn(n, dim, generator=torch.Generator().manual_seed(3))
     )
-    px = RademacherProjection(dim, k, seed=7)(x)
+    make = RademacherProjection if kind == "rademacher" else HadamardProjection
+    px = make(dim, k, seed=7)(x)
     # Johnson-Lindenstrauss: k >= 4 ln(n) / (eps^2/2 - eps^3/3) keeps every pairwise inner
     # product of unit vectors within eps (with high probability; the seed is fixed)
     eps = next(
@@ -158,6 +161,21 @@ def test_projection_is_the_same_matrix_however_it_is_made() -> None:
     assert set((block * math.sqrt(64)).round().unique().tolist()) == {-1.0, 1.0}
     with pytest.raises(ConfigError, match=r"\(n, 1000\)"):
         ref(torch.randn(2, 999))
+
+
+def test_hadamard_projection_is_seeded_and_checks_its_input() -> None:
+    from curate.influence.projection import _sample_without_replacement
+
+    x = torch.randn(3, 5000)
+    a, b = HadamardProjection(5000, 256, seed=1), HadamardProjection(5000, 256, seed=1)
+    assert torch.equal(a(x), b(x)) and a.n == 8192
+    assert not torch.allclose(a(x), HadamardProjection(5000, 256, seed=2)(x))
+    assert torch.allclose(a(x[:1]), a(x)[:1], atol=1e-5)  # a row's result is its own
+    for n, k in ((1 << 20, 300), (64, 60)):
+        drawn = _sample_without_replacement(n, k, torch.Generator().manual_seed(0))
+        assert drawn.numel() == k == drawn.unique().numel() and int(drawn.max()) < n
+    with pytest.raises(ConfigError, match=r"\(n, 5000\)"):
+        a(torch.randn(2, 10))
 
 
 def test_adam_direction_is_less_formula() -> None:

@@ -91,3 +91,99 @@ class RademacherProjection:
             block = self.block(start).to(x.device)
             out += x[:, start : start + block.size(0)].to(torch.float32) @ block
         return out
+
+
+class HadamardProjection:
+    """``x -> sqrt(1/k) * (H D x)[S]``: random signs ``D``, a Walsh-Hadamard transform ``H``
+    (unnormalised, over ``x`` padded with zeros to a power of two ``n``) and ``k`` of its
+    ``n`` coordinates ``S`` drawn without replacement: the subsampled randomised Hadamard
+    transform, a Johnson-Lindenstrauss projection that needs no matrix.
+
+    It costs ``O(n log n)`` per row and ``n`` bytes of state, where a dense Rademacher
+    matrix costs ``dim * k`` numbers to make or keep: for a large model's LoRA gradients
+    (millions of numbers per row) it is the one that fits. Signs and coordinates are drawn
+    on the CPU from ``seed``.
+
+    >>> import torch
+    >>> p = HadamardProjection(1000, 64, seed=0)
+    >>> x = torch.nn.functional.normalize(torch.randn(2, 1000), dim=1)
+    >>> p(x).shape, bool(abs(p(x).norm(dim=1) - 1).max() < 0.5)
+    (torch.Size([2, 64]), True)
+    """
+
+    def __init__(self, dim: int, k: int = 8192, *, seed: int = 0, device: Any = None) -> None:
+        import torch
+
+        if dim < 1 or k < 1:
+            raise ConfigError(f"HadamardProjection(dim={dim}, k={k}): expected positive sizes")
+        self.dim, self.k, self.seed = dim, k, seed
+        self.n = 1 << max(dim - 1, k - 1, 1).bit_length()
+        key = hashlib.blake2b(f"hadamard:{seed}".encode(), digest_size=8).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(key, "little") & (2**63 - 1))
+        signs = torch.randint(0, 2, (self.n,), generator=gen, dtype=torch.int8)
+        self.signs = (signs.to(torch.float32) * 2 - 1).to(device)
+        self.coords = _sample_without_replacement(self.n, k, gen).to(device)
+
+    def __call__(self, x: Any) -> Any:
+        """Project ``x`` of shape ``(rows, dim)`` to ``(rows, k)`` (float32)."""
+        import torch
+
+        if x.dim() != 2 or x.size(1) != self.dim:
+            raise ConfigError(
+                f"HadamardProjection: expected a (n, {self.dim}) tensor, got {tuple(x.shape)}"
+            )
+        signs = self.signs.to(x.device)
+        y = torch.zeros(x.size(0), self.n, dtype=torch.float32, device=x.device)
+        y[:, : self.dim] = x.to(torch.float32) * signs[: self.dim]
+        y = walsh_hadamard(y)
+        return y[:, self.coords.to(x.device)] / math.sqrt(self.k)
+
+
+def walsh_hadamard(x: Any) -> Any:
+    """The unnormalised Walsh-Hadamard transform of each row of ``x`` (a power-of-two
+    width), in ``log2(width)`` passes of sums and differences.
+
+    >>> import torch
+    >>> walsh_hadamard(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+    tensor([[1., 1., 1., 1.],
+            [4., 0., 0., 0.]])
+    """
+    import torch
+
+    rows, n = x.shape
+    if n & (n - 1):
+        raise ConfigError(f"walsh_hadamard: width {n} is not a power of two")
+    h = 1
+    while h < n:
+        pairs = x.view(rows, n // (2 * h), 2, h)
+        x = torch.stack((pairs[:, :, 0] + pairs[:, :, 1], pairs[:, :, 0] - pairs[:, :, 1]), dim=2)
+        x = x.view(rows, n)
+        h *= 2
+    return x
+
+
+def _sample_without_replacement(n: int, k: int, gen: Any) -> Any:
+    """``k`` distinct integers below ``n``, sorted, drawn from ``gen`` (no permutation of
+    all ``n`` when ``k`` is much smaller)."""
+    import torch
+
+    if k * 4 >= n:
+        return torch.randperm(n, generator=gen)[:k].sort().values
+    chosen = torch.empty(0, dtype=torch.long)
+    while chosen.numel() < k:
+        draw = torch.randint(0, n, (2 * k,), generator=gen)
+        merged = torch.cat([chosen, draw])
+        # keep first occurrences in draw order, so the result depends only on the seed
+        values, first = _first_occurrences(merged)
+        chosen = values[first.argsort()][:k]
+    return chosen.sort().values
+
+
+def _first_occurrences(values: Any) -> tuple[Any, Any]:
+    """The distinct values and the index of each one's first occurrence."""
+    import torch
+
+    unique, inverse = torch.unique(values, return_inverse=True)
+    first = torch.full((unique.numel(),), values.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(values.numel()), reduce="amin")
+    return unique, first

@@ -9,9 +9,12 @@ r"""`InfluenceSelect`: keep the rows whose training signal points the way of a t
    ``warmup_overrides`` changes the preset's fields (``learning_rate=``, ``epochs=``...).
 2. **Features.** At each checkpoint, every row's (problem, solution) gradient of the LoRA
    parameters, turned into Adam's update direction with the checkpoint's moments, and every
-   target example's plain gradient, projected to ``dim`` numbers by a seeded Rademacher
-   matrix and L2-normalised (`curate.influence`). They are cached in the run by model,
-   checkpoint, settings and text: a new budget or target computes no row twice.
+   target example's plain gradient, projected to ``dim`` numbers and L2-normalised
+   (`curate.influence`): by a seeded Rademacher matrix as LESS does, or, where that matrix
+   would not fit in 2 GiB (``projection="auto"``), by a subsampled randomised Hadamard
+   transform, a Johnson-Lindenstrauss projection that needs no matrix. They are cached in
+   the run by model, checkpoint, settings and text: a new budget or target computes no row
+   twice.
 3. **Score.** ``influence`` = max over target subtasks of the sum over checkpoints of the
    checkpoint's mean learning rate times the mean cosine to the subtask's examples.
 
@@ -84,6 +87,7 @@ class InfluenceSelect(Filter):
     warmup_overrides: Mapping[str, Any] = field(default_factory=dict)
     lora: Mapping[str, Any] = field(default_factory=lambda: dict(LESS_LORA))
     dim: int = 8192
+    projection: Literal["auto", "rademacher", "hadamard"] = "auto"
     template: str = "{problem}"
     max_length: int = 1024
     batch_size: int = 8
@@ -259,6 +263,7 @@ class InfluenceSelect(Filter):
         settings = [
             self.method, self.embedding, self._model_key(), self.dim, self.seed,
             self.max_length, {n: [e.key for e in t] for n, t in targets.items()},
+            self.projection,
         ]  # fmt: skip
         if self.method == "influence":
             settings.append(self._checkpoints_key(rows, examples))
@@ -385,7 +390,7 @@ class InfluenceSelect(Filter):
         from curate.influence.checkpoints import adam_moments, load_adapter
         from curate.influence.features import gradient_compute
         from curate.influence.gradients import gradient_dim
-        from curate.influence.projection import RademacherProjection
+        from curate.influence.projection import HadamardProjection, RademacherProjection
 
         loaded: dict[str, Any] = {}
 
@@ -393,10 +398,16 @@ class InfluenceSelect(Filter):
             if not loaded:
                 m = load_adapter(self.model, checkpoint, device=self.device)
                 dim = gradient_dim(m)
-                projection = RademacherProjection(  # the matrix kept when it fits in 2 GiB
-                    dim, self.dim, seed=self.seed, device=self.device,
-                    cache=dim * self.dim * 4 <= 2**31,
-                )  # fmt: skip
+                fits = dim * self.dim * 4 <= 2**31  # a dense matrix kept in 2 GiB
+                projection: Any
+                if self.projection == "hadamard" or (self.projection == "auto" and not fits):
+                    projection = HadamardProjection(
+                        dim, self.dim, seed=self.seed, device=self.device
+                    )
+                else:
+                    projection = RademacherProjection(
+                        dim, self.dim, seed=self.seed, device=self.device, cache=fits
+                    )
                 loaded.update(model=m, projection=projection,
                               moments=adam_moments(m, checkpoint))  # fmt: skip
             return loaded
@@ -411,7 +422,9 @@ class InfluenceSelect(Filter):
 
         tok = AutoTokenizer.from_pretrained(self.model)
         stamp = _checkpoint_stamp(checkpoint)
-        common = {"checkpoint": stamp, "dim": self.dim, "seed": self.seed}
+        common = {
+            "checkpoint": stamp, "dim": self.dim, "seed": self.seed, "projection": self.projection
+        }  # fmt: skip
         return (
             self._feature_getter(lazy(True), tok, ctx, kind="adam", **common),
             self._feature_getter(lazy(False), tok, ctx, kind="sgd", **common),

@@ -81,6 +81,21 @@ def test_random_selection_by_count_share_and_source(
     assert by_source == {"plus": 5, "minus": 4}  # round(0.2 * 24), round(0.2 * 21)
 
 
+def test_targets_bundled_and_as_subtasks(
+    pool: dict[str, Path], toy_dir: Path, tmp_path: Path
+) -> None:
+    stage = curate.InfluenceSelect(
+        model=str(toy_dir), target={"adds": str(pool["target"]), "grade": "gsm8k"}, budget=12,
+        method="embedding",
+    )  # fmt: skip
+    run = _run(pool, stage, tmp_path / "run")
+    assert run.stages[-1].stats["subtasks"] == ["adds", "grade"]
+    assert set(_selected(run)["influence_subtask"]) <= {"adds", "grade"}
+    with pytest.raises(ConfigError, match="unknown benchmark"):
+        _run(pool, curate.InfluenceSelect(model=str(toy_dir), target="nope", budget=3,
+                                          method="random"), tmp_path / "bad")  # fmt: skip
+
+
 def test_embedding_baselines_prefer_the_target_skill(
     pool: dict[str, Path], toy_dir: Path, tmp_path: Path
 ) -> None:
@@ -115,6 +130,14 @@ def test_influence_with_a_warmup_and_reselection_from_the_cache(
     # deterministic: another run from nothing gives the same scores, to the bit
     other = _selected(_run(pool, stage, tmp_path / "other"))
     assert other.equals(kept)
+    # the warm-up's checkpoints given instead: the same checkpoints, the same scores (the
+    # features come from the run's cache)
+    warmup = next((out / "cache" / "influence").glob("warmup-*")) / "train"
+    given = curate.InfluenceSelect(
+        model=str(toy_dir), target=str(pool["target"]), budget=12, checkpoints=str(warmup),
+        dim=128, batch_size=8, max_length=96,
+    )  # fmt: skip
+    assert _selected(_run(pool, given, out))["influence"].equals(kept["influence"])
     # a new budget: the features come from the run's cache; no model is loaded
     import curate.influence.checkpoints as checkpoints
 

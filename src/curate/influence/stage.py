@@ -23,9 +23,10 @@ target of the mean-pooled last hidden state of ``model`` (RDS+, which Ivison et 
 found hard to beat) or, with ``embedding="minilm"``, of MiniLM sentence embeddings;
 ``method="random"`` by a seeded uniform draw.
 
-Selection keeps the ``budget`` best rows (a share in (0, 1) or a count), over the table
-or per ``source``; the others are rejected as ``not_selected`` with their score and rank.
-Rows without a solution cannot be scored and are rejected as ``no_solution``.
+Selection keeps the ``budget`` best rows (a share in (0, 1), LESS's 5% by default, or a
+count), over the table or per ``source``; the others are rejected as ``not_selected``
+with their score and rank. Rows without a solution cannot be scored and are rejected as
+``no_solution``.
 
 Target: a bundled benchmark name (its problems and answers; the completion is "The answer
 is \boxed{answer}."), or a file `curate.read` reads (its ``solution`` where there is one);
@@ -77,7 +78,7 @@ class InfluenceSelect(Filter):
     version: ClassVar[str] = "1"
     model: str
     target: str | Sequence[str] | Mapping[str, str]
-    budget: float | int
+    budget: float | int = 0.05
     method: Method = "influence"
     embedding: Literal["hidden", "minilm"] = "hidden"
     per_source: bool = False

@@ -142,7 +142,7 @@ if TOY:
     STAGE1 = dict(learning_rate=1e-3, global_batch=16, micro_batch=16, max_length=128,
                   packing=False, epochs=10)  # fmt: skip
     STAGE2 = dict(learning_rate=2e-4, global_batch=16, micro_batch=16, max_length=128, epochs=4)
-    EVAL = dict(n=2 if TINY else 4, max_tokens=48)
+    EVAL = dict(n=2 if TINY else 4, max_tokens=48, threads=1)
     MAX_STEPS: int | None = 4 if TINY else None
 else:
     STAGE1, STAGE2, EVAL, MAX_STEPS = {}, {}, dict(n=16, max_tokens=32768, engine="vllm"), None
@@ -166,12 +166,7 @@ def benchmarks(run: curate.Run, out: Path) -> list[Path] | list[str]:
 
 def evaluate(model: str, name: str, sets: list[Path] | list[str], out: Path) -> dict:
     """pass@1 and its 95% interval per benchmark, for ``model`` (a name or a folder)."""
-    gen = curate.HFGenerator(model, label=name, threads=1) if TOY else model
-    try:
-        result = curate.evaluate(gen, sets, out=out / "eval" / name, template=template, **EVAL)
-    finally:
-        if TOY:
-            gen.close()
+    result = curate.evaluate(model, sets, out=out / "eval" / name, template=template, **EVAL)
     print(f"\n{name}:\n{result.table()}")
     return result.pass1()
 

@@ -140,7 +140,7 @@ if TOY:
         prompts_per_step=4, updates_per_step=1, micro_batch=16, learning_rate=1e-4,
         temperature=1.0,
     )  # fmt: skip
-    EVAL = dict(n=2 if TINY else 4, max_tokens=48)
+    EVAL = dict(n=2 if TINY else 4, max_tokens=48, threads=1)
 else:
     GRPO = dict(vllm="colocate")
     EVAL = dict(n=16, max_tokens=32768, engine="vllm")
@@ -157,12 +157,7 @@ def model_path(name: str) -> str:
 
 def evaluate(model: str, name: str, sets: list[Path] | list[str], out: Path) -> dict:
     """pass@1 and its 95% interval per benchmark, for ``model`` (a name or a folder)."""
-    gen = curate.HFGenerator(model, label=name, threads=1) if TOY else model
-    try:
-        result = curate.evaluate(gen, sets, out=out / "eval" / name, template=template, **EVAL)
-    finally:
-        if TOY:
-            gen.close()
+    result = curate.evaluate(model, sets, out=out / "eval" / name, template=template, **EVAL)
     print(f"\n{name}:\n{result.table()}")
     return result.pass1()
 

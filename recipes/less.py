@@ -94,7 +94,7 @@ if TOY:
     )  # fmt: skip
     SFT = dict(learning_rate=1e-3, epochs=2 if TINY else 8, global_batch=16, micro_batch=16,
                max_length=128, packing=False, threads=1)  # fmt: skip
-    EVAL = dict(n=2 if TINY else 4, max_tokens=64)
+    EVAL = dict(n=2 if TINY else 4, max_tokens=64, threads=1)
     template = "{problem}"  # the toy models were trained on bare problems
 elif POOL == "shared":
     if not MODEL:
@@ -126,14 +126,9 @@ recipe = curate.Recipe(
 )
 
 
-def evaluate(model_path: str, name: str, out: Path) -> dict:
+def evaluate(model: str, name: str, out: Path) -> dict:
     """pass@1 and its 95% interval on the held-out set."""
-    gen = curate.HFGenerator(model_path, label=name, threads=1) if TOY else model_path
-    try:
-        result = curate.evaluate(gen, heldout, out=out / "eval" / name, template=template, **EVAL)
-    finally:
-        if TOY:
-            gen.close()
+    result = curate.evaluate(model, heldout, out=out / "eval" / name, template=template, **EVAL)
     print(f"\n{name}:\n{result.table()}")
     return result.pass1()
 

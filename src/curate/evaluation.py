@@ -139,6 +139,7 @@ def evaluate(
     chunk: int = 256,
     workers: int | None = None,
     verify_timeout: float = DEFAULT_TIMEOUT,
+    threads: int | None = None,
     progress: bool = False,
 ) -> EvalResult:
     r"""Evaluate a model on benchmarks with ``n`` samples per problem (see the module doc).
@@ -150,6 +151,8 @@ def evaluate(
     objects. ``limit``: only the first problems of each. ``chat=False`` sends the templated
     problem as a raw prompt (base models without a chat template). ``grading``: the
     `VerifyOptions` of `curate.verify_many`. ``chunk``: samples per engine call and cache part.
+    ``threads``: torch's CPU threads for an ``hf`` model built here (tiny models on shared
+    cores are fastest with 1).
 
     >>> import json, tempfile, pathlib
     >>> from curate.generate import Completion
@@ -184,7 +187,7 @@ def evaluate(
     notes: list[str] = []
     problems = {b.name: _problems(b, limit, notes) for b in sets}
     owned = not isinstance(model, Generator)  # the benchmarks checked before the model
-    generator = make_generator(model, engine=engine, base_url=base_url, chat=chat)
+    generator = make_generator(model, engine=engine, base_url=base_url, chat=chat, threads=threads)
     describe = generator.describe()
     settings = {"n": n, **asdict(sampling), "seed": seed, "limit": limit, "template": template,
                 "system": system, "chat": chat}  # fmt: skip
@@ -286,10 +289,16 @@ def evaluate(
 
 
 def make_generator(
-    model: Generator | str, *, engine: Engine = "hf", base_url: str | None = None, chat: bool = True
+    model: Generator | str,
+    *,
+    engine: Engine = "hf",
+    base_url: str | None = None,
+    chat: bool = True,
+    threads: int | None = None,
 ) -> Generator:
     """``model`` itself if it is a `Generator`, else a backend for the path or name: a local
-    folder without a chat template is refused when ``chat`` (say ``chat=False``)."""
+    folder without a chat template is refused when ``chat`` (say ``chat=False``);
+    ``threads``: torch's CPU threads for ``hf`` (None: torch's default)."""
     if isinstance(model, Generator):
         return model
     if engine == "openai":
@@ -314,7 +323,7 @@ def make_generator(
         return VLLMGenerator(model)
     from curate.generate.hf import HFGenerator
 
-    return HFGenerator(model, device="auto")
+    return HFGenerator(model, device="auto", threads=threads)
 
 
 def trained_model(folder: str | Path) -> Path:

@@ -91,6 +91,9 @@ def test_targets_bundled_and_as_subtasks(
     run = _run(pool, stage, tmp_path / "run")
     assert run.stages[-1].stats["subtasks"] == ["adds", "grade"]
     assert set(_selected(run)["influence_subtask"]) <= {"adds", "grade"}
+    with pytest.raises(ConfigError, match="no such model folder"):
+        _run(pool, curate.InfluenceSelect(model=str(tmp_path / "none"), target=str(pool["target"]),
+                                          method="embedding"), tmp_path / "nomodel")  # fmt: skip
     with pytest.raises(ConfigError, match="unknown benchmark"):
         _run(pool, curate.InfluenceSelect(model=str(toy_dir), target="nope", budget=3,
                                           method="random"), tmp_path / "bad")  # fmt: skip

@@ -357,9 +357,23 @@ class InfluenceSelect(Filter):
         return model.eval(), AutoTokenizer.from_pretrained(self.model)
 
     def _model_key(self) -> str:
+        """The model's cache key: its files' digest (a local folder, or a Hub name found in
+        the local Hub cache), else the Hub name itself (transformers fetches it)."""
         from curate.embed import model_key
 
-        return model_key(self.model)
+        if Path(self.model).is_dir():
+            return model_key(self.model)
+        if self.model.startswith((".", "/")) or self.model.count("/") > 1:
+            raise ConfigError(
+                f"InfluenceSelect(model={self.model!r}): no such model folder; expected a "
+                "causal LM folder (save_pretrained) or a Hub name"
+            )
+        from huggingface_hub import snapshot_download
+
+        try:
+            return model_key(snapshot_download(self.model, local_files_only=True))
+        except OSError:  # not in the local Hub cache
+            return f"hub-{self.model.replace('/', '--')}"
 
     def _feature_getter(
         self, compute: Any, tokenizer: Any, ctx: StageContext, **settings: Any

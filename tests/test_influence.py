@@ -287,6 +287,10 @@ def test_warmup_checkpoints_adam_moments_and_cached_features(toy_dir: Any, tmp_p
         raise AssertionError("computed again")
 
     assert np.array_equal(features(examples, boom, tok, cache=cache), first)
+    # an example whose prompt fills the length limit has no gradient: a zero feature, not
+    # Adam's momentum direction
+    cut = features(examples[:2], compute, tok, max_length=8)
+    assert np.array_equal(cut, np.zeros_like(cut))
     # RDS+'s features: mean-pooled hidden states, unit rows
     hidden = features(examples, hidden_compute(model), tok, batch_size=2)
     assert hidden.shape == (5, 32 * 4) and np.allclose(np.linalg.norm(hidden, axis=1), 1)

@@ -51,6 +51,10 @@ def test_options_are_checked() -> None:
         curate.InfluenceSelect(model="m", target="t", budget=3, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="warmup"):
         curate.InfluenceSelect(model="m", target="t", budget=3, warmup=0)
+    with pytest.raises(ConfigError, match="embedding"):
+        curate.InfluenceSelect(model="m", target="t", embedding="bert")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="dim"):
+        curate.InfluenceSelect(model="m", target="t", dim=0)
 
 
 def test_random_selection_by_count_share_and_source(
@@ -78,7 +82,7 @@ def test_random_selection_by_count_share_and_source(
         per_source=True,
     )  # fmt: skip
     by_source = dict(_selected(_run(pool, share, tmp_path / "c"))["source"].value_counts().rows())
-    assert by_source == {"plus": 5, "minus": 4}  # round(0.2 * 24), round(0.2 * 21)
+    assert by_source == {"plus": 4, "minus": 4}  # LESS's floor: 0.2 x 24 and 0.2 x 21 scored
 
 
 def test_targets_bundled_and_as_subtasks(
@@ -94,6 +98,10 @@ def test_targets_bundled_and_as_subtasks(
     with pytest.raises(ConfigError, match="no such model folder"):
         _run(pool, curate.InfluenceSelect(model=str(tmp_path / "none"), target=str(pool["target"]),
                                           method="embedding"), tmp_path / "nomodel")  # fmt: skip
+    twice = [str(pool["target"]), str(pool["target"])]
+    with pytest.raises(ConfigError, match="give a mapping"):
+        _run(pool, curate.InfluenceSelect(model=str(toy_dir), target=twice, method="random"),
+             tmp_path / "twice")  # fmt: skip
     with pytest.raises(ConfigError, match="unknown benchmark"):
         _run(pool, curate.InfluenceSelect(model=str(toy_dir), target="nope", budget=3,
                                           method="random"), tmp_path / "bad")  # fmt: skip

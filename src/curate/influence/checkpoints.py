@@ -11,6 +11,7 @@ learning rate logged at each step). ``optimizer.pt`` is read with
 from __future__ import annotations
 
 import json
+import pickle  # only for its exception type: nothing is unpickled with it
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ def adam_moments(model: Any, checkpoint: str | Path) -> tuple[Any, Any]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         state, groups = saved["state"], saved["param_groups"]
-    except (OSError, RuntimeError, KeyError, TypeError) as e:
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
         raise InputError(f"cannot read the optimizer state: {e}", path=path) from None
     decay = set(Trainer.get_decay_parameter_names(None, model))  # type: ignore[arg-type]
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -122,6 +123,12 @@ def adam_moments(model: Any, checkpoint: str | Path) -> tuple[Any, Any]:
             zero = torch.zeros(shape)
             by_name[name] = (zero, zero)
             continue
+        if "exp_avg" not in entry or "exp_avg_sq" not in entry:
+            raise InputError(
+                f"the optimizer state of {name} has no exp_avg/exp_avg_sq: LESS's features "
+                "need an Adam optimizer (AdamW, as curate.train uses)",
+                path=path,
+            )
         if entry["exp_avg"].shape != shape:
             raise InputError(
                 f"the optimizer's moment for {name} has shape {tuple(entry['exp_avg'].shape)}, "

@@ -115,15 +115,18 @@ def gradient_compute(
 ) -> Callable[[Any, Any, Any], Any]:
     """Per-example gradients of ``model``'s trainable linear layers, turned into Adam's
     update direction when ``moments`` (exp_avg, exp_avg_sq) are given, projected, and
-    L2-normalised."""
+    L2-normalised. An example with no scored token (its prompt fills ``max_length``) has no
+    gradient: its feature is all zeros, whatever the moments (Adam's direction of a zero
+    gradient would be the optimizer's momentum, the same for every such example)."""
     from curate.influence.gradients import per_example_gradients
     from curate.influence.scores import adam_direction, normalize_rows
 
     def compute(ids: Any, mask: Any, labels: Any) -> Any:
         grads, _ = per_example_gradients(model, ids, mask, labels)
+        scored = (labels[:, 1:] != -100).any(dim=1).to(grads.device)
         if moments is not None:
             grads = adam_direction(grads, *moments)
-        return normalize_rows(projection(grads))
+        return normalize_rows(projection(grads)) * scored.unsqueeze(1)
 
     return compute
 
@@ -137,7 +140,9 @@ def hidden_compute(model: Any) -> Callable[[Any, Any, Any], Any]:
 
     def compute(ids: Any, mask: Any, labels: Any) -> Any:
         with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            out = model(
+                input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False
+            )
         hidden = out.hidden_states[-1].float()
         weights = mask.unsqueeze(-1).float()
         return normalize_rows((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1))

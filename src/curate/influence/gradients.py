@@ -128,7 +128,7 @@ def per_example_gradients(
 
     layers = trainable_layers(model)
     with torch.enable_grad(), _capture(model, layers) as seen:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         losses = example_losses(logits, labels)
         missing = [layer.name for layer in layers if layer.name not in seen]
         if missing:

@@ -95,7 +95,14 @@ def influence(
     for feats, subtasks, lr in zip(train, targets, learning_rates, strict=True):
         rows = normalize_rows(feats)
         for j, name in enumerate(names):
-            mean_target = normalize_rows(subtasks[name]).mean(dim=0)
+            target = normalize_rows(subtasks[name])
+            target = target[target.norm(dim=1) > 0]  # no gradient (nothing scored): left out
+            if not len(target):
+                raise ConfigError(
+                    f"influence: subtask {name!r} has no target example with a gradient (each "
+                    "prompt fills the length limit?)"
+                )
+            mean_target = target.mean(dim=0)
             total[:, j] += lr * (rows @ mean_target).double()
     best, which = total.max(dim=1)
     return best, [names[i] for i in which.tolist()]

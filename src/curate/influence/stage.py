@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 
-from curate.errors import ConfigError
+from curate.errors import ConfigError, InputError
 from curate.stage import Filter, StageContext
 
 Method = Literal["influence", "embedding", "random"]
@@ -112,6 +112,19 @@ class InfluenceSelect(Filter):
             raise ConfigError(f"InfluenceSelect(warmup={self.warmup}): expected a share in (0, 1]")
         if "{problem}" not in self.template:
             raise ConfigError(f"InfluenceSelect(template={self.template!r}): no {{problem}}")
+        if self.embedding not in ("hidden", "minilm"):
+            raise ConfigError(
+                f"InfluenceSelect(embedding={self.embedding!r}): expected hidden or minilm"
+            )
+        if self.projection not in ("auto", "rademacher", "hadamard"):
+            raise ConfigError(
+                f"InfluenceSelect(projection={self.projection!r}): expected auto, rademacher "
+                "or hadamard"
+            )
+        for name in ("dim", "batch_size", "max_length"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"InfluenceSelect({name}={value!r}): expected an integer >= 1")
 
     def reads(self) -> tuple[str, ...]:
         return ("problem", "solution", "source")
@@ -173,8 +186,8 @@ class InfluenceSelect(Filter):
             over.sum().over(group or pl.lit(1)).alias("_of"),
         )  # fmt: skip
         b = self.budget
-        keep = (
-            pl.col("_of").cast(pl.Float64).mul(b).round().cast(pl.Int64)
+        keep = (  # a share: LESS's floor, and at least one row of each group
+            pl.col("_of").cast(pl.Float64).mul(b).floor().cast(pl.Int64).clip(lower_bound=1)
             if isinstance(b, float)
             else pl.lit(int(b))
         )
@@ -189,7 +202,13 @@ class InfluenceSelect(Filter):
             named = dict(spec)
         else:
             items = [spec] if isinstance(spec, str) else list(spec)
-            named = {Path(s).stem if Path(s).exists() else s: s for s in items}
+            names = [Path(s).stem if Path(s).exists() else s for s in items]
+            if len(set(names)) != len(names):
+                raise ConfigError(
+                    f"InfluenceSelect(target={items}): two targets are both named by "
+                    f"{names}; give a mapping from subtask name to target instead"
+                )
+            named = dict(zip(names, items, strict=True))
         if not named:
             raise ConfigError("InfluenceSelect(target=...): no target given")
         return {name: self._target_examples(s) for name, s in named.items()}
@@ -204,7 +223,7 @@ class InfluenceSelect(Filter):
             frame = read(path, source="target").frame()
             pairs = frame.select("problem", "solution", "answer").iter_rows()
             out = [
-                Example(self.template.format(problem=p), s or _boxed(a))
+                Example(self.template.format(problem=p), s if s and s.strip() else _boxed(a))
                 for p, s, a in pairs
                 if (s and s.strip()) or (a and a.strip())
             ]
@@ -325,8 +344,7 @@ class InfluenceSelect(Filter):
         sft(
             data, self.model, folder / "train", preset=self.warmup_preset, lora=dict(self.lora),
             save="epoch", seed=self.seed, threads=self.threads, progress=ctx.progress,
-            **{"max_length": self.max_length, "micro_batch": self.batch_size,
-               "global_batch": _global_batch(self, len(picked)), **self.warmup_overrides},
+            **self._warmup_options(len(picked)),
         )  # fmt: skip
         ctx.stats["warmup_rows"] = len(picked)
         return folder / "train"
@@ -341,9 +359,16 @@ class InfluenceSelect(Filter):
         picked = sorted(draws[: max(1, math.ceil(self.warmup * rows.height))])
         key = _digest(
             [self._model_key(), [examples[i].key for i in picked], self.warmup_preset,
-             dict(self.lora), dict(self.warmup_overrides), self.max_length, self.seed]
+             dict(self.lora), self._warmup_options(len(picked)), self.seed]
         )  # fmt: skip
         return key, picked
+
+    def _warmup_options(self, rows: int) -> dict[str, Any]:
+        """What the warm-up's SFT gets besides its preset: batch sizes, length, overrides."""
+        return {
+            "max_length": self.max_length, "micro_batch": self.batch_size,
+            "global_batch": _global_batch(self, rows), **self.warmup_overrides,
+        }  # fmt: skip
 
     # ------------------------------------------------------------------ features
 
@@ -357,8 +382,8 @@ class InfluenceSelect(Filter):
         return model.eval(), AutoTokenizer.from_pretrained(self.model)
 
     def _model_key(self) -> str:
-        """The model's cache key: its files' digest (a local folder, or a Hub name found in
-        the local Hub cache), else the Hub name itself (transformers fetches it)."""
+        """The model's cache key: a digest of its files for a local folder; for a Hub name,
+        the name (the same before and after transformers downloads it)."""
         from curate.embed import model_key
 
         if Path(self.model).is_dir():
@@ -368,12 +393,8 @@ class InfluenceSelect(Filter):
                 f"InfluenceSelect(model={self.model!r}): no such model folder; expected a "
                 "causal LM folder (save_pretrained) or a Hub name"
             )
-        from huggingface_hub import snapshot_download
-
-        try:
-            return model_key(snapshot_download(self.model, local_files_only=True))
-        except OSError:  # not in the local Hub cache
-            return f"hub-{self.model.replace('/', '--')}"
+        # a Hub name is its own key, downloaded or not (pin a revision by using a folder)
+        return f"hub-{self.model.replace('/', '--')}"
 
     def _feature_getter(
         self, compute: Any, tokenizer: Any, ctx: StageContext, **settings: Any
@@ -461,6 +482,12 @@ def _checkpoint_stamp(path: Path) -> str:
     h = hashlib.blake2b(digest_size=8)
     for name in ("adapter_model.safetensors", "optimizer.pt"):
         file = path / name
+        if not file.is_file():
+            raise InputError(
+                "a LESS checkpoint needs the LoRA adapter and the optimizer state it was "
+                "trained with (save_only_model=False, lora=...)",
+                path=file,
+            )
         h.update(f"{name}\0{file.stat().st_size}\0".encode())
         if name.endswith(".safetensors"):
             h.update(file.read_bytes())

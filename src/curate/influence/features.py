@@ -132,8 +132,10 @@ def gradient_compute(
 
 
 def hidden_compute(model: Any) -> Callable[[Any, Any, Any], Any]:
-    """RDS+'s representation: the last hidden state mean-pooled over the example's tokens
-    (prompt and completion), L2-normalised."""
+    """RDS+'s representation (Ivison et al. 2025): the last hidden state, mean-pooled with
+    weights growing with the position (SGPT's weighted mean: token ``i`` of ``n`` weighs
+    ``i / (1 + ... + n)``), over the example's tokens (prompt and completion), L2-normalised.
+    """
     import torch
 
     from curate.influence.scores import normalize_rows
@@ -144,8 +146,9 @@ def hidden_compute(model: Any) -> Callable[[Any, Any, Any], Any]:
                 input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False
             )
         hidden = out.hidden_states[-1].float()
-        weights = mask.unsqueeze(-1).float()
-        return normalize_rows((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1))
+        position = (mask.cumsum(dim=1) * mask).float()  # 1..n over the tokens, 0 on padding
+        weights = (position / position.sum(dim=1, keepdim=True).clamp(min=1)).unsqueeze(-1)
+        return normalize_rows((hidden * weights).sum(dim=1))
 
     return compute
 

@@ -19,9 +19,10 @@ r"""`InfluenceSelect`: keep the rows whose training signal points the way of a t
    checkpoint's mean learning rate times the mean cosine to the subtask's examples.
 
 Baselines, at the same budget: ``method="embedding"`` scores by the mean cosine to the
-target of the mean-pooled last hidden state of ``model`` (RDS+, which Ivison et al. 2025
-found hard to beat) or, with ``embedding="minilm"``, of MiniLM sentence embeddings;
-``method="random"`` by a seeded uniform draw.
+target of the last hidden state of ``model``, mean-pooled with weights growing with the
+position (RDS+, which Ivison et al. 2025 found hard to beat), or, with
+``embedding="minilm"``, of MiniLM sentence embeddings; ``method="random"`` by a seeded
+uniform draw.
 
 Selection keeps the ``budget`` best rows (a share in (0, 1), LESS's 5% by default, or a
 count), over the table or per ``source``; the others are rejected as ``not_selected``
@@ -75,7 +76,8 @@ class InfluenceSelect(Filter):
     curate.errors.ConfigError: InfluenceSelect(budget=1.5): expected a share in (0, 1) or a whole number of rows >= 1
     """  # noqa: E501
 
-    version: ClassVar[str] = "1"
+    # 2: RDS+'s position-weighted mean pool (was a plain mean)
+    version: ClassVar[str] = "2"
     model: str
     target: str | Sequence[str] | Mapping[str, str]
     budget: float | int = 0.05
@@ -260,7 +262,7 @@ class InfluenceSelect(Filter):
             rows, subtasks = vectors(examples), {n: vectors(t) for n, t in targets.items()}
         else:
             model, tok = self._base()
-            get = self._feature_getter(hidden_compute(model), tok, ctx, kind="hidden")
+            get = self._feature_getter(hidden_compute(model), tok, ctx, kind="hidden-weighted")
             rows = get(examples)
             subtasks = {n: get(t) for n, t in targets.items()}
         scores, which = influence([rows], [subtasks], [1.0])

@@ -9,7 +9,6 @@ their texts, so the features are the same whatever order the rows come in.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from curate._progress import progress_bar
 from curate.embed import VectorCache, text_key
 from curate.errors import ConfigError
 
@@ -84,11 +84,12 @@ def features(
     batch_size: int = 8,
     max_length: int = 1024,
     device: Any = None,
-    progress: Callable[[int], None] | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """``compute(input_ids, attention_mask, labels)`` -> ``(batch, k)`` features for each
     example, computed once per distinct example, taken from ``cache`` where there, stored
-    there after each batch. Returns float32 ``(len(examples), k)``."""
+    there after each batch (a progress bar with ``progress``). Returns float32
+    ``(len(examples), k)``."""
     keys = [e.key for e in examples]
     unique = dict(zip(keys, examples, strict=True))
     have = cache.lookup(list(unique)) if cache is not None else {}
@@ -96,15 +97,16 @@ def features(
     if todo:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         tokens = [tokenize(tokenizer, unique[k], max_length) for k in todo]
-        for batch in _batches([len(t[0]) for t in tokens], todo, batch_size):
-            out = compute(*_pad([tokens[i] for i in batch], pad, device))
-            vectors = out.detach().float().cpu().numpy()
-            done = [todo[i] for i in batch]
-            have.update(zip(done, vectors, strict=True))
-            if cache is not None:
-                cache.store(done, vectors)
-            if progress is not None:
-                progress(len(batch))
+        bar = progress_bar(len(todo), "features", enabled=progress, unit="example")
+        with bar:
+            for batch in _batches([len(t[0]) for t in tokens], todo, batch_size):
+                out = compute(*_pad([tokens[i] for i in batch], pad, device))
+                vectors = out.detach().float().cpu().numpy()
+                done = [todo[i] for i in batch]
+                have.update(zip(done, vectors, strict=True))
+                if cache is not None:
+                    cache.store(done, vectors)
+                bar.update(len(batch))
     if not keys:
         raise ConfigError("features: no examples")
     return np.stack([have[k] for k in keys]).astype(np.float32, copy=False)
@@ -151,10 +153,3 @@ def hidden_compute(model: Any) -> Callable[[Any, Any, Any], Any]:
         return normalize_rows((hidden * weights).sum(dim=1))
 
     return compute
-
-
-def settings_key(**settings: Any) -> str:
-    """A short digest of the settings that make features differ (model, checkpoint, kind,
-    projection): the cache folder's name."""
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

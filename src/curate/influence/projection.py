@@ -57,8 +57,7 @@ class RademacherProjection:
     def _unit(self, index: int) -> Any:
         import torch
 
-        key = hashlib.blake2b(f"{self.seed}:{index}".encode(), digest_size=8).digest()
-        gen = torch.Generator().manual_seed(int.from_bytes(key, "little") & (2**63 - 1))
+        gen = _generator(f"{self.seed}:{index}")
         rows = min(self._ROWS_PER_SEED, self.dim - index * self._ROWS_PER_SEED)
         bits = torch.randint(0, 2, (rows, self.k), generator=gen, dtype=torch.int8)
         return bits
@@ -82,10 +81,7 @@ class RademacherProjection:
         """Project ``x`` of shape ``(n, dim)`` to ``(n, k)`` (float32)."""
         import torch
 
-        if x.dim() != 2 or x.size(1) != self.dim:
-            raise ConfigError(
-                f"RademacherProjection: expected a (n, {self.dim}) tensor, got {tuple(x.shape)}"
-            )
+        _check_rows(self, x)
         out = torch.zeros(x.size(0), self.k, dtype=torch.float32, device=x.device)
         for start in range(0, self.dim, self.block_rows):
             block = self.block(start).to(x.device)
@@ -118,8 +114,7 @@ class HadamardProjection:
             raise ConfigError(f"HadamardProjection(dim={dim}, k={k}): expected positive sizes")
         self.dim, self.k, self.seed = dim, k, seed
         self.n = 1 << max(dim - 1, k - 1, 1).bit_length()
-        key = hashlib.blake2b(f"hadamard:{seed}".encode(), digest_size=8).digest()
-        gen = torch.Generator().manual_seed(int.from_bytes(key, "little") & (2**63 - 1))
+        gen = _generator(f"hadamard:{seed}")
         signs = torch.randint(0, 2, (self.n,), generator=gen, dtype=torch.int8)
         self.signs = (signs.to(torch.float32) * 2 - 1).to(device)
         self.coords = _sample_without_replacement(self.n, k, gen).to(device)
@@ -128,10 +123,7 @@ class HadamardProjection:
         """Project ``x`` of shape ``(rows, dim)`` to ``(rows, k)`` (float32)."""
         import torch
 
-        if x.dim() != 2 or x.size(1) != self.dim:
-            raise ConfigError(
-                f"HadamardProjection: expected a (n, {self.dim}) tensor, got {tuple(x.shape)}"
-            )
+        _check_rows(self, x)
         signs = self.signs.to(x.device)
         y = torch.zeros(x.size(0), self.n, dtype=torch.float32, device=x.device)
         y[:, : self.dim] = x.to(torch.float32) * signs[: self.dim]
@@ -187,3 +179,19 @@ def _first_occurrences(values: Any) -> tuple[Any, Any]:
     first = torch.full((unique.numel(),), values.numel(), dtype=torch.long)
     first.scatter_reduce_(0, inverse, torch.arange(values.numel()), reduce="amin")
     return unique, first
+
+
+def _generator(label: str) -> Any:
+    """A CPU torch generator seeded from ``label`` (the same draws on every machine)."""
+    import torch
+
+    key = hashlib.blake2b(label.encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(key, "little") & (2**63 - 1))
+
+
+def _check_rows(projection: RademacherProjection | HadamardProjection, x: Any) -> None:
+    if x.dim() != 2 or x.size(1) != projection.dim:
+        raise ConfigError(
+            f"{type(projection).__name__}: expected a (n, {projection.dim}) tensor, got "
+            f"{tuple(x.shape)}"
+        )

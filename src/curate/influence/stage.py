@@ -287,8 +287,14 @@ class InfluenceSelect(Filter):
             self.max_length, {n: [e.key for e in t] for n, t in targets.items()},
             self.projection,
         ]  # fmt: skip
-        if self.method == "influence":
-            settings.append(self._checkpoints_key(rows, examples))
+        plan = None  # the warm-up's key and rows, when it trains one
+        if self.method == "influence" and self.checkpoints is not None:
+            from curate.influence.checkpoints import checkpoints
+
+            settings.append([_checkpoint_stamp(c.path) for c in checkpoints(self.checkpoints)])
+        elif self.method == "influence":
+            plan = self._warmup_plan(rows, examples)
+            settings.append(plan[0])
         cache = VectorCache(ctx.cache_dir / "influence" / f"scores-{_digest(settings)}")
         keys = [e.key for e in examples]
         found = cache.lookup(keys)
@@ -296,7 +302,7 @@ class InfluenceSelect(Filter):
             if self.method == "embedding":
                 computed, which = self._embedding_scores(examples, targets, ctx)
             else:
-                computed, which = self._influence_scores(rows, examples, targets, ctx)
+                computed, which = self._influence_scores(examples, targets, ctx, plan)
             vectors = np.stack([computed, [names.index(w) for w in which]], axis=1)
             found = dict(zip(keys, vectors.astype(np.float32), strict=True))
             cache.store(list(found), np.stack(list(found.values())))
@@ -305,25 +311,19 @@ class InfluenceSelect(Filter):
         table = np.stack([found[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
         return table[:, 0].astype(np.float64), [names[int(i)] for i in table[:, 1]]
 
-    def _checkpoints_key(self, rows: pl.DataFrame, examples: list[Any]) -> Any:
-        """What decides the checkpoints: their files when given, else the warm-up's plan."""
-        if self.checkpoints is not None:
-            from curate.influence.checkpoints import checkpoints
-
-            return [_checkpoint_stamp(c.path) for c in checkpoints(self.checkpoints)]
-        return self._warmup_plan(rows, examples)[0]
-
     def _influence_scores(
         self,
-        rows: pl.DataFrame,
         examples: list[Any],
         targets: dict[str, list[Any]],
         ctx: StageContext,
+        plan: tuple[str, list[int]] | None,
     ) -> tuple[np.ndarray, list[str]]:
+        """LESS's scores at the given checkpoints, or at the warm-up's (``plan``)."""
         from curate.influence.checkpoints import checkpoints
         from curate.influence.scores import influence
 
-        found = checkpoints(self.checkpoints or self._warmup(rows, examples, ctx))
+        given = self.checkpoints
+        found = checkpoints(given if given is not None else self._warmup(plan, examples, ctx))
         ctx.stats["checkpoints"] = [
             {"step": c.step, "learning_rate": c.learning_rate} for c in found
         ]
@@ -335,12 +335,12 @@ class InfluenceSelect(Filter):
         scores, which = influence(train, subtasks, [c.learning_rate for c in found])
         return scores.numpy(), which
 
-    def _warmup(self, rows: pl.DataFrame, examples: list[Any], ctx: StageContext) -> Path:
-        """Train the warm-up adapter on a seeded ``warmup`` share of the rows (once: the
-        same settings find the finished training in the run's cache)."""
+    def _warmup(self, plan: Any, examples: list[Any], ctx: StageContext) -> Path:
+        """Train the warm-up adapter on the rows of its ``plan`` (once: the same settings
+        find the finished training in the run's cache)."""
         from curate.train import sft
 
-        key, picked = self._warmup_plan(rows, examples)
+        key, picked = plan
         folder = ctx.cache_dir / "influence" / f"warmup-{key}"
         data = _write_sft_export(folder / "data", [examples[i] for i in picked])
         sft(
@@ -404,15 +404,15 @@ class InfluenceSelect(Filter):
         import torch
 
         from curate.embed import VectorCache
-        from curate.influence.features import features, settings_key
+        from curate.influence.features import features
 
-        key = settings_key(model=self._model_key(), max_length=self.max_length, **settings)
+        key = _digest({"model": self._model_key(), "max_length": self.max_length, **settings})
         cache = VectorCache(ctx.cache_dir / "influence" / f"features-{key}")
 
         def get(examples: list[Any]) -> Any:
             out = features(
                 examples, compute, tokenizer, cache=cache, batch_size=self.batch_size,
-                max_length=self.max_length, device=self.device,
+                max_length=self.max_length, device=self.device, progress=ctx.progress,
             )  # fmt: skip
             return torch.from_numpy(out)
 
@@ -508,7 +508,7 @@ def _global_batch(stage: InfluenceSelect, rows: int) -> int:
 def _write_sft_export(folder: Path, examples: Sequence[Any]) -> Path:
     """The warm-up rows as an ``sft`` export `curate.train.sft` reads (written once)."""
     from curate.export.shards import EXPORT_MANIFEST
-    from curate.io import write_parquet
+    from curate.io import write_json, write_parquet
 
     if (folder / EXPORT_MANIFEST).exists():
         return folder
@@ -524,7 +524,5 @@ def _write_sft_export(folder: Path, examples: Sequence[Any]) -> Path:
     )  # fmt: skip
     write_parquet(frame, folder / name)
     manifest = {"format": "sft", "splits": {"train": {"files": [name], "rows": frame.height}}}
-    tmp = folder / f".{EXPORT_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(folder / EXPORT_MANIFEST)
+    write_json(manifest, folder / EXPORT_MANIFEST)  # last: its presence says the data is whole
     return folder

@@ -42,7 +42,6 @@ import math
 import os
 import platform
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -57,8 +56,9 @@ from _timing import Laps
 
 import curate
 import curate.train
+from curate.io import write_jsonl
 from curate.stage import Filter, StageContext
-from curate.toy import toy_model, toy_problems
+from curate.toy import toy_model, unseen_problems, wrong_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "{problem}"
@@ -68,52 +68,24 @@ TOY_LORA = {"r": 8, "lora_alpha": 32, "lora_dropout": 0.1,
             "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}  # fmt: skip
 
 
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _distinct(rows: list[dict[str, str]], seen: set[str], n: int) -> list[dict[str, str]]:
-    out = []
-    for r in rows:
-        if r["problem"] not in seen and len(out) < n:
-            seen.add(r["problem"])
-            out.append(r)
-    return out
-
-
-def _corrupt(row: dict[str, str], rng: random.Random) -> dict[str, str]:
-    """The row with a wrong answer: the true one plus 1-3, in the reasoning and the box."""
-    wrong = str(int(row["answer"]) + rng.randint(1, 3))
-    solution = re.sub(r"\\boxed\{[^}]*\}", lambda _: f"\\boxed{{{wrong}}}", row["solution"])
-    solution = re.sub(r"=\s*-?\d+</think>", lambda _: f"= {wrong}</think>", solution)
-    if "columns" in row["id"]:  # the column work stays; only the read-off answer is wrong
-        solution = re.sub(r"\\boxed\{[^}]*\}", lambda _: f"\\boxed{{{wrong}}}", row["solution"])
-    return {**row, "solution": solution, "corrupted": "1"}
-
-
 def make_data(out: Path, per_skill: int, corrupt: float) -> dict[str, Any]:
     """The pool's three skills (``per_skill`` distinct problems each, ``corrupt`` of them with
     a wrong answer), the target (16 clean two-column sums) and the held-out set (200
     two-column sums), none of them in another."""
-    seen: set[str] = set()
     skills = {
-        "columns": toy_problems(4 * per_skill, seed=10, levels=[2], task="columns"),
-        "add": toy_problems(4 * per_skill, seed=11, levels=[1, 2], ops=["+"]),
-        "sub": toy_problems(4 * per_skill, seed=12, levels=[1, 2], ops=["-"]),
+        "columns": unseen_problems([], per_skill, seed=10, levels=[2], task="columns"),
+        "add": unseen_problems([], per_skill, seed=11, levels=[1, 2], ops=["+"]),
+        "sub": unseen_problems([], per_skill, seed=12, levels=[1, 2], ops=["-"]),
     }
     rng = random.Random("bench-influence-corrupt")
     files = {}
     for skill, rows in skills.items():
-        picked = _distinct(rows, seen if skill == "columns" else set(), per_skill)
-        picked = [{**r, "corrupted": "0"} for r in picked]
+        picked = [{**r, "corrupted": "0"} for r in rows]
         for i in rng.sample(range(len(picked)), round(corrupt * len(picked))):
-            picked[i] = _corrupt(picked[i], rng)
+            picked[i] = {**wrong_answer(picked[i], rng), "corrupted": "1"}
         files[skill] = write_jsonl(picked, out / f"pool-{skill}.jsonl")
-    fresh = toy_problems(3000, seed=13, levels=[2], task="columns")
-    target = _distinct(fresh, seen, 16)
-    heldout = _distinct(fresh, seen, 200)
+    target = unseen_problems(skills["columns"], 16, seed=13, levels=[2], task="columns")
+    heldout = unseen_problems(skills["columns"] + target, 200, seed=13, levels=[2], task="columns")
     return {
         "pool": files,
         "target": write_jsonl(target, out / "target.jsonl"),

@@ -84,6 +84,7 @@ from _timing import Laps
 import curate
 import curate.train
 from curate.generate import Sampling
+from curate.io import write_jsonl
 from curate.responses import read_responses
 from curate.select import uniform
 from curate.stage import Stage, StageContext
@@ -135,12 +136,6 @@ class RandomResponses(Stage):
 
 
 # ---------------------------------------------------------------------------- data
-
-
-def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def distinct(rows: list[dict[str, Any]], exclude: Collection[str] = ()) -> list[dict[str, Any]]:

@@ -46,39 +46,23 @@ MODEL = os.environ.get("CURATE_MODEL", "")
 TOY = POOL == "toy"
 
 if TOY:
-    from curate.toy import toy_model, toy_problems
-
-    def _skill(rows: list[dict], rng: random.Random, corrupt: float = 0.4) -> list[dict]:
-        """Distinct problems, ``corrupt`` of them with a wrong boxed answer."""
-        seen, out = set(), []
-        for r in rows:
-            if r["problem"] not in seen:
-                seen.add(r["problem"])
-                out.append(dict(r))
-        for r in rng.sample(out, round(corrupt * len(out))):
-            wrong = str(int(r["answer"]) + rng.randint(1, 3))
-            r["solution"] = r["solution"].replace(
-                f"\\boxed{{{r['answer']}}}", f"\\boxed{{{wrong}}}"
-            )
-        return out
+    from curate.toy import toy_model, unseen_problems, wrong_answer
 
     n = 40 if TINY else 400
     rng = random.Random(0)
     data = ROOT / "runs" / f"less_toy_{n}"
-    columns = toy_problems(4 * n, seed=10, levels=[2], task="columns")
-    pools = {
-        "columns": _skill(columns, rng)[:n],
-        "add": _skill(toy_problems(4 * n, seed=11, levels=[1, 2], ops=["+"]), rng)[:n],
-        "sub": _skill(toy_problems(4 * n, seed=12, levels=[1, 2], ops=["-"]), rng)[:n],
+    pools = {  # n distinct problems of each skill, 40% of them with a wrong answer
+        "columns": unseen_problems([], n, seed=10, levels=[2], task="columns"),
+        "add": unseen_problems([], n, seed=11, levels=[1, 2], ops=["+"]),
+        "sub": unseen_problems([], n, seed=12, levels=[1, 2], ops=["-"]),
     }
-    seen = {r["problem"] for r in pools["columns"]}
-    fresh = [
-        r
-        for r in toy_problems(2000, seed=13, levels=[2], task="columns")
-        if r["problem"] not in seen
-    ]
-    fresh = list({r["problem"]: r for r in fresh}.values())
-    target_rows, heldout_rows = fresh[:16], fresh[16 : 16 + (20 if TINY else 200)]
+    for rows in pools.values():
+        for i in rng.sample(range(len(rows)), round(0.4 * len(rows))):
+            rows[i] = wrong_answer(rows[i], rng)
+    target_rows = unseen_problems(pools["columns"], 16, seed=13, levels=[2], task="columns")
+    heldout_rows = unseen_problems(
+        pools["columns"] + target_rows, 20 if TINY else 200, seed=13, levels=[2], task="columns"
+    )
     sources = [
         curate.read(curate.io.write_jsonl(rows, data / f"{skill}.jsonl"), source=skill)
         for skill, rows in pools.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from curate.errors import ConfigError
-from curate.toy import toy_model, toy_problems
+from curate.toy import toy_model, toy_problems, unseen_problems, wrong_answer
 from curate.verification import verify
 
 
@@ -40,6 +41,15 @@ def test_problem_options() -> None:
         toy_problems(3, levels=[4])
     with pytest.raises(ConfigError, match="ops"):
         toy_problems(3, ops=["*"])
+    assert all(" - " in r["problem"] for r in unseen_problems(rows, 5, ops=["-"]))
+
+
+def test_wrong_answer_is_graded_wrong() -> None:
+    rng = random.Random(1)
+    for row in toy_problems(20, seed=2) + toy_problems(20, seed=2, task="columns"):
+        bad = wrong_answer(row, rng)
+        assert bad["answer"] == row["answer"] and bad["id"] == row["id"]
+        assert not verify(row["answer"], bad["solution"]).equivalent
 
 
 def test_column_task_writes_each_column_and_its_carry(tmp_path: Path) -> None:

@@ -211,11 +211,13 @@ def unseen_problems(
     *,
     seed: int = 1,
     levels: Sequence[int] = (1,),
+    ops: Sequence[str] | None = None,
     task: Task = "direct",
 ) -> list[dict[str, str]]:
     """Up to ``n`` distinct toy problems whose text is not among ``seen``'s: held-out
     problems for evaluating a model trained on ``seen`` (level 1 has only 155 distinct
-    problems, so fewer may come back).
+    problems, so fewer may come back). They are the first such problems of
+    ``toy_problems(max(4 * n, 300), seed=seed, levels=levels, ops=ops, task=task)``.
 
     >>> pool = toy_problems(50, seed=0, levels=[1])
     >>> fresh = unseen_problems(pool, 10)
@@ -224,11 +226,31 @@ def unseen_problems(
     """
     known = {r["problem"] for r in seen}
     out: list[dict[str, str]] = []
-    for row in toy_problems(max(4 * n, 300), seed=seed, levels=levels, task=task):
+    draws = toy_problems(max(4 * n, 300), seed=seed, levels=levels, ops=ops, task=task)
+    for row in draws:
         if row["problem"] not in known and len(out) < n:
             known.add(row["problem"])
             out.append(row)
     return out
+
+
+def wrong_answer(row: dict[str, str], rng: random.Random) -> dict[str, str]:
+    r"""The row with a wrong solution: its answer plus 1 to 3 (drawn from ``rng``), in the
+    reasoning and the box of the direct task, in the box only of the column task (whose
+    columns stay right: the answer read off them is wrong). ``answer`` stays the true one.
+
+    >>> row = toy_problems(1, seed=3, levels=[2], ops=["+"])[0]
+    >>> wrong_answer(row, random.Random(0))["solution"]
+    '<think>93 + 68 = 163</think> The answer is \\boxed{163}.'
+    >>> row = toy_problems(1, seed=3, levels=[2], task="columns")[0]
+    >>> wrong_answer(row, random.Random(0))["solution"]
+    '<think>3+8=11 9+6+1=16</think> The answer is \\boxed{163}.'
+    """
+    wrong = str(int(row["answer"]) + rng.randint(1, 3))
+    solution = re.sub(r"\\boxed\{[^}]*\}", lambda _: f"\\boxed{{{wrong}}}", row["solution"])
+    if not row["id"].startswith("toy-columns-"):
+        solution = re.sub(r"=\s*-?\d+</think>", lambda _: f"= {wrong}</think>", solution)
+    return {**row, "solution": solution}
 
 
 def _settings(steps: int, seed: int, task: Task) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def _loop_gradients(model: Any, ids: list[list[int]], labels: list[list[int]]) -
         parts = []
         for layer in trainable_layers(model):
             m = modules[layer.name]
-            for p in [m.weight] * layer.weight + [m.bias] * layer.bias:
+            for p in layer.parameters(m):
                 parts.append(torch.zeros(p.numel()) if p.grad is None else p.grad.flatten())
         rows.append(torch.cat(parts))
     model.zero_grad(set_to_none=True)

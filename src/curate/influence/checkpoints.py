@@ -140,9 +140,7 @@ def adam_moments(model: Any, checkpoint: str | Path) -> tuple[Any, Any]:
     name_of = {id(p): n for n, p in named}
     firsts, seconds = [], []
     for layer in trainable_layers(model):
-        module = modules[layer.name]
-        tensors = [module.weight] * layer.weight + [module.bias] * layer.bias
-        for tensor in tensors:
+        for tensor in layer.parameters(modules[layer.name]):
             m, v = by_name[name_of[id(tensor)]]
             firsts.append(m.flatten())
             seconds.append(v.flatten())

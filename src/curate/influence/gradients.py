@@ -38,6 +38,10 @@ class Layer:
     def size(self) -> int:
         return self.out_features * self.in_features * self.weight + self.out_features * self.bias
 
+    def parameters(self, module: Any) -> list[Any]:
+        """The layer's trainable tensors in ``module``, in the features' order: weight, bias."""
+        return [module.weight] * self.weight + [module.bias] * self.bias
+
 
 def trainable_layers(model: Any) -> list[Layer]:
     """The linear layers whose weights are trainable, in the model's module order: the

@@ -70,18 +70,22 @@ def checkpoints(folder: str | Path) -> list[Checkpoint]:
     return out
 
 
-def load_adapter(base: str | Path, checkpoint: str | Path, *, device: Any = None) -> Any:
-    """The base model with the checkpoint's LoRA adapter, trainable (its parameters need
-    gradients), in ``eval()`` mode (no dropout), float32."""
+def load_model(base: str | Path, *, device: Any = None) -> Any:
+    """A causal LM in float32 on ``device``, in ``eval()`` mode (no dropout)."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     model: Any = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True)
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
+    return (model.to(device) if device is not None else model).eval()
+
+
+def load_adapter(base: str | Path, checkpoint: str | Path, *, device: Any = None) -> Any:
+    """The base model with the checkpoint's LoRA adapter, trainable (its parameters need
+    gradients), in ``eval()`` mode (no dropout), float32."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_model(base), str(checkpoint), is_trainable=True)
+    return (model.to(device) if device is not None else model).eval()
 
 
 def adam_moments(model: Any, checkpoint: str | Path) -> tuple[Any, Any]:

@@ -375,13 +375,12 @@ class InfluenceSelect(Filter):
     # ------------------------------------------------------------------ features
 
     def _base(self) -> tuple[Any, Any]:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        model: Any = AutoModelForCausalLM.from_pretrained(self.model, dtype=torch.float32)
-        if self.device is not None:
-            model = model.to(self.device)
-        return model.eval(), AutoTokenizer.from_pretrained(self.model)
+        from curate.influence.checkpoints import load_model
+
+        model = load_model(self.model, device=self.device)
+        return model, AutoTokenizer.from_pretrained(self.model)
 
     def _model_key(self) -> str:
         """The model's cache key: a digest of its files for a local folder; for a Hub name,

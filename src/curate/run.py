@@ -112,6 +112,12 @@ class Recipe:
                 f"recipe {self.name!r}: source names must be unique, {dups} appear more than "
                 "once; pass source='...' to curate.read to name them"
             )
+        kinds = {s.kind for s in self.sources}
+        if len(kinds) > 1:
+            raise ConfigError(
+                f"recipe {self.name!r} mixes problems and documents sources; a run holds one "
+                "table: run the documents through their own recipe (or curate.Synthesize)"
+            )
         for stage in self.stages:
             if not isinstance(stage, Stage):
                 raise ConfigError(
@@ -348,16 +354,17 @@ class _Runner:
     def _ingest(self, target: Path, name: str) -> StageOutput:
         """Read every source, batch by batch, into the ingest stage's kept and rejects
         files (streamed: memory holds one batch)."""
-        empty = pl.col("problem").str.strip_chars().fill_null("") == ""
 
         def marked() -> Iterator[pl.DataFrame]:
             for source, info in zip(self.recipe.sources, self.manifest["sources"], strict=True):
                 info["rows"] = 0
                 for frame in source.batches():
                     info["rows"] += frame.height
+                    main = "text" if "problem" not in frame.columns else "problem"
+                    empty = pl.col(main).str.strip_chars().fill_null("") == ""
                     yield frame.with_columns(
-                        pl.when(empty).then(pl.lit("empty_problem")).alias(REASON),
-                        pl.when(empty).then(pl.lit("the problem text is empty")).alias(DETAIL),
+                        pl.when(empty).then(pl.lit(f"empty_{main}")).alias(REASON),
+                        pl.when(empty).then(pl.lit(f"the {main} is empty")).alias(DETAIL),
                     )
 
         return write_split(marked(), target, name)

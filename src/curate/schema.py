@@ -2,6 +2,8 @@
 
 - ``problems``: one row per input row (the output of every stage has these columns
   first; stages add columns after them, never rename or drop these).
+- ``documents``: one row per input text (web pages, book and wiki texts, for synthesis and
+  mining), read by the same readers with ``curate.read(..., kind="documents")``.
 - ``rejects``: every row a stage removed, with why: ``id``, ``stage``, ``reason``,
   ``detail``, then the full row as it was when it was removed.
 - ``responses``: one row per generated response, keyed by (problem_id, model, sample).
@@ -42,6 +44,26 @@ PROBLEM_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("source", pa.string(), False, "Name of the source the row was read from."),
     ("subject", pa.string(), True, "Subject or category, as the source gives it."),
     ("level", pa.string(), True, "Difficulty level, as the source gives it ('Level 3' -> '3')."),
+    (
+        "meta",
+        pa.string(),
+        False,
+        "JSON object with every input field not mapped to a canonical column.",
+    ),
+]
+
+DOCUMENT_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
+    (
+        "id",
+        pa.string(),
+        False,
+        "Unique per input row, stable across re-runs: '<source>:<row>:<text_hash[:8]>'.",
+    ),
+    ("text_hash", pa.string(), False, "Hash of the normalized text; equal for the same text."),
+    ("text", pa.string(), False, "The document's text."),
+    ("url", pa.string(), True, "Where the text was found; null when unknown."),
+    ("title", pa.string(), True, "The document's title; null when unknown."),
+    ("source", pa.string(), False, "Name of the source the row was read from."),
     (
         "meta",
         pa.string(),
@@ -125,6 +147,9 @@ RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
 ]
 
 PROBLEM_COLUMNS: tuple[str, ...] = tuple(f[0] for f in PROBLEM_FIELDS)
+DOCUMENT_COLUMNS: tuple[str, ...] = tuple(f[0] for f in DOCUMENT_FIELDS)
+CANONICAL_COLUMNS: frozenset[str] = frozenset(PROBLEM_COLUMNS + DOCUMENT_COLUMNS)
+"""The columns a stage may not add or replace, in either kind of table."""
 REJECT_COLUMNS: tuple[str, ...] = tuple(f[0] for f in REJECT_FIELDS)
 
 
@@ -140,6 +165,11 @@ def _schema(fields: list[tuple[str, pa.DataType, bool, str]]) -> pa.Schema:
 def problems_schema() -> pa.Schema:
     """Arrow schema of the problems table (the canonical columns)."""
     return _schema(PROBLEM_FIELDS)
+
+
+def documents_schema() -> pa.Schema:
+    """Arrow schema of the documents table (the canonical columns of a text corpus)."""
+    return _schema(DOCUMENT_FIELDS)
 
 
 def rejects_schema() -> pa.Schema:
@@ -172,6 +202,7 @@ def json_schema(name: str) -> dict[str, Any]:
     """
     schemas = {
         "problems": problems_schema,
+        "documents": documents_schema,
         "rejects": rejects_schema,
         "responses": responses_schema,
     }
@@ -205,7 +236,7 @@ def write_json_schemas(directory: str | Path) -> list[Path]:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in ("problems", "rejects", "responses"):
+    for name in ("problems", "documents", "rejects", "responses"):
         path = out / f"{name}.schema.json"
         path.write_text(json.dumps(json_schema(name), indent=2) + "\n")
         paths.append(path)

@@ -70,7 +70,7 @@ import polars as pl
 
 from curate.errors import ConfigError, RunError
 from curate.responses import ResponsesTable
-from curate.schema import PROBLEM_COLUMNS
+from curate.schema import CANONICAL_COLUMNS
 
 REASON = "_reject_reason"
 DETAIL = "_reject_detail"
@@ -191,7 +191,7 @@ class Stage:
         if mapped:
             out = self.map_batch(table, ctx)
             out = out.collect() if isinstance(out, pl.LazyFrame) else out
-            added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
+            added = [c for c in out.columns if c not in CANONICAL_COLUMNS]
             table = merge_added(table, out, self)
         if step:
             base = frame.select(self.columns(frame.columns, step="global"))
@@ -292,7 +292,7 @@ def merge_added(
             "or changed their order: a stage must return every input row in order (filters "
             "mark rows with Filter.mark instead of dropping them)"
         )
-    added = [c for c in out.columns if c not in PROBLEM_COLUMNS]
+    added = [c for c in out.columns if c not in CANONICAL_COLUMNS]
     declared = stage.adds()
     if final and declared is not None:
         missing = [c for c in declared if c not in out.columns]

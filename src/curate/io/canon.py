@@ -19,7 +19,7 @@ import orjson
 import polars as pl
 
 from curate.errors import InputError
-from curate.schema import PROBLEM_COLUMNS
+from curate.schema import DOCUMENT_COLUMNS, PROBLEM_COLUMNS
 from curate.text import text_hash
 from curate.verification import SOLUTION_RULES, extract_answer
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from curate.io.source import Source
 
 _MAPPED = ("problem", "answer", "solution", "subject", "level")
+_DOC_MAPPED = ("text", "url", "title")  # a documents source (kind="documents")
 # Where an unmapped canonical column is looked for, first match wins.
 _CANDIDATES: dict[str, tuple[str, ...]] = {
     "problem": ("problem", "question", "prompt", "query", "input", "Problem", "Question"),
@@ -34,6 +35,9 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
     "solution": ("solution", "response", "output", "rationale", "Solution"),
     "subject": ("subject", "type", "category", "subfield", "domain"),
     "level": ("level", "difficulty"),
+    "text": ("text", "content", "raw_content", "body", "document", "page", "markdown"),
+    "url": ("url", "URL", "link", "uri", "source_url"),
+    "title": ("title", "Title", "name"),
 }
 
 
@@ -238,7 +242,9 @@ class _Canon:
         self.fields: dict[str, _Field] = {}
         claimed: set[str] = set()
         self.dropped: set[str] = set()  # input columns wholly carried by a canonical column
-        for canon in _MAPPED:
+        self.documents = src.kind == "documents"
+        mapped = _DOC_MAPPED if self.documents else _MAPPED
+        for canon in mapped:
             spec = getattr(src, canon)
             if spec is not None:
                 f = self._resolve(canon, spec, columns, records)
@@ -246,7 +252,8 @@ class _Canon:
                 claimed.add(f.column)
                 if not f.path:
                     self.dropped.add(f.column)
-        for canon, names in _CANDIDATES.items():
+        for canon in mapped:
+            names = _CANDIDATES[canon]
             if canon not in self.fields:
                 name = next((n for n in names if n in columns and n not in claimed), None)
                 if name is not None:
@@ -254,15 +261,22 @@ class _Canon:
                     claimed.add(name)
                     self.dropped.add(name)
         rm = _first_value(records, "reward_model") if "reward_model" not in claimed else None
-        if "answer" not in self.fields and isinstance(rm, dict) and "ground_truth" in rm:
+        if (
+            not self.documents
+            and "answer" not in self.fields
+            and isinstance(rm, dict)
+            and "ground_truth" in rm
+        ):
             self.fields["answer"] = _Field("answer", "reward_model", ("ground_truth",))
-        if "problem" not in self.fields:
+        main = "text" if self.documents else "problem"
+        if main not in self.fields:
             raise InputError(
-                f"no problem column found among the columns {columns}; looked for "
-                f"{list(_CANDIDATES['problem'])}. Pass problem=COLUMN (a dotted path such as "
-                "prompt.0.content reaches into nested data)",
+                f"no {main} column found among the columns {columns}; looked for "
+                f"{list(_CANDIDATES[main])}. Pass {main}=COLUMN (a dotted path such as "
+                f"{'page.body' if self.documents else 'prompt.0.content'} reaches into "
+                "nested data)",
                 path=src.path,
-                field="problem",
+                field=main,
             )
 
     def _resolve(
@@ -291,30 +305,44 @@ class _Canon:
     def batch(
         self, records: list[dict[str, Any]], start: int, lines: list[int] | None
     ) -> pl.DataFrame:
+        """The canonical rows of ``records`` (the problems table, or the documents table for
+        a documents source); a bad value raises an error naming the file, row and field."""
         rows: list[tuple[str | None, ...]] = []
         name = self.src.name
         for i, record in enumerate(records):
             try:
-                problem, answer, solution, subject, level, meta = self._row(record)
+                main, *rest, meta = self._doc(record) if self.documents else self._row(record)
             except _Bad as e:
                 where = {"line": lines[i]} if lines is not None else {"row": start + i}
                 raise InputError(e.message, path=self.src.path, field=e.field, **where) from None
-            h = text_hash(problem)
-            rows.append(
-                (
-                    f"{name}:{start + i}:{h[:8]}",
-                    h,
-                    problem,
-                    answer,
-                    solution,
-                    name,
-                    subject,
-                    level,
-                    meta,
-                )
-            )
+            h = text_hash(main)
+            rows.append((f"{name}:{start + i}:{h[:8]}", h, main, *rest, name, meta))
+        if self.documents:
+            columns = dict(zip(_DOC_ROW, zip(*rows, strict=True), strict=True))
+            return pl.DataFrame({c: columns[c] for c in DOCUMENT_COLUMNS}, schema=_DOC_SCHEMA)
         columns = dict(zip(_ROW, zip(*rows, strict=True), strict=True))
         return pl.DataFrame({c: columns[c] for c in PROBLEM_COLUMNS}, schema=_SCHEMA)
+
+    def _doc(self, record: dict[str, Any]) -> tuple[str, str | None, str | None, str]:
+        """(text, url, title, meta) of one document record."""
+        fields = self.fields
+        raw = fields["text"].get(record)
+        if raw is None:
+            text = ""
+        elif isinstance(raw, str):
+            text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
+        else:
+            raise _Bad(
+                "text",
+                f"expected text, got {_describe(raw)}; map text= to the column that holds "
+                "the document's text",
+            )
+        keep: list[str] = []
+        url = self._text(record, "url", _scalar, keep)
+        title = self._text(record, "title", _scalar, keep)
+        dropped = self.dropped.difference(keep) if keep else self.dropped
+        meta = {k: v for k, v in record.items() if k not in dropped}
+        return text, url, title, _dumps_meta(meta)
 
     def _row(
         self, record: dict[str, Any]
@@ -392,4 +420,6 @@ class _Canon:
 
 
 _SCHEMA = {c: pl.String for c in PROBLEM_COLUMNS}
-_ROW = ("id", "text_hash", "problem", "answer", "solution", "source", "subject", "level", "meta")
+_ROW = ("id", "text_hash", "problem", "answer", "solution", "subject", "level", "source", "meta")
+_DOC_SCHEMA = {c: pl.String for c in DOCUMENT_COLUMNS}
+_DOC_ROW = ("id", "text_hash", "text", "url", "title", "source", "meta")

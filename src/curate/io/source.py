@@ -14,13 +14,14 @@ import orjson
 import polars as pl
 
 from curate.errors import ConfigError, InputError
-from curate.io.canon import _MAPPED, _Canon
+from curate.io.canon import _DOC_MAPPED, _MAPPED, _Canon
 from curate.io.formats import _READERS
 
 #: Bump when a change to this module changes the rows it produces (part of every fingerprint).
 READER_VERSION = "1"
 
 Format = Literal["jsonl", "json", "parquet", "csv", "hf"]
+Kind = Literal["problems", "documents"]
 _SUFFIXES: dict[str, Format] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -37,6 +38,7 @@ class Source:
     """An input, described but not yet read: where it is and how to map its columns.
 
     Made by `read`; `frame` reads it, `fingerprint` identifies its content and options.
+    ``kind`` says which table it reads into: problems, or documents (texts).
     """
 
     path: Path
@@ -50,6 +52,10 @@ class Source:
     split: str | None = None
     instructions: Literal["strip", "keep"] = "strip"
     license: str | None = None
+    kind: Kind = "problems"
+    text: str | None = None
+    url: str | None = None
+    title: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -62,7 +68,22 @@ class Source:
             raise ConfigError(f"format={self.format!r}; expected one of {get_args(Format)}")
         if self.instructions not in ("strip", "keep"):
             raise ConfigError(f"instructions={self.instructions!r}; expected 'strip' or 'keep'")
-        for canon in _MAPPED:
+        if self.kind not in get_args(Kind):
+            raise ConfigError(f"kind={self.kind!r}; expected one of {get_args(Kind)}")
+        mine, other = (_DOC_MAPPED, _MAPPED) if self.kind == "documents" else (_MAPPED, _DOC_MAPPED)
+        wrong = [c for c in other if getattr(self, c) is not None]
+        if wrong:
+            raise ConfigError(
+                f"{', '.join(f'{c}=' for c in wrong)} maps a column of the "
+                f"{'problems' if self.kind == 'documents' else 'documents'} table, but this "
+                f"source is read as {self.kind}; "
+                + (
+                    "pass kind='documents' to read texts"
+                    if self.kind == "problems"
+                    else f"a documents source maps {', '.join(f'{c}=' for c in mine)}"
+                )
+            )
+        for canon in mine:
             spec = getattr(self, canon)
             if spec is not None and (not isinstance(spec, str) or "" in spec.split(".")):
                 raise ConfigError(
@@ -73,13 +94,15 @@ class Source:
     @property
     def mapping(self) -> dict[str, str]:
         """The column mapping given to `read` (canonical column -> input column or path)."""
-        return {c: getattr(self, c) for c in _MAPPED if getattr(self, c) is not None}
+        names = _DOC_MAPPED if self.kind == "documents" else _MAPPED
+        return {c: getattr(self, c) for c in names if getattr(self, c) is not None}
 
     def _data_path(self) -> Path:
         return self.path / self.split if self.format == "hf" and self.split else self.path
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        """The problems table in batches of about `BATCH_SIZE` rows, in file order."""
+        """The problems (or documents) table in batches of about `BATCH_SIZE` rows, in file
+        order."""
         canon: _Canon | None = None
         start = 0
         for records, lines in _READERS[self.format](self._data_path()):
@@ -90,7 +113,8 @@ class Source:
             raise InputError("has no rows; expected at least one record", path=self.path)
 
     def frame(self) -> pl.DataFrame:
-        """Read the input into the canonical problems table (`PROBLEM_COLUMNS`, all strings)."""
+        """Read the input into the canonical problems table (`PROBLEM_COLUMNS`, all strings),
+        or for a documents source the documents table (`DOCUMENT_COLUMNS`)."""
         return pl.concat(list(self.batches()), rechunk=True)
 
     def fingerprint(self) -> str:
@@ -107,6 +131,8 @@ class Source:
             "split": self.split,
             "instructions": self.instructions,
         }
+        if self.kind != "problems":  # (so that a problems source keeps its fingerprint)
+            options["kind"] = self.kind
         h.update(orjson.dumps(options, option=orjson.OPT_SORT_KEYS))
         files = (
             sorted(p for p in self.path.rglob("*") if p.is_file())
@@ -126,6 +152,7 @@ class Source:
         opts = [f"{k}={v!r}" for k, v in self.mapping.items()]
         opts += [f"split={self.split!r}"] if self.split else []
         opts += [f"instructions={self.instructions!r}"] if self.instructions != "strip" else []
+        opts = ([f"kind={self.kind!r}"] if self.kind != "problems" else []) + opts
         return (
             f"Source({self.name!r}, {str(self.path)!r}, format={self.format!r}"
             + "".join(", " + o for o in opts)
@@ -159,6 +186,10 @@ def read(
     split: str | None = None,
     instructions: Literal["strip", "keep"] = "strip",
     license: str | None = None,
+    kind: Kind = "problems",
+    text: str | None = None,
+    url: str | None = None,
+    title: str | None = None,
 ) -> Source:
     r"""Describe an input file or ``save_to_disk`` folder as a `Source` (nothing is read yet).
 
@@ -171,11 +202,21 @@ def read(
     from problems (see `strip_instructions`). ``license`` (an SPDX id such as ``"MIT"``) is
     recorded in the run's manifest and shown on the dataset card; it does not change the data.
 
+    ``kind="documents"`` reads a corpus of texts (web pages, books, wikis: the input of
+    `curate.Synthesize` and of corpus mining) into the documents table (`id`, `text_hash`,
+    `text`, `url`, `title`, `source`, `meta`); ``text``, ``url`` and ``title`` map its
+    columns as above (found by their usual names when not given), and every other field goes
+    to ``meta``. Errors and ids are the same as for problems.
+
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "gsm8k.jsonl"
     >>> _ = p.write_text('{"question": "2+2?", "answer": "2+2=4\\n#### 4"}\n')
     >>> read(p, problem="question", solution="answer")  # doctest: +ELLIPSIS
     Source('gsm8k', '...gsm8k.jsonl', format='jsonl', problem='question', solution='answer')
+    >>> pages = p.with_name("pages.jsonl")
+    >>> _ = pages.write_text('{"content": "A prime has two divisors.", "url": "https://x.org/p"}\n')
+    >>> read(pages, kind="documents", text="content").frame().select("text", "url").row(0)
+    ('A prime has two divisors.', 'https://x.org/p')
     """
     p = Path(path)
     if not p.exists():
@@ -213,5 +254,19 @@ def read(
         stem = (p.resolve().name if p.is_dir() else p.stem) + (f"-{split}" if split else "")
         source = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "source"
     return Source(
-        p, source, format, problem, answer, solution, subject, level, split, instructions, license
+        p,
+        source,
+        format,
+        problem,
+        answer,
+        solution,
+        subject,
+        level,
+        split,
+        instructions,
+        license,
+        kind,
+        text,
+        url,
+        title,
     )

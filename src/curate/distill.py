@@ -42,18 +42,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import polars as pl
 
-from curate._progress import progress_bar
 from curate.errors import ConfigError
-from curate.generate.base import Completion, Generator, Request, Sampling, derive_seed
+from curate.generate.base import Completion, Generator, Request, Sampling
+from curate.generate.jobs import Task, done_keys, missing, run_tasks
 from curate.responses import ResponsesTable
 from curate.stage import Stage, StageContext
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
@@ -159,18 +156,7 @@ class Distill(Stage):
             key = self.gen_key(generator)
             wanted.append((generator.model, key))
             stats = _Stats()
-            done = set(  # failed generations are not done: a re-run tries them again
-                have.filter(
-                    pl.col("model") == generator.model,
-                    pl.col("gen_key") == key,
-                    pl.col("finish_reason") != "error",
-                )
-                .select(
-                    pl.concat_str("problem_id", pl.col("sample").cast(pl.String), separator="\x00")
-                )
-                .to_series()
-                .to_list()
-            )
+            done = done_keys(have, generator.model, key)
             try:
                 _Job(self, generator, key, ctx, out, stats).run(frame, done)
             finally:
@@ -212,55 +198,32 @@ class _Job:
     stats: _Stats
 
     def run(self, frame: pl.DataFrame, done: set[str]) -> None:
-        stage, n = self.stage, self.stage.n
-        todo: list[tuple[str, str, str | None, int, int]] = []  # id, problem, gold, first, count
-        for pid, problem, gold in frame.iter_rows():
-            missing = [s for s in range(n) if f"{pid}\x00{s}" not in done]
-            self.stats.cached += n - len(missing)
-            for first, count in _runs(missing):
-                todo.append((pid, problem, gold, first, count))
-        bar = progress_bar(
-            sum(t[4] for t in todo),
-            f"{self.ctx.stage_name} {self.generator.model}",
-            enabled=self.ctx.progress,
-            unit="sample",
+        stage = self.stage
+        tasks, self.stats.cached = missing(
+            ((pid, stage.prompt(problem), gold) for pid, problem, gold in frame.iter_rows()),
+            n=stage.n,
+            done=done,
         )
-        with ThreadPoolExecutor(1) as post:
-            pending: Future[None] | None = None
-            for lo in range(0, len(todo), stage.chunk):
-                part = todo[lo : lo + stage.chunk]
-                requests = [
-                    Request(
-                        stage.prompt(problem),
-                        n=count,
-                        seed=derive_seed(self.ctx.seed, self.key, pid, first),
-                    )
-                    for pid, problem, _, first, count in part
-                ]
-                started = time.perf_counter()
-                results = self.generator.generate(requests, stage.sampling)
-                self.stats.seconds += time.perf_counter() - started
-                _check_shape(self.generator, requests, results)
-                if pending is not None:
-                    pending.result()  # one part verified and written at a time, in order
-                pending = post.submit(self._finish, part, requests, results)
-                bar.update(sum(r.n for r in requests))
-            if pending is not None:
-                pending.result()
-        bar.close()
+        self.stats.seconds += run_tasks(
+            self.generator,
+            stage.sampling,
+            tasks,
+            gen_key=self.key,
+            seed=self.ctx.seed,
+            chunk=stage.chunk,
+            finish=self._finish,
+            label=self.ctx.stage_name,
+            progress=self.ctx.progress,
+        )
 
     def _finish(
-        self,
-        part: list[tuple[str, str, str | None, int, int]],
-        requests: list[Request],
-        results: list[list[Completion]],
+        self, part: list[Task], requests: list[Request], results: list[list[Completion]]
     ) -> None:
         """Verify one chunk's responses and write them as one cache part."""
         stage, sampling = self.stage, self.stage.sampling
         rows: list[dict[str, Any]] = []
-        for (pid, _, gold, first, _), request, completions in zip(
-            part, requests, results, strict=True
-        ):
+        for task, request, completions in zip(part, requests, results, strict=True):
+            pid, gold, first = task.id, task.data, task.first
             prompt = json.dumps(request.prompt, ensure_ascii=False)
             for i, c in enumerate(completions):
                 rows.append(
@@ -376,28 +339,6 @@ def _samples(responses: pl.DataFrame, ids: pl.Series, wanted: list[tuple[str, st
     )
     joined = pl.DataFrame({"problem_id": ids}).join(picked, on="problem_id", how="left")
     return joined["samples"]
-
-
-def _runs(samples: Sequence[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of sample indices as (first, count)."""
-    out: list[tuple[int, int]] = []
-    for s in samples:
-        if out and out[-1][0] + out[-1][1] == s:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((s, 1))
-    return out
-
-
-def _check_shape(g: Generator, requests: list[Request], results: list[list[Completion]]) -> None:
-    if len(results) != len(requests) or any(
-        len(c) != r.n for r, c in zip(requests, results, strict=False)
-    ):
-        raise ConfigError(
-            f"generator {g.model!r} returned {[len(c) for c in results][:8]}... completions for "
-            f"{len(requests)} requests asking for {[r.n for r in requests][:8]}...: a Generator "
-            "must return one list of request.n completions per request, in order"
-        )
 
 
 def _digest(value: Any) -> str:

@@ -4,7 +4,10 @@
 The demo pool is a small, deterministic subset of five real public math data
 sets, each kept in its ORIGINAL file format with its original field names and
 values, so that ``make demo`` exercises every reader (JSONL, JSON array,
-nested verl parquet) offline.
+nested verl parquet) offline.  It also holds ``math_texts.jsonl``, 160 real
+math Q&A texts (math.stackexchange.com, mathoverflow.net; CC BY-SA 4.0) with
+four of the source's fields and ``text`` cut to 1,000 characters, as source
+texts for problem synthesis.
 
 Usage (from the repository root)::
 
@@ -15,7 +18,8 @@ Usage (from the repository root)::
 Only the standard library and pyarrow are used.  JSONL rows are copied as the
 original line bytes; parquet subsets are ``Table.take(indices)`` on the
 original table (schema and schema metadata unchanged) written with zstd; the
-AIME JSON array is re-serialised with ``json.dumps(ensure_ascii=False)``.
+AIME JSON array and the math_texts records are re-serialised with
+``json.dumps(ensure_ascii=False)``.
 Output is byte-for-byte reproducible for a given pyarrow version (the parquet
 footer records the writer version).
 
@@ -53,6 +57,10 @@ INPUTS = {
              "78f1b9bae6d00794b43e79a5842917f7ef4e355d9b705743c61f255f3c7c5d49"),
     "deepscaler": ("deepscaler_partial/deepscaler_train.parquet",
                    "f60e89acc6b9ee897c414d1d517f6427f60b054a6898b70b7cbbcc3800e0b2de"),
+    # shared/data/SOURCES.md lists no sha256 for web_corpus/ files; this one was
+    # computed from the shared file (650 lines, 2,439,379 bytes).
+    "texts": ("web_corpus/math_stackexchange_mathoverflow.jsonl",
+              "39fb80c2209bfdccedde0d6b62e0858b668d0cd1cc2cad2b92648401669ed438"),
 }
 
 OUT_NAMES = {
@@ -61,6 +69,7 @@ OUT_NAMES = {
     "dapo": "dapo_math_17k.parquet",
     "aime": "aime_1983_2023.json",
     "deepscaler": "deepscaler_sample.parquet",
+    "texts": "math_texts.jsonl",
 }
 
 MATH_STEP = 5            # rows 0, 5, 10, ... -> 1,500 rows
@@ -72,6 +81,9 @@ DEEPSCALER_N = 600
 DEEPSCALER_SUFFIX = (" Let's think step by step and output the final answer "
                      "within \\boxed{}.")
 PARQUET_COMPRESSION = "zstd"
+TEXTS_STEP, TEXTS_N = 4, 160   # records 0, 4, 8, ... first 160 of those
+TEXTS_FIELDS = ("id", "url", "title", "text")
+TEXT_MAX_CHARS = 1000    # JiuZhang3.0 cuts source texts to their first 1,000 characters
 
 
 # --------------------------------------------------------------------------
@@ -105,6 +117,18 @@ def write_parquet_subset(table: pa.Table, indices: list[int], out: Path) -> pa.T
 
 def first_content(row: dict) -> str:
     return row["prompt"][0]["content"]
+
+
+def cut_chars(s: str, n: int) -> str:
+    """The first n characters (code points) of s, never ending inside a surrogate pair.
+
+    A str from json.loads holds a paired \\ud83d\\ude00 escape as one code point,
+    so this only matters for unpaired escapes; a high surrogate whose low half
+    would be cut off is dropped too."""
+    t = s[:n]
+    if t and "\ud800" <= t[-1] <= "\udbff" and s[n:n + 1] and "\udc00" <= s[n] <= "\udfff":
+        t = t[:-1]
+    return t
 
 
 # --------------------------------------------------------------------------
@@ -151,6 +175,51 @@ def build_aime(src: Path, out: Path) -> dict:
                    f"{AIME_STEP * (AIME_N - 1)}; first {AIME_N} of them), all fields kept; "
                    "re-serialised as compact JSON (json.dumps, indent=None, "
                    "ensure_ascii=False; the original is indented with 2 spaces)"),
+    }
+
+
+def build_texts(src: Path, out: Path) -> dict:
+    rows = [json.loads(ln) for ln in jsonl_lines(src.read_bytes())]
+    picked = rows[::TEXTS_STEP][:TEXTS_N]
+    recs = []
+    for r in picked:
+        title = r["text"].split("\n", 1)[0]
+        recs.append({"id": r["id"], "url": r["url"], "title": title,
+                     "text": cut_chars(r["text"], TEXT_MAX_CHARS)})
+    assert all(tuple(r) == TEXTS_FIELDS for r in recs)
+    out.write_bytes(b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8")
+                             for r in recs))
+    n_cut = sum(len(r["text"]) > TEXT_MAX_CHARS for r in picked)
+    n_title = sum(rec["title"] == r.get("title") for rec, r in zip(recs, picked, strict=True))
+    domains = collections.Counter(r["domain"] for r in picked)
+    all_domains = collections.Counter(r["domain"] for r in rows)
+    return {
+        "rows": len(recs),
+        "records": recs,
+        "all_records": rows,
+        "n_cut": n_cut,
+        "subset": (f"every {TEXTS_STEP}th record of the shared file (records 0, "
+                   f"{TEXTS_STEP}, {2 * TEXTS_STEP}, ..., {TEXTS_STEP * (TEXTS_N - 1)}; "
+                   f"first {TEXTS_N} of them; {len(rows)} -> {len(recs)}), original order: "
+                   + ", ".join(f"{v} {k}" for k, v in sorted(domains.items()))
+                   + " (the shared file: "
+                   + ", ".join(f"{v} {k}" for k, v in sorted(all_domains.items())) + ")"),
+        "notes": [
+            (f"Changes made: only the fields {', '.join(f'`{k}`' for k in TEXTS_FIELDS)} are "
+             "kept (`domain`, `question_chars`, `question_score`, `answer_score`, `pool`, "
+             "`source_dataset`, `url_note` dropped); `title` is the first line of the "
+             f"record's full `text` (the question title; equal to the source's own `title` "
+             f"field in {n_title} of {len(recs)}); `text` is CUT to its first "
+             f"{TEXT_MAX_CHARS:,} characters (Python str code points, never splitting a "
+             f"surrogate pair), as JiuZhang3.0 cuts its source texts; {n_cut} of the "
+             f"{len(recs)} texts were longer and are cut (usually mid-sentence; the top "
+             "answer is then partly or wholly missing); records re-serialised with "
+             "json.dumps(ensure_ascii=False), one per line (non-ASCII as raw UTF-8)."),
+            ("`url` was rebuilt from the Stack Exchange post id when the shared file was "
+             "made (`https://math.stackexchange.com/questions/<id>`, "
+             "`https://mathoverflow.net/questions/<id>`), not checked against the live "
+             "site; it is the attribution link for CC BY-SA."),
+        ],
     }
 
 
@@ -347,9 +416,29 @@ META = {
         "commit": "cd7aa6f545afc026c08d7e2704c960a615785fd6",
         "license": "Apache-2.0",
     },
+    "texts": {
+        "what": ("Real math web texts: highly voted math.stackexchange.com and "
+                 "mathoverflow.net Q&A pages (title + question + top answer, Markdown with "
+                 "LaTeX), as collected by EleutherAI/math-lm; source texts for problem "
+                 "synthesis, not problems with answers"),
+        "format": "JSONL, one object per line: `id`, `url`, `title`, `text`",
+        "repo": "EleutherAI/math-lm (branch `instruct_data`)",
+        "path": ("instruct_data/filtered-stack-exchange/math_33votes.jsonl` and "
+                 "`instruct_data/filtered-stack-exchange/math_overflow_40votes.jsonl"),
+        "path_note": ("together 1,300 records, 988 math.SE + 312 MathOverflow; shared "
+                      "`web_corpus/math_stackexchange_mathoverflow.jsonl` holds a random "
+                      "half of them, 650, with `id`, `url`, `domain`, `text` and metadata"),
+        "commit": "1d749d37185a97c1bef3188d164597e4b6a0e8d0",
+        "license": ("CC BY-SA 4.0 (Stack Exchange user contributions on "
+                    "math.stackexchange.com and mathoverflow.net; attribution via each "
+                    "record's `url`; https://creativecommons.org/licenses/by-sa/4.0/); the "
+                    "EleutherAI/math-lm repository is MIT (Copyright (c) 2023 Zhangir "
+                    "Azerbayev)"),
+        "license_short": "CC BY-SA 4.0",
+    },
 }
 
-ORDER = ["math", "gsm8k", "dapo", "aime", "deepscaler"]
+ORDER = ["math", "gsm8k", "dapo", "aime", "deepscaler", "texts"]
 
 
 def render_sources(facts: dict, outdir: Path) -> str:
@@ -360,9 +449,12 @@ def render_sources(facts: dict, outdir: Path) -> str:
     a("The demo pool is real public data redistributed under the original licenses "
       "listed below (full texts and notices in [LICENSES.md](LICENSES.md)). It is a "
       "small, deterministic subset of five public math data sets, bundled so that "
-      "`make demo` runs offline. Each file keeps its source's original file format, "
-      "field names and values; only rows were subset (and the parquet files re-encoded "
-      "with zstd, the AIME array re-serialised compactly). "
+      "`make demo` runs offline, plus a small corpus of real math web texts "
+      "(`math_texts.jsonl`). Each of the five data set files keeps its source's "
+      "original file format, field names and values; only rows were subset (and the "
+      "parquet files re-encoded with zstd, the AIME array re-serialised compactly). "
+      "`math_texts.jsonl` keeps four fields of its source and cuts each text to "
+      f"{TEXT_MAX_CHARS:,} characters (see its section). "
       "`python data/demo/make_demo.py` regenerates every file here byte for byte from "
       "the shared data (see the script's docstring; the parquet bytes depend on the "
       f"pyarrow version, {pa.__version__} here).")
@@ -374,7 +466,8 @@ def render_sources(facts: dict, outdir: Path) -> str:
         p = outdir / OUT_NAMES[k]
         size = p.stat().st_size
         total += size
-        lic = "MIT" if META[k]["license"].startswith("MIT") else "Apache-2.0"
+        lic = META[k].get("license_short") or (
+            "MIT" if META[k]["license"].startswith("MIT") else "Apache-2.0")
         a(f"| `{OUT_NAMES[k]}` | {p.suffix[1:]} | {facts[k]['rows']:,} | {size:,} | {lic} |")
     a("")
     a(f"Total: {total:,} bytes.")
@@ -436,9 +529,12 @@ def render_licenses() -> str:
       "under their original licenses. Changes made: only a subset of rows was kept "
       "(see SOURCES.md for how); the two parquet files were re-written with zstd "
       "compression and `aime_1983_2023.json` was re-serialised without indentation. "
-      "No field name or value was changed. (`math_train.jsonl` rows carry a "
-      "`unique_id` field that was added when the per-problem MATH files were "
-      "concatenated into one JSONL; see SOURCES.md.)")
+      "In those files no field name or value was changed. (`math_train.jsonl` rows "
+      "carry a `unique_id` field that was added when the per-problem MATH files were "
+      "concatenated into one JSONL; see SOURCES.md.) `math_texts.jsonl` was changed "
+      "more: only the fields `id`, `url`, `title`, `text` were kept, `title` is the "
+      "first line of the text, and `text` was cut to its first "
+      f"{TEXT_MAX_CHARS:,} characters; the records were re-serialised as JSON lines.")
     a("")
     a("## MIT License")
     a("")
@@ -451,8 +547,12 @@ def render_licenses() -> str:
     a("- `math_train.jsonl`: the MATH dataset itself, hendrycks/math "
       "(Copyright (c) 2021 Dan Hendrycks); the copy bundled here was taken from "
       "aiwaves-cn/agents, which is Apache-2.0 (see below).")
+    a("- `math_texts.jsonl`: the EleutherAI/math-lm repository it was taken from "
+      "(Copyright (c) 2023 Zhangir Azerbayev); the Stack Exchange texts themselves "
+      "are CC BY-SA 4.0, see below.")
     a("")
-    for holder in ("2021 OpenAI", "2025 agentica-project", "2021 Dan Hendrycks"):
+    for holder in ("2021 OpenAI", "2025 agentica-project", "2021 Dan Hendrycks",
+                   "2023 Zhangir Azerbayev"):
         a("```")
         a("MIT License")
         a("")
@@ -488,6 +588,27 @@ def render_licenses() -> str:
       "(`data/deepscaler_train.parquet`, commit "
       "cd7aa6f545afc026c08d7e2704c960a615785fd6), Apache-2.0; a sample of "
       "agentica-org DeepScaleR-Preview-Dataset.")
+    a("")
+    a("## Creative Commons Attribution-ShareAlike 4.0 International (CC BY-SA 4.0)")
+    a("")
+    a("Applies to `math_texts.jsonl`: questions and answers contributed by users of "
+      "math.stackexchange.com and mathoverflow.net (Stack Exchange network), taken from "
+      "EleutherAI/math-lm (branch `instruct_data`, "
+      "`instruct_data/filtered-stack-exchange/math_33votes.jsonl` and "
+      "`math_overflow_40votes.jsonl`, commit 1d749d37185a97c1bef3188d164597e4b6a0e8d0). "
+      "Licensed under CC BY-SA 4.0; the license text is at")
+    a("")
+    a("    https://creativecommons.org/licenses/by-sa/4.0/")
+    a("")
+    a("Attribution: each record's `url` links to the original question page on "
+      "math.stackexchange.com or mathoverflow.net, which names the authors of the "
+      "question and the answers (the records carry no author names). Changes made: "
+      "records subset, fields reduced to `id`, `url`, `title`, `text`, and `text` cut "
+      f"to its first {TEXT_MAX_CHARS:,} characters (see SOURCES.md). ShareAlike: "
+      "this file, and adaptations of it, are distributed under CC BY-SA 4.0 (or a "
+      "compatible license). Stack Exchange licenses each post revision under the CC "
+      "BY-SA version in force when it was posted (2.5 before 2011-04-08, 3.0 until "
+      "2018-05-02, 4.0 after); a post's page shows its version.")
     a("")
     return "\n".join(L)
 
@@ -581,11 +702,21 @@ def quirks(f: dict) -> list[str]:
         "difficulty appear both at top level and inside reward_model/extra_info; the "
         "pandas metadata declares `__index_level_0__` as the index column (pandas "
         "readers turn it into the index, pyarrow/polars keep it as a column).")
+    n_long = sum(len(r["text"]) > TEXT_MAX_CHARS for r in f["texts"]["all_records"])
+    q.append(
+        "`math_texts.jsonl`: free text with LaTeX, no answer field; texts cut to "
+        f"{TEXT_MAX_CHARS:,} characters: {f['texts']['n_cut']} here (the full file has "
+        f"{n_long} texts longer than that); carriage returns (`\\r`) in `text`: "
+        + both("texts", lambda r: "\r" in r["text"])
+        + "; non-ASCII in `text`: "
+        + both("texts", lambda r: any(ord(c) > 127 for c in r["text"]))
+        + "; titles with leading/trailing whitespace: "
+        + both("texts", lambda r: r["title"] != r["title"].strip()) + ".")
     return q
 
 
 def build(shared: Path, outdir: Path, allow_changed: bool) -> dict:
-    for k, (rel, sha) in INPUTS.items():
+    for rel, sha in INPUTS.values():
         p = shared / rel
         if not p.is_file():
             raise SystemExit(f"missing input: {p}")
@@ -603,6 +734,7 @@ def build(shared: Path, outdir: Path, allow_changed: bool) -> dict:
     f["aime"] = build_aime(s["aime"], o["aime"])
     f["deepscaler"] = build_deepscaler(s["deepscaler"], o["deepscaler"],
                                        f["math"]["records"], f["aime"]["records"])
+    f["texts"] = build_texts(s["texts"], o["texts"])
     f["quirks"] = quirks(f)
     f["exercises"] = exercises(f)
     (outdir / "SOURCES.md").write_text(render_sources(f, outdir), encoding="utf-8")
@@ -611,7 +743,7 @@ def build(shared: Path, outdir: Path, allow_changed: bool) -> dict:
 
 
 def digests(outdir: Path) -> dict[str, str]:
-    names = list(OUT_NAMES.values()) + ["SOURCES.md", "LICENSES.md"]
+    names = [*OUT_NAMES.values(), "SOURCES.md", "LICENSES.md"]
     return {n: sha256_file(outdir / n) for n in names}
 
 

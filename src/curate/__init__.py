@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "DeepDistillStageII": "curate.select",
     "PassRateBand": "curate.select",
     "InfluenceSelect": "curate.influence.stage",
+    "Synthesize": "curate.synth",
     "ExportOptions": "curate.export.shards",
     "export_run": "curate.export.shards",
     "Sampling": "curate.generate",
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     from curate.run import Recipe, Run, RunWarning, open_run
     from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
     from curate.stage import Filter, Stage, StageContext, StageResult
+    from curate.synth import Synthesize
     from curate.verification import (
         Verdict,
         VerifyOptions,

@@ -19,6 +19,7 @@ interrupted run never presents partial output as a finished stage.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -49,7 +50,15 @@ from curate.engines import (
 from curate.errors import ConfigError, RunError
 from curate.io import Source, write_json
 from curate.responses import ResponsesTable
-from curate.stage import DETAIL, REASON, Stage, StageContext, StageResult, merge_added
+from curate.stage import (
+    DETAIL,
+    REASON,
+    GeneratedSource,
+    Stage,
+    StageContext,
+    StageResult,
+    merge_added,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -86,7 +95,7 @@ class Recipe:
     """
 
     name: str
-    sources: Sequence[Source]
+    sources: Sequence[Source | GeneratedSource]
     stages: Sequence[Stage] = field(default_factory=list)
     seed: int = 0
     exports: Sequence[AfterRun] = field(default_factory=list)
@@ -251,7 +260,9 @@ class _Runner:
             }
             for s, fp in zip(recipe.sources, source_fps, strict=True)
         ]
-        fingerprint = _digest("ingest", source_fps, __version__)
+        made = any(isinstance(s, GeneratedSource) for s in recipe.sources)
+        seeded = [recipe.seed] if made else []  # what a generated source writes depends on it
+        fingerprint = _digest("ingest", source_fps, __version__, *seeded)
         entry = self._reuse(fingerprint, 0, "ingest")
         if entry is None:
             entry = self._execute(0, "ingest", None, fingerprint, None, total)
@@ -313,7 +324,7 @@ class _Runner:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             if stage is None:
-                done = self._ingest(tmp, name)
+                done = self._ingest(tmp, ctx)
             else:
                 assert parent is not None
                 source = self.out / parent["dir"] / "kept.parquet"
@@ -351,23 +362,32 @@ class _Runner:
         )
         return entry
 
-    def _ingest(self, target: Path, name: str) -> StageOutput:
+    def _ingest(self, target: Path, ctx: StageContext) -> StageOutput:
         """Read every source, batch by batch, into the ingest stage's kept and rejects
-        files (streamed: memory holds one batch)."""
+        files (streamed: memory holds one batch). A generated source reads with the run's
+        context, under the source's name, and its stats go to its manifest entry."""
 
         def marked() -> Iterator[pl.DataFrame]:
             for source, info in zip(self.recipe.sources, self.manifest["sources"], strict=True):
                 info["rows"] = 0
-                for frame in source.batches():
+                if isinstance(source, GeneratedSource):
+                    own = dataclasses.replace(ctx, stage_name=source.name, stats={})
+                    frames = source.batches(own)
+                else:
+                    frames = source.batches()
+                for frame in frames:
                     info["rows"] += frame.height
                     main = "text" if "problem" not in frame.columns else "problem"
                     empty = pl.col(main).str.strip_chars().fill_null("") == ""
-                    yield frame.with_columns(
-                        pl.when(empty).then(pl.lit(f"empty_{main}")).alias(REASON),
-                        pl.when(empty).then(pl.lit(f"the {main} is empty")).alias(DETAIL),
-                    )
+                    reason: pl.Expr = pl.when(empty).then(pl.lit(f"empty_{main}"))
+                    detail: pl.Expr = pl.when(empty).then(pl.lit(f"the {main} is empty"))
+                    if REASON in frame.columns:  # the source's own reasons come first
+                        reason, detail = pl.coalesce(REASON, reason), pl.coalesce(DETAIL, detail)
+                    yield frame.with_columns(reason.alias(REASON), detail.alias(DETAIL))
+                if isinstance(source, GeneratedSource) and own.stats:
+                    info["stats"] = own.stats
 
-        return write_split(marked(), target, name)
+        return write_split(marked(), target, ctx.stage_name)
 
     def _save(self) -> None:
         write_json(self.manifest, self.out / MANIFEST)

@@ -62,6 +62,7 @@ import json
 import linecache
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -331,6 +332,35 @@ class Filter(Stage):
                 pl.when(pl.col(REASON).is_not_null()).then(pl.col(DETAIL)).otherwise(new_detail)
             )
         return lazy.with_columns(new_reason.alias(REASON), new_detail.alias(DETAIL))
+
+
+class GeneratedSource:
+    """A source whose rows are made in the run, such as `curate.Synthesize` (new problems
+    written by a model from texts): the runner reads it at ingest with the run's context
+    (its caches, seed, progress), so what it generates is cached and resumed like a stage's
+    work. ``batches`` yields frames of the canonical columns, and may fill the filter's
+    ``REASON``/``DETAIL`` columns for rows it rejects (an output that cannot be used); the
+    runner writes those to the rejects table. Stats it puts in ``ctx.stats`` go to the
+    manifest's entry for the source.
+    """
+
+    name: str
+    kind: str = "problems"
+    format: str = "generated"
+    license: str | None = None
+
+    @property
+    def path(self) -> str:
+        """What the manifest shows as where the source comes from."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A digest of everything that decides the rows (inputs, models, settings)."""
+        raise NotImplementedError
+
+    def batches(self, ctx: StageContext) -> Iterator[pl.DataFrame]:
+        """The rows, in batches."""
+        raise NotImplementedError
 
 
 def _jsonable(value: Any) -> Any:

@@ -79,7 +79,7 @@ def test_prompts_draw_a_stage_per_text_and_version_their_wording() -> None:
     short = Prompts(template="For {audience}: {text}\nNew problem:", max_chars=5)
     assert short.version.startswith("custom-") and short.version != Prompts(max_chars=5).version
     assert short.build("abcdefgh", "aime").endswith("abcde\nNew problem:")
-    with pytest.raises(ConfigError, match="no {text}"):
+    with pytest.raises(ConfigError, match=r"no \{text\}"):
         Prompts(template="{audience}")
     with pytest.raises(ConfigError, match="stages"):
         Prompts(stages={})
@@ -244,8 +244,7 @@ def test_bad_configurations_are_refused(tmp_path: Path) -> None:
 
 def test_ids_and_exclude_choose_the_texts(tmp_path: Path) -> None:
     docs = curate.read(TEXTS, kind="documents").frame()["id"].to_list()
-    syn = Synthesize(texts(), ToyTeacher(refuse=0, empty=0, truncate=0, no_box=0, foreign=0,
-                                         no_solution=0), ids=tuple(docs[:10]), exclude=(docs[0],))  # fmt: skip
+    syn = Synthesize(texts(), ToyTeacher(), ids=tuple(docs[:10]), exclude=(docs[0],))
     assert syn.chosen(0)["id"].to_list() == docs[1:10]
     assert Synthesize(texts(), ToyTeacher(), sample=5).chosen(0).height == 5
     assert Synthesize(texts(), ToyTeacher(), sample=5).chosen(0)["id"].to_list() != (

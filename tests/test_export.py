@@ -317,7 +317,7 @@ def _reply(text: str) -> str:
     head = text.lstrip()
     if head.startswith("<think>"):
         return head
-    return "<think>\n" + text if "</think>" in text else text
+    return "<think>\n" + text if "</think>" in text and "<think>" not in text else text
 
 
 def _first_per_pair(responses: pl.DataFrame) -> list[tuple[str, str, int]]:
@@ -679,3 +679,18 @@ def test_a_retried_failed_generation_is_exported_not_its_failure(
     got = export_run(curate.Run(copy), tmp / "retried-got", format="sft")
     assert got.rows == want.rows
     assert pl.read_parquet(got.files["train"]).equals(pl.read_parquet(want.files["train"]))
+
+
+def test_a_reply_with_its_own_think_block_inside_is_left_as_it_is(tmp: Path) -> None:
+    """Only a reply that closes a <think> the prompt opened gets the opening tag: one that
+    holds a whole <think>...</think> later on (a problem and its worked solution) does not."""
+    solutions = ["New problem: 1+1?\nSolution: <think>1+1=2</think> \\boxed{2}",
+                 "1 plus 1</think> \\boxed{2}"]  # fmt: skip
+    rows = [{"problem": f"p{i}", "answer": "2", "solution": s} for i, s in enumerate(solutions)]
+    path = tmp / "think.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = curate.Recipe("think", [curate.read(path)]).run(tmp / "think-run")
+    out = curate.export_run(run, tmp / "think-sft", format="sft", completions="solutions")
+    shard = pl.read_parquet(out.files["train"][0])
+    contents = [m[-1]["content"] for m in shard["messages"].to_list()]
+    assert contents == [solutions[0], "<think>\n" + solutions[1]]

@@ -163,3 +163,43 @@ def test_less_toy_recipe_selects_trains_and_evaluates(
     assert summary["method"] == "influence" and list(summary["scores"]) == ["before", "after"]
     assert summary["selected"] == 12 and summary["scored"] == 120  # 10% of 3 skills x 40
     assert (out / "train" / "sft" / "model" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_jiuzhang_toy_recipe_distils_boosts_synthesizes_and_cleans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("trl")
+    monkeypatch.setenv("CURATE_TOY_SCALE", "tiny")
+    for name in ("CURATE_TEACHER", "CURATE_SYNTH_MODEL", "CURATE_TEXTS", "CURATE_POOL"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "jz"
+    result = runner.invoke(app, ["run", str(RECIPES / "jiuzhang.py"), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    made = summary["synthesis"]
+    assert made["kd1"]["toy-teacher"]["calls"] == 80  # one call per sampled text
+    assert sum(made["kd1"]["outputs"].values()) == 80 and made["kd1"]["outputs"]["ok"] < 80
+    assert summary["boost"]["selected"] == 8 and summary["boost"]["texts_chosen"] >= 1
+    assert made["kd2"]["texts"] == summary["boost"]["texts_chosen"]  # the teacher, again
+    assert made["final"]["outputs"].get("ok", 0) > 0  # the boosted small model writes problems
+    # the teacher's planted copies never reach the small model's training set
+    removed = summary["removed"]["kd1"]
+    assert removed.get("decontaminate:contamination", 0) >= 1
+    assert summary["kept"]["synthetic"] >= 1 and summary["kept"]["pool"] >= 1
+    for fmt in ("sft", "rl"):
+        assert (out / "final" / "export" / fmt / "export.json").exists()
+
+    import curate
+
+    final = curate.Run(out / "final")
+    texts = curate.read(RECIPES.parent / "data" / "demo" / "math_texts.jsonl", kind="documents")
+    ids = set(texts.frame()["id"].str.replace("^math_texts:", "texts:").to_list())
+    rows = final.sql(
+        "SELECT json_extract_string(meta, '$.text_id') AS text_id, "
+        "json_extract_string(meta, '$.model') AS model, "
+        "json_extract_string(meta, '$.prompt_version') AS version "
+        "FROM problems WHERE source = 'synthetic'"
+    )
+    assert set(rows["model"]) == {"synth2"} and rows["version"].str.starts_with("custom-").all()
+    assert set(rows["text_id"]) <= ids  # every synthetic row traces to a text of the corpus

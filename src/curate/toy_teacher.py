@@ -14,11 +14,12 @@ way real teachers do, at the rates given (each sample draws one outcome from its
 - ``no_solution``: a problem and no solution;
 - ``benchmark``: a MATH-500 test problem copied verbatim (from curate's benchmark
   catalog), which decontamination must catch;
-- ``repeat``: one of a few favourite problems again, which deduplication must catch.
+- ``repeat``: one of a few favourite problems again, which deduplication must catch;
+- ``copy``: the math content itself as the "new" problem, which decontamination against
+  the source texts must catch.
 
 >>> from curate.generate import Request, Sampling
->>> t = ToyTeacher(refuse=0, empty=0, truncate=0, no_box=0, foreign=0, no_solution=0,
-...                benchmark=0, repeat=0)
+>>> t = ToyTeacher.clean()
 >>> [[c]] = t.generate([Request("## Math content\nTake 12 and 30.\n## Guidelines", seed=1)],
 ...                   Sampling())
 >>> print(c.text)
@@ -65,7 +66,14 @@ class ToyTeacher:
     no_solution: float = 0.03
     benchmark: float = 0.05
     repeat: float = 0.08
+    copy: float = 0.0
     label: str = "toy-teacher"
+
+    @classmethod
+    def clean(cls, label: str = "toy-teacher") -> ToyTeacher:
+        """A teacher that never misbehaves."""
+        names = ("refuse", "empty", "truncate", "no_box", "foreign", "no_solution")
+        return cls(**dict.fromkeys((*names, "benchmark", "repeat", "copy"), 0.0), label=label)
 
     @property
     def model(self) -> str:
@@ -101,6 +109,8 @@ class ToyTeacher:
         if outcome == "benchmark":
             problem, answer = rng.choice(_math500())
             solution = f"We work it out step by step. The answer is $\\boxed{{{answer}}}$."
+        if outcome == "copy":
+            problem = " ".join(content.split())
         text = f"New problem: {problem}\nSolution: {solution}"
         finish = "stop"
         if outcome == "refuse":
@@ -123,7 +133,7 @@ class ToyTeacher:
         draw = rng.random()
         for name in (
             "refuse", "empty", "truncate", "no_box", "foreign", "no_solution", "benchmark",
-            "repeat",
+            "repeat", "copy",
         ):  # fmt: skip
             rate = float(getattr(self, name))
             if draw < rate:

@@ -444,7 +444,10 @@ def _expressions(options: ExportOptions) -> dict[str, pl.Expr]:
     reply = (
         pl.when(head.str.starts_with(THINK_START))
         .then(head)
-        .when(text.str.contains(THINK_END, literal=True))
+        .when(  # a template that opened <think> in the prompt: the reply only closes it
+            text.str.contains(THINK_END, literal=True)
+            & ~text.str.contains(THINK_START, literal=True)
+        )
         .then(pl.lit(THINK_START + "\n") + text)
         .otherwise(text)
     )

@@ -14,7 +14,10 @@ SFT (`SFTPreset`):
 - ``deepdistill-stage2``: its annealing Stage II, learning rate 8e-6, 2 epochs, no packing;
 - ``less-warmup``: LESS's LoRA warm-up before gradient features (`curate.InfluenceSelect`):
   learning rate 2e-5, 4 epochs, batch 32, linear decay after 3% warm-up, no packing (its
-  LoRA: rank 128, alpha 512, dropout 0.1 on q/k/v/o, is the stage's ``lora``).
+  LoRA: rank 128, alpha 512, dropout 0.1 on q/k/v/o, is the stage's ``lora``);
+- ``jiuzhang-synth``: JiuZhang3.0's problem-synthesis model, fine-tuned on the teacher's
+  problems (`curate.synth.kd_pairs`): learning rate 1e-5, cosine, 5 epochs, batch 32,
+  sequences up to 2,048 tokens, no packing.
 
 Packing needs a flash-attention kernel (flash-attn or kernels, on a GPU): with transformers'
 ``sdpa``/``eager`` attention, packed sequences would attend to each other, so without one
@@ -210,6 +213,16 @@ PRESETS: dict[str, Preset] = {
         max_length=32768,
         packing=False,
         warmup_ratio=0.05,
+    ),
+    "jiuzhang-synth": SFTPreset(  # JiuZhang3.0's synthesis model: 5 epochs at 1e-5, cosine
+        name="jiuzhang-synth",
+        learning_rate=1e-5,
+        epochs=5,
+        global_batch=32,
+        max_length=2048,
+        packing=False,
+        scheduler="cosine",
+        warmup_ratio=0.03,
     ),
     "less-warmup": SFTPreset(
         name="less-warmup",

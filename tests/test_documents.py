@@ -119,7 +119,8 @@ def test_a_recipe_over_documents_runs_stages_and_records_empty_texts(tmp_path: P
     )
     reasons = run.sql("SELECT stage, reason FROM rejects ORDER BY id").rows()
     assert sorted(reasons) == [("ingest", "empty_text"), ("short_texts", "short")]
-    kept = run.sql("SELECT text, url FROM problems ORDER BY id").rows()
+    assert run.kind == "documents"
+    kept = run.sql("SELECT text, url FROM documents ORDER BY id").rows()
     assert kept == [
         ("Euclid proved there are infinitely many primes.", "https://a.org/1"),
         ("The harmonic series diverges.", None),
@@ -133,3 +134,20 @@ def test_a_recipe_does_not_mix_kinds(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="mixes problems and documents"):
         recipe.run(tmp_path / "run")
+
+
+def test_cli_ingest_reads_documents(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    path = _jsonl(tmp_path / "crawl.jsonl", [{"body": "A page about primes.", "link": "u"}])
+    out = tmp_path / "run"
+    args = ["ingest", str(path), "--out", str(out), "--kind", "documents", "-q"]
+    result = CliRunner().invoke(app, [*args, "-m", "text=body", "-m", "url=link"])
+    assert result.exit_code == 0, result.output
+    assert curate.Run(out).sql("SELECT text, url FROM problems").rows() == [
+        ("A page about primes.", "u")
+    ]
+    bad = CliRunner().invoke(app, [*args, "-m", "problem=body"])
+    assert bad.exit_code == 2 and "--kind documents" in bad.output

@@ -118,6 +118,10 @@ def ingest(
     ] = None,
     source: Annotated[str | None, typer.Option(help="Source name (one file only).")] = None,
     split: Annotated[str | None, typer.Option(help="Split of an HF DatasetDict folder.")] = None,
+    kind: Annotated[
+        str,
+        typer.Option(help="problems, or documents: texts (web pages, books) for synthesis."),
+    ] = "problems",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Read files into a run directory in the canonical schema, with no other stage."""
@@ -125,10 +129,15 @@ def ingest(
     from curate.run import Recipe
 
     try:
-        mapping = _parse_map(map_ or [])
+        if kind not in ("problems", "documents"):
+            raise ConfigError(f"--kind {kind!r}: expected problems or documents")
+        mapping = _parse_map(map_ or [], kind)
         if source is not None and len(files) != 1:
             raise ConfigError("--source names one file; omit it to name sources by file name")
-        sources = [read(f, source=source, split=split, **mapping) for f in files]  # type: ignore[arg-type]
+        sources = [
+            read(f, source=source, split=split, kind=kind, **mapping)  # type: ignore[arg-type]
+            for f in files
+        ]
         name = source or (sources[0].name if len(sources) == 1 else "ingest")
         result = Recipe(name, sources=sources).run(out, progress=not quiet)
     except CurateError as e:
@@ -136,16 +145,20 @@ def ingest(
     _print_summary(result)
 
 
-_MAPPABLE = ("problem", "answer", "solution", "subject", "level")
+_MAPPABLE = {
+    "problems": ("problem", "answer", "solution", "subject", "level"),
+    "documents": ("text", "url", "title"),
+}
 
 
-def _parse_map(items: list[str]) -> dict[str, str]:
+def _parse_map(items: list[str], kind: str = "problems") -> dict[str, str]:
     mapping = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in _MAPPABLE or not value:
+        if not sep or key not in _MAPPABLE[kind] or not value:
             raise ConfigError(
-                f"--map {item!r}: expected FIELD=COLUMN with FIELD one of {_MAPPABLE}"
+                f"--map {item!r}: expected FIELD=COLUMN with FIELD one of {_MAPPABLE[kind]} "
+                f"(--kind {kind})"
             )
         mapping[key] = value
     return mapping

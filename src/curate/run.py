@@ -224,6 +224,7 @@ class _Runner:
             "seed": recipe.seed,
             "status": "running",
             "plan": recipe.stage_names(),
+            "kind": recipe.sources[0].kind if recipe.sources else "problems",
             "sources": [],
             "stages": [],
         }
@@ -496,6 +497,12 @@ class Run:
         view.manifest["stages"] = view.manifest["stages"][: names.index(stage) + 1]
         return view
 
+    @property
+    def kind(self) -> str:
+        """``problems``, or ``documents`` for a run over texts (its table is also named
+        ``documents``)."""
+        return "documents" if self.manifest.get("kind") == "documents" else "problems"
+
     def tables(self) -> dict[str, list[Path]]:
         """Every table of the run and the Parquet files behind it."""
         stages = self.manifest["stages"]
@@ -505,6 +512,8 @@ class Run:
             "problems": [self.path / stages[-1]["dir"] / "kept.parquet"],
             "rejects": [self.path / s["dir"] / "rejects.parquet" for s in stages],
         }
+        if self.kind == "documents":  # a run over texts: its rows are documents
+            out["documents"] = out["problems"]
         for s in stages:
             out[s["name"]] = [self.path / s["dir"] / "kept.parquet"]
             out[f"{s['name']}_rejects"] = [self.path / s["dir"] / "rejects.parquet"]

@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Request, Sampling, derive_seed
 from curate.generate.jobs import Task, done_keys, missing, run_tasks
 from curate.io import Source
-from curate.responses import ResponsesTable
+from curate.responses import RESPONSE_SCHEMA, ResponsesTable
 from curate.schema import PROBLEM_COLUMNS
 from curate.stage import DETAIL, REASON, GeneratedSource, StageContext
 from curate.synth.parse import REASONS, parse
@@ -231,7 +232,7 @@ class Synthesize(GeneratedSource):
         prompts = [self.prompt(t, s) for t, s in zip(docs["text"], stages, strict=True)]
         cache = ResponsesTable(ctx.cache_dir / CACHE)
         cache.clean()
-        stored = cache.read()
+        stored = _keys(cache.parts())
         ctx.stats["texts"] = docs.height
         keys: list[tuple[str, str]] = []
         for generator in self.generators:  # type: ignore[union-attr]
@@ -259,14 +260,15 @@ class Synthesize(GeneratedSource):
             finally:
                 generator.close()
             ctx.stats[generator.model] = stats.as_dict()
-        outputs = _outputs(cache.read(), keys, docs["id"])
+        scratch = ctx.cache_dir / f".{CACHE}-{self.name}-sorted.parquet"
+        outputs = _outputs(cache.parts(), keys, docs["id"], scratch)
         yield from self._rows(docs, stages, outputs, ctx)
 
     def _rows(
         self,
         docs: pl.DataFrame,
         stages: list[str],
-        outputs: pl.DataFrame,
+        outputs: Iterator[dict[str, Any]],
         ctx: StageContext,
     ) -> Iterator[pl.DataFrame]:
         """One problem row per stored output, in text, model, sample order."""
@@ -275,7 +277,7 @@ class Synthesize(GeneratedSource):
         }
         counts: Counter[str] = Counter()
         rows: list[dict[str, Any]] = []
-        for out in outputs.iter_rows(named=True):
+        for out in outputs:
             doc, stage = info[out["problem_id"]]
             got = parse(
                 out["text"], out["finish_reason"], error=out["error"], language=self.language
@@ -320,19 +322,51 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=_SCHEMA)
 
 
-def _outputs(stored: pl.DataFrame, keys: list[tuple[str, str]], ids: pl.Series) -> pl.DataFrame:
-    """The stored outputs of (model, gen_key) ``keys`` for text ``ids``, ordered by text,
-    then model (in ``keys`` order), then sample."""
-    order = pl.DataFrame(
+_KEY_COLUMNS = ("problem_id", "model", "sample", "gen_key", "finish_reason")
+_OUTPUT_COLUMNS = (*_KEY_COLUMNS, "text", "n_tokens", "error")
+
+
+def _keys(parts: list[Path]) -> pl.DataFrame:
+    """The key columns of every stored output (what is done), without the texts."""
+    if not parts:
+        return pl.DataFrame(schema={c: RESPONSE_SCHEMA[c] for c in _KEY_COLUMNS})
+    return pl.scan_parquet(parts).select(_KEY_COLUMNS).collect()
+
+
+def _outputs(
+    parts: list[Path], keys: list[tuple[str, str]], ids: pl.Series, scratch: Path
+) -> Iterator[dict[str, Any]]:
+    """The stored outputs of (model, gen_key) ``keys`` for text ``ids``, one per key (a key
+    stored twice, after a failed try, keeps the one that did not fail), ordered by text,
+    then model (in ``keys`` order), then sample. Sorted on disk and read back in batches, so
+    memory holds a batch of outputs, not all of them."""
+    if not parts:
+        return
+    order = pl.LazyFrame(
         {"model": [m for m, _ in keys], "gen_key": [k for _, k in keys]}
     ).with_row_index("_model")
-    texts = pl.DataFrame({"problem_id": ids}).with_row_index("_text")
-    return (
-        stored.join(order, on=["model", "gen_key"])
+    texts = pl.LazyFrame({"problem_id": ids}).with_row_index("_text")
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    (
+        pl.scan_parquet(parts)
+        .select(_OUTPUT_COLUMNS)
+        .join(order, on=["model", "gen_key"])
         .join(texts, on="problem_id")
-        .sort("_text", "_model", "sample")
-        .drop("_text", "_model")
+        .with_columns((pl.col("finish_reason") == "error").alias("_failed"))
+        .sort("_text", "_model", "sample", "_failed", maintain_order=True)
+        .select(_OUTPUT_COLUMNS)
+        .sink_parquet(scratch)
     )
+    try:
+        last = None
+        for batch in pq.ParquetFile(scratch).iter_batches(batch_size=BATCH_ROWS):
+            for row in batch.to_pylist():
+                key = (row["problem_id"], row["model"], row["sample"])
+                if key != last:
+                    last = key
+                    yield row
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 @dataclass
@@ -427,15 +461,21 @@ def kd_pairs(run: Any, *, source: str | Sequence[str] | None = None) -> pl.DataF
         )
     )
     kept = kept.with_columns(meta.struct.unnest()).filter(pl.col("gen_key").is_not_null())
-    stored = ResponsesTable(Path(run.path) / "cache" / CACHE).read()
-    joined = kept.join(
-        stored.select(
-            pl.col("problem_id").alias("text_id"), "model", pl.col("sample").cast(pl.Int64),
-            "gen_key", "prompt",
-        ),
-        on=["text_id", "model", "sample", "gen_key"],
-        how="left",
+    parts = ResponsesTable(Path(run.path) / "cache" / CACHE).parts()
+    stored = (
+        pl.scan_parquet(parts)
+        .filter(pl.col("finish_reason") != "error")
+        .select(pl.col("problem_id").alias("text_id"), "model", "sample", "gen_key", "prompt")
+        .unique(["text_id", "model", "sample", "gen_key"], keep="first", maintain_order=True)
+        .with_columns(pl.col("sample").cast(pl.Int64))
+        .collect()
+        if parts
+        else pl.DataFrame(
+            schema={"text_id": pl.String, "model": pl.String, "sample": pl.Int64,
+                    "gen_key": pl.String, "prompt": pl.String}
+        )
     )  # fmt: skip
+    joined = kept.join(stored, on=["text_id", "model", "sample", "gen_key"], how="left")
     prompts = [_user(p) for p in joined["prompt"].to_list()]
     completions = [render(p, s) for p, s in zip(joined["problem"], joined["solution"], strict=True)]
     return pl.DataFrame(

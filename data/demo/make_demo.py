@@ -7,7 +7,11 @@ values, so that ``make demo`` exercises every reader (JSONL, JSON array,
 nested verl parquet) offline.  It also holds ``math_texts.jsonl``, 160 real
 math Q&A texts (math.stackexchange.com, mathoverflow.net; CC BY-SA 4.0) with
 four of the source's fields and ``text`` cut to 1,000 characters, as source
-texts for problem synthesis.
+texts for problem synthesis, and ``web_pages.jsonl``, 330 real web pages with
+URLs (240 general pages from C4-en and a 2019 Common Crawl WARC extract, 90
+math-adjacent physics / cstheory / proofassistants Stack Exchange pages) with
+``text`` cut to 1,500 characters and a ``kind`` label by origin, as negatives
+for a math-page classifier and a mining loop.
 
 Usage (from the repository root)::
 
@@ -18,7 +22,7 @@ Usage (from the repository root)::
 Only the standard library and pyarrow are used.  JSONL rows are copied as the
 original line bytes; parquet subsets are ``Table.take(indices)`` on the
 original table (schema and schema metadata unchanged) written with zstd; the
-AIME JSON array and the math_texts records are re-serialised with
+AIME JSON array and the math_texts and web_pages records are re-serialised with
 ``json.dumps(ensure_ascii=False)``.
 Output is byte-for-byte reproducible for a given pyarrow version (the parquet
 footer records the writer version).
@@ -32,9 +36,11 @@ import argparse
 import collections
 import hashlib
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,6 +67,14 @@ INPUTS = {
     # computed from the shared file (650 lines, 2,439,379 bytes).
     "texts": ("web_corpus/math_stackexchange_mathoverflow.jsonl",
               "39fb80c2209bfdccedde0d6b62e0858b668d0cd1cc2cad2b92648401669ed438"),
+    # web_pages.jsonl; sha256 computed from the shared files, as for "texts"
+    # (500 lines, 1,281,859 bytes; 335 lines, 1,644,791 bytes; 314 lines, 1,219,069 bytes).
+    "web_c4": ("web_corpus/nonmath_c4_olmo.jsonl",
+               "c6b5960efb25728162eaf9e102600349fe3e0c0c30ce8a685ee0637ce5a1225b"),
+    "web_ccwarc": ("web_corpus/nonmath_ccwarc2019_dolma.jsonl",
+                   "4333ba060ab606727d2968b9d49475ccfd816f6d2206f3e9348309644da77864"),
+    "web_se": ("web_corpus/mathadjacent_physics_cstheory_proofassistants_se.jsonl",
+               "0b9903a486dc1dbba0d68a9127f0974d847ba77017785679e4d91042cbafb79b"),
 }
 
 OUT_NAMES = {
@@ -70,6 +84,7 @@ OUT_NAMES = {
     "aime": "aime_1983_2023.json",
     "deepscaler": "deepscaler_sample.parquet",
     "texts": "math_texts.jsonl",
+    "web": "web_pages.jsonl",
 }
 
 MATH_STEP = 5            # rows 0, 5, 10, ... -> 1,500 rows
@@ -84,6 +99,19 @@ PARQUET_COMPRESSION = "zstd"
 TEXTS_STEP, TEXTS_N = 4, 160   # records 0, 4, 8, ... first 160 of those
 TEXTS_FIELDS = ("id", "url", "title", "text")
 TEXT_MAX_CHARS = 1000    # JiuZhang3.0 cuts source texts to their first 1,000 characters
+# web_pages.jsonl groups, in output order: (group, input key, host or None for the
+# whole file, kind, step, n).  Records 0, step, 2*step, ... of the group (in the
+# order of the shared file), first n of those; step = (records in group) // n, so
+# the picks spread over the whole group.
+WEB_GROUPS = (
+    ("c4", "web_c4", None, "general", 2, 200),
+    ("ccwarc", "web_ccwarc", None, "general", 8, 40),
+    ("physics", "web_se", "physics.stackexchange.com", "math_adjacent", 4, 30),
+    ("cstheory", "web_se", "cstheory.stackexchange.com", "math_adjacent", 3, 30),
+    ("proofassistants", "web_se", "proofassistants.stackexchange.com", "math_adjacent", 2, 30),
+)
+WEB_FIELDS = ("id", "url", "domain", "text", "kind")
+WEB_MAX_CHARS = 1500
 
 
 # --------------------------------------------------------------------------
@@ -219,6 +247,102 @@ def build_texts(src: Path, out: Path) -> dict:
              "made (`https://math.stackexchange.com/questions/<id>`, "
              "`https://mathoverflow.net/questions/<id>`), not checked against the live "
              "site; it is the attribution link for CC BY-SA."),
+        ],
+    }
+
+
+def ordinal(n: int) -> str:
+    """2 -> '2nd', 3 -> '3rd', 8 -> '8th', 11 -> '11th'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def url_host(url: str) -> str:
+    """The URL's host, lower-cased, without a leading ``www.``."""
+    return (urlsplit(url).hostname or "").removeprefix("www.")
+
+
+def build_web(srcs: dict[str, Path], out: Path) -> dict:
+    files = {k: [json.loads(ln) for ln in jsonl_lines(p.read_bytes())] for k, p in srcs.items()}
+    no_url = {k: sum(not r.get("url") for r in rows) for k, rows in files.items()}
+    recs: list[dict] = []
+    all_recs: list[dict] = []
+    groups: list[dict] = []
+    for group, key, host, kind, step, n in WEB_GROUPS:
+        # (index in the shared file, record) of the group; records without a url skipped
+        rows = [(i, r) for i, r in enumerate(files[key])
+                if r.get("url") and (host is None or url_host(r["url"]) == host)]
+        picked = rows[::step][:n]
+        if len(picked) != n or len(rows) // n != step:
+            raise SystemExit(f"web {group}: {len(rows)} records, step {step}, "
+                             f"{len(picked)} picked, want {n}")
+        for i, r in picked:
+            recs.append({"id": r.get("id") or f"{group}-{i}", "url": r["url"],
+                         "domain": url_host(r["url"]),
+                         "text": cut_chars(r["text"], WEB_MAX_CHARS), "kind": kind})
+        all_recs += [{**r, "kind": kind} for _, r in rows]
+        groups.append({
+            "group": group, "key": key, "kind": kind, "step": step, "n": len(picked),
+            "of": len(rows), "last": step * (n - 1),
+            "n_cut": sum(len(r["text"]) > WEB_MAX_CHARS for _, r in picked),
+            "n_id": sum(bool(r.get("id")) for _, r in picked),
+            "n_domain": sum(r.get("domain", "").removeprefix("www.") == url_host(r["url"])
+                            for _, r in picked),
+        })
+    assert all(tuple(r) == WEB_FIELDS for r in recs)
+    assert len({r["id"] for r in recs}) == len(recs), "web: duplicate ids"
+    assert all(r["domain"] for r in recs), "web: url without host"
+    out.write_bytes(b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8")
+                             for r in recs))
+    kinds = collections.Counter(r["kind"] for r in recs)
+    n_cut = sum(g["n_cut"] for g in groups)
+    n_id = sum(g["n_id"] for g in groups)
+    n_domain = sum(g["n_domain"] for g in groups)
+    return {
+        "rows": len(recs),
+        "records": recs,
+        "all_records": all_recs,
+        "groups": groups,
+        "n_cut": n_cut,
+        "subset": (
+            "five groups, in this order, each in the order of its shared file; within "
+            "each group records 0, k, 2k, ... (k = records in the group // wanted, "
+            "rounded down, so the picks spread over the whole group), the first N of "
+            "those: "
+            + "; ".join(f"{g['group']} ({g['kind']}): every {ordinal(g['step'])} of {g['of']} "
+                        f"(records 0, {g['step']}, ..., {g['last']}) -> {g['n']}"
+                        for g in groups)
+            + " = " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
+            + "; the physics / cstheory / proofassistants groups are told apart by the "
+            "url's host; records without a url are skipped ("
+            + ", ".join(f"{INPUTS[k][0].rsplit('/', 1)[1]}: {v}" for k, v in no_url.items())
+            + ")"),
+        "notes": [
+            (f"Changes made: only the fields {', '.join(f'`{k}`' for k in WEB_FIELDS)} "
+             "are kept (the sources' `date`, `pool`, `source_dataset`, `note`, "
+             "`attributes`, `title`, `question_chars`, `question_score`, `answer_score`, "
+             f"`url_note` dropped); `id` is the source's `id` ({n_id} of {len(recs)}; "
+             "otherwise `<group>-<index in the shared file>`); `domain` is the url's host, "
+             "lower-cased, without a leading `www.` (equal to the source's `domain` "
+             f"without `www.` in {n_domain} of {len(recs)}); `kind` is added: `general` "
+             "for the C4 and Common Crawl pages, `math_adjacent` for the Stack Exchange "
+             "pages (by origin, not labelled by hand; random web pages can contain a few "
+             f"math pages); `text` is CUT to its first {WEB_MAX_CHARS:,} characters "
+             f"(Python str code points, never splitting a surrogate pair); {n_cut} of the "
+             f"{len(recs)} texts were longer and are cut ("
+             + ", ".join(f"{g['group']} {g['n_cut']}" for g in groups)
+             + "); records re-serialised with json.dumps(ensure_ascii=False), one per "
+             "line (non-ASCII as raw UTF-8)."),
+            ("The Common Crawl WARC pages (group ccwarc) are NOT filtered: raw text "
+             "extracted from HTML, many non-English pages (Wikipedia in many languages, "
+             "non-Latin scripts) and boilerplate (navigation menus, account pages; "
+             "the shortest text here has "
+             f"{min(len(r['text']) for r in recs if r['id'].startswith('dolma-ccwarc-'))} "
+             "characters), and a few pages from Stack Exchange sites; they are kept as "
+             "realistic negatives. The Stack Exchange `url`s were rebuilt from the post id "
+             "when the shared file was made "
+             "(`https://<site>.stackexchange.com/questions/<id>`), not checked against "
+             "the live site; they are the attribution links for CC BY-SA."),
         ],
     }
 
@@ -436,9 +560,83 @@ META = {
                     "Azerbayev)"),
         "license_short": "CC BY-SA 4.0",
     },
+    "web": {
+        "what": ("Real web pages with URLs, for tests of a math-page classifier (fastText) "
+                 "and a DeepSeekMath-style mining loop: general web pages (negatives: "
+                 "cleaned English C4 pages and unfiltered pages from one 2019 Common Crawl "
+                 "WARC) and math-adjacent Stack Exchange Q&A pages (physics, theoretical "
+                 "computer science, proof assistants: hard negatives or borderline "
+                 "positives). The math positives are `math_texts.jsonl`. `kind` is the "
+                 "label by origin, not by hand"),
+        "format": ("JSONL, one object per line: `id`, `url`, `domain`, `text`, `kind` "
+                   "(`general` | `math_adjacent`)"),
+        "sources": [
+            {
+                "groups": "c4 (`general`)",
+                "input": "web_c4",
+                "repo": "allenai/OLMo",
+                "path": "test_fixtures/c4-sample.00000-of-00001.json.gz",
+                "path_note": ("1,000 C4-en documents from the 2019-04 crawl, 996 domains, "
+                              "English, already cleaned by C4; the file was deleted in "
+                              "the next commit; shared `web_corpus/nonmath_c4_olmo.jsonl` "
+                              "holds a random half of them, 500, with `id`, `url`, "
+                              "`domain`, `text`, `date` and metadata"),
+                "commit": "06c867c36986328ac31e3877faca286dba0925c3",
+                "license": ("C4 is ODC-BY 1.0 "
+                            "(https://opendatacommons.org/licenses/by/1-0/); use is also "
+                            "subject to the Common Crawl terms of use "
+                            "(https://commoncrawl.org/terms-of-use) for the crawled "
+                            "content; the allenai/OLMo repository is Apache-2.0"),
+            },
+            {
+                "groups": "ccwarc (`general`)",
+                "input": "web_ccwarc",
+                "repo": "allenai/dolma",
+                "path": ("tests/data/formats/gz/"
+                         "CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"),
+                "path_note": ("a test fixture: text extracted from the HTML of one 2019 "
+                              "Common Crawl WARC, 670 documents with text (27 with empty "
+                              "text dropped when the shared file was made), 518 domains; "
+                              "not filtered (about 58% non-English or boilerplate by a "
+                              "rough stop-word test, near-duplicates); every document "
+                              "matched dolma's Creative-Commons-licence regex, so the "
+                              "pages are biased toward CC-licensed sites; shared "
+                              "`web_corpus/nonmath_ccwarc2019_dolma.jsonl` holds a random "
+                              "half of them, 335"),
+                "commit": "937ccc06f6fa4cefba496b2f48cc77418b941345",
+                "license": ("Apache-2.0 (allenai/dolma repository, test fixture); the "
+                            "crawled content is also subject to the Common Crawl terms "
+                            "of use (https://commoncrawl.org/terms-of-use)"),
+            },
+            {
+                "groups": ("physics, cstheory, proofassistants (`math_adjacent`)"),
+                "input": "web_se",
+                "repo": "EleutherAI/math-lm (branch `instruct_data`)",
+                "path": ("instruct_data/filtered-stack-exchange/physics_35votes.jsonl`, "
+                         "`instruct_data/filtered-stack-exchange/cstheory_10votes.jsonl` "
+                         "and `instruct_data/filtered-stack-exchange/"
+                         "proofassistants_7votes.jsonl"),
+                "path_note": ("highly voted Q&A pages of physics.stackexchange.com, "
+                              "cstheory.stackexchange.com and "
+                              "proofassistants.stackexchange.com (title + question + top "
+                              "answer, Markdown with LaTeX), together 628 records, 272 "
+                              "physics + 213 cstheory + 143 proofassistants; shared "
+                              "`web_corpus/mathadjacent_physics_cstheory_proofassistants_se"
+                              ".jsonl` holds a random half of them, 314"),
+                "commit": "1d749d37185a97c1bef3188d164597e4b6a0e8d0",
+                "license": ("CC BY-SA 4.0 (Stack Exchange user contributions; attribution "
+                            "via each record's `url`; "
+                            "https://creativecommons.org/licenses/by-sa/4.0/); the "
+                            "EleutherAI/math-lm repository is MIT (Copyright (c) 2023 "
+                            "Zhangir Azerbayev)"),
+            },
+        ],
+        "license_short": ("ODC-BY 1.0 (C4) / Apache-2.0 (Common Crawl WARC) / "
+                          "CC BY-SA 4.0 (Stack Exchange), by record"),
+    },
 }
 
-ORDER = ["math", "gsm8k", "dapo", "aime", "deepscaler", "texts"]
+ORDER = ["math", "gsm8k", "dapo", "aime", "deepscaler", "texts", "web"]
 
 
 def render_sources(facts: dict, outdir: Path) -> str:
@@ -450,11 +648,14 @@ def render_sources(facts: dict, outdir: Path) -> str:
       "listed below (full texts and notices in [LICENSES.md](LICENSES.md)). It is a "
       "small, deterministic subset of five public math data sets, bundled so that "
       "`make demo` runs offline, plus a small corpus of real math web texts "
-      "(`math_texts.jsonl`). Each of the five data set files keeps its source's "
+      "(`math_texts.jsonl`) and one of real general and math-adjacent web pages "
+      "(`web_pages.jsonl`). Each of the five data set files keeps its source's "
       "original file format, field names and values; only rows were subset (and the "
       "parquet files re-encoded with zstd, the AIME array re-serialised compactly). "
       "`math_texts.jsonl` keeps four fields of its source and cuts each text to "
-      f"{TEXT_MAX_CHARS:,} characters (see its section). "
+      f"{TEXT_MAX_CHARS:,} characters; `web_pages.jsonl` keeps four fields of its "
+      f"sources, adds a `kind` label and cuts each text to {WEB_MAX_CHARS:,} "
+      "characters (see their sections). "
       "`python data/demo/make_demo.py` regenerates every file here byte for byte from "
       "the shared data (see the script's docstring; the parquet bytes depend on the "
       f"pyarrow version, {pa.__version__} here).")
@@ -475,19 +676,32 @@ def render_sources(facts: dict, outdir: Path) -> str:
     for k in ORDER:
         p = outdir / OUT_NAMES[k]
         m = META[k]
-        src_rel, src_sha = INPUTS[k]
         a(f"## `{OUT_NAMES[k]}`")
         a("")
         a(f"- What: {m['what']}")
         a(f"- Format: {m['format']}")
-        a(f"- Origin repository: {m['repo']}")
-        a(f"- Original path: `{m['path']}`"
-          + (f" ({m['path_note']})" if "path_note" in m else ""))
-        a(f"- Commit: `{m['commit']}`")
-        a(f"- License: {m['license']}")
-        a(f"- Taken from: shared `{src_rel}` (sha256 `{src_sha}`)")
+        if "sources" in m:
+            a(f"- Sources ({len(m['sources'])} shared files):")
+            for src in m["sources"]:
+                src_rel, src_sha = INPUTS[src["input"]]
+                a(f"  - Group {src['groups']}:")
+                a(f"    - Origin repository: {src['repo']}")
+                a(f"    - Original path: `{src['path']}` ({src['path_note']})")
+                a(f"    - Commit: `{src['commit']}`")
+                a(f"    - License: {src['license']}")
+                a(f"    - Taken from: shared `{src_rel}` (sha256 `{src_sha}`)")
+        else:
+            src_rel, src_sha = INPUTS[k]
+            a(f"- Origin repository: {m['repo']}")
+            a(f"- Original path: `{m['path']}`"
+              + (f" ({m['path_note']})" if "path_note" in m else ""))
+            a(f"- Commit: `{m['commit']}`")
+            a(f"- License: {m['license']}")
+            a(f"- Taken from: shared `{src_rel}` (sha256 `{src_sha}`)")
         a(f"- Subset: {facts[k]['subset']}")
-        a(f"- Rows: {facts[k]['rows']:,}")
+        a(f"- Rows: {facts[k]['rows']:,}"
+          + (" (" + ", ".join(f"{g['group']} {g['n']}" for g in facts[k]["groups"]) + ")"
+             if "groups" in facts[k] else ""))
         a(f"- Size: {p.stat().st_size:,} bytes")
         a(f"- sha256: `{sha256_file(p)}`")
         for note in facts[k].get("notes", []):
@@ -534,7 +748,13 @@ def render_licenses() -> str:
       "concatenated into one JSONL; see SOURCES.md.) `math_texts.jsonl` was changed "
       "more: only the fields `id`, `url`, `title`, `text` were kept, `title` is the "
       "first line of the text, and `text` was cut to its first "
-      f"{TEXT_MAX_CHARS:,} characters; the records were re-serialised as JSON lines.")
+      f"{TEXT_MAX_CHARS:,} characters; the records were re-serialised as JSON lines. "
+      "`web_pages.jsonl` was changed likewise: only the fields `id`, `url`, `domain`, "
+      "`text` were kept, `domain` is the url's host without `www.`, a `kind` label "
+      f"(`general` | `math_adjacent`) was added, and `text` was cut to its first "
+      f"{WEB_MAX_CHARS:,} characters; the records were re-serialised as JSON lines. "
+      "Its records come from three sources under three different licenses; each "
+      "record's license follows from its `kind` and `url` (see below and SOURCES.md).")
     a("")
     a("## MIT License")
     a("")
@@ -550,6 +770,9 @@ def render_licenses() -> str:
     a("- `math_texts.jsonl`: the EleutherAI/math-lm repository it was taken from "
       "(Copyright (c) 2023 Zhangir Azerbayev); the Stack Exchange texts themselves "
       "are CC BY-SA 4.0, see below.")
+    a("- `web_pages.jsonl`, records with `kind` `math_adjacent`: the same "
+      "EleutherAI/math-lm repository; the Stack Exchange texts themselves are "
+      "CC BY-SA 4.0, see below.")
     a("")
     for holder in ("2021 OpenAI", "2025 agentica-project", "2021 Dan Hendrycks",
                    "2023 Zhangir Azerbayev"):
@@ -588,6 +811,37 @@ def render_licenses() -> str:
       "(`data/deepscaler_train.parquet`, commit "
       "cd7aa6f545afc026c08d7e2704c960a615785fd6), Apache-2.0; a sample of "
       "agentica-org DeepScaleR-Preview-Dataset.")
+    a("- `web_pages.jsonl`, records with `kind` `general` and an `id` starting with "
+      "`olmo-c4-`: from allenai/OLMo (`test_fixtures/c4-sample.00000-of-00001.json.gz`, "
+      "commit 06c867c36986328ac31e3877faca286dba0925c3), Apache-2.0; the C4 data "
+      "itself is ODC-BY 1.0, see below.")
+    a("- `web_pages.jsonl`, records with `kind` `general` and an `id` starting with "
+      "`dolma-ccwarc-`: from allenai/dolma "
+      "(`tests/data/formats/gz/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz`, "
+      "commit 937ccc06f6fa4cefba496b2f48cc77418b941345), Apache-2.0; text extracted "
+      "from one 2019 Common Crawl WARC, also subject to the Common Crawl terms of use "
+      "(https://commoncrawl.org/terms-of-use).")
+    a("")
+    a("## Open Data Commons Attribution License v1.0 (ODC-BY 1.0)")
+    a("")
+    a("Applies to the `web_pages.jsonl` records whose `id` starts with `olmo-c4-`: "
+      "documents of C4 (the Colossal Clean Crawled Corpus, English), released by AllenAI "
+      "under ODC-BY 1.0, taken from the allenai/OLMo test fixture named above. The "
+      "license text is at")
+    a("")
+    a("    https://opendatacommons.org/licenses/by/1-0/")
+    a("")
+    a("Attribution: C4 (Raffel et al. 2020, \"Exploring the Limits of Transfer Learning "
+      "with a Unified Text-to-Text Transformer\"), as prepared and released by AllenAI; "
+      "each record's `url` is the page the text was crawled from. By using these "
+      "records you are also bound by the Common Crawl terms of use in respect of the "
+      "content they contain:")
+    a("")
+    a("    https://commoncrawl.org/terms-of-use")
+    a("")
+    a("Changes made: records subset, fields reduced to `id`, `url`, `domain` (rebuilt "
+      "from the url), `text`, a `kind` label added, and `text` cut to its first "
+      f"{WEB_MAX_CHARS:,} characters (see SOURCES.md).")
     a("")
     a("## Creative Commons Attribution-ShareAlike 4.0 International (CC BY-SA 4.0)")
     a("")
@@ -609,6 +863,18 @@ def render_licenses() -> str:
       "compatible license). Stack Exchange licenses each post revision under the CC "
       "BY-SA version in force when it was posted (2.5 before 2011-04-08, 3.0 until "
       "2018-05-02, 4.0 after); a post's page shows its version.")
+    a("")
+    a("Also applies to the `web_pages.jsonl` records with `kind` `math_adjacent`: "
+      "questions and answers contributed by users of physics.stackexchange.com, "
+      "cstheory.stackexchange.com and proofassistants.stackexchange.com, taken from "
+      "EleutherAI/math-lm (branch `instruct_data`, "
+      "`instruct_data/filtered-stack-exchange/physics_35votes.jsonl`, "
+      "`cstheory_10votes.jsonl` and `proofassistants_7votes.jsonl`, commit "
+      "1d749d37185a97c1bef3188d164597e4b6a0e8d0), under the same terms: attribution "
+      "via each record's `url` (the question page names the authors); changes made: "
+      "records subset, fields reduced to `id`, `url`, `domain`, `text`, a `kind` label "
+      f"added, and `text` cut to its first {WEB_MAX_CHARS:,} characters; ShareAlike "
+      "as above.")
     a("")
     return "\n".join(L)
 
@@ -712,6 +978,33 @@ def quirks(f: dict) -> list[str]:
         + both("texts", lambda r: any(ord(c) > 127 for c in r["text"]))
         + "; titles with leading/trailing whitespace: "
         + both("texts", lambda r: r["title"] != r["title"].strip()) + ".")
+
+    def mostly_non_ascii(r):
+        t = r["text"][:WEB_MAX_CHARS]
+        return sum(ord(c) > 127 for c in t) > 0.2 * len(t)
+
+    web = f["web"]
+    n_long = sum(len(r["text"]) > WEB_MAX_CHARS for r in web["all_records"])
+    n_dup = len(web["records"]) - len({r["text"] for r in web["records"]})
+    q.append(
+        "`web_pages.jsonl`: labels by origin only (`kind`: "
+        + ", ".join(f"{v} {k}" for k, v in sorted(collections.Counter(
+            r["kind"] for r in web["records"]).items()))
+        + "); texts cut to "
+        f"{WEB_MAX_CHARS:,} characters: {web['n_cut']} here (the three shared files have "
+        f"{n_long} texts longer than that); texts under 200 characters: "
+        + both("web", lambda r: len(r["text"]) < 200)
+        + "; texts where more than 20% of the first 1,500 characters are non-ASCII "
+        "(mostly non-Latin scripts): " + both("web", mostly_non_ascii)
+        + "; HTML entities left in the text (e.g. `&apos;`): "
+        + both("web", lambda r: re.search(r"&(?:apos|amp|quot|lt|gt|#\d+);", r["text"])
+               is not None)
+        + "; carriage returns (`\\r`) in `text`: " + both("web", lambda r: "\r" in r["text"])
+        + "; texts with leading/trailing whitespace: "
+        + both("web", lambda r: r["text"] != r["text"].strip())
+        + "; `http://` (not https) urls: "
+        + both("web", lambda r: r["url"].startswith("http://"))
+        + f"; byte-identical texts here: {n_dup} extra copies.")
     return q
 
 
@@ -735,6 +1028,7 @@ def build(shared: Path, outdir: Path, allow_changed: bool) -> dict:
     f["deepscaler"] = build_deepscaler(s["deepscaler"], o["deepscaler"],
                                        f["math"]["records"], f["aime"]["records"])
     f["texts"] = build_texts(s["texts"], o["texts"])
+    f["web"] = build_web({k: s[k] for k in ("web_c4", "web_ccwarc", "web_se")}, o["web"])
     f["quirks"] = quirks(f)
     f["exercises"] = exercises(f)
     (outdir / "SOURCES.md").write_text(render_sources(f, outdir), encoding="utf-8")

@@ -562,9 +562,11 @@ def eval_(
     typer.echo(f"\nwrote {result.out}/samples.parquet and summary.json")
 
 
-from curate.cli_train import train_app  # noqa: E402  (the commands below the app)
+from curate.cli_mine import mine_command  # noqa: E402  (the commands below the app)
+from curate.cli_train import train_app  # noqa: E402
 
 app.add_typer(train_app)
+app.command("mine")(mine_command)
 
 
 def main() -> None:

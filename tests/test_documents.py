@@ -151,3 +151,12 @@ def test_cli_ingest_reads_documents(tmp_path: Path) -> None:
     ]
     bad = CliRunner().invoke(app, [*args, "-m", "problem=body"])
     assert bad.exit_code == 2 and "--kind documents" in bad.output
+
+
+def test_exact_dedup_runs_on_documents_without_answers(tmp_path: Path) -> None:
+    rows = [*PAGES[:2], {"text": "Euclid  proved there are infinitely many primes.", "url": "u"}]
+    docs = curate.read(_jsonl(tmp_path / "d.jsonl", rows), kind="documents")
+    run = curate.Recipe("docs", [docs], [curate.ExactDedup()]).run(tmp_path / "run")
+    reason, detail = run.sql("SELECT reason, detail FROM rejects").row(0)
+    assert reason == "duplicate" and detail.startswith("d:0:")
+    assert run.sql("SELECT count(*) FROM documents WHERE answer_conflict").item() == 0

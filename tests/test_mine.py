@@ -206,3 +206,40 @@ def test_cli_mine(tmp_path: Path) -> None:
     assert "iteration 1:" in result.output and (out / "iter-1" / "classifier.bin").exists()
     bad = CliRunner().invoke(app, [*args, "--share", "0.2", "--threshold", "0.5", "-q"])
     assert bad.exit_code == 2 and "exactly one" in bad.output
+
+
+def test_segment_decontamination_removes_only_the_benchmark_segments(tmp_path: Path) -> None:
+    from curate.mine.decontam import SegmentDecontaminate
+
+    gsm = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and"
+    rows = [
+        {"text": f"Intro line.\nQuiz: {gsm} bakes muffins.\nOutro line.", "url": "https://a.org/1"},
+        {"text": gsm, "url": "https://a.org/2"},  # nothing but the benchmark: rejected
+        {"text": "A clean page about primes.\nNo benchmark here.", "url": "https://a.org/3"},
+    ]
+    docs = curate.read(_jsonl(tmp_path / "d.jsonl", rows), kind="documents")
+    run = curate.Recipe("clean", [docs], [SegmentDecontaminate(benchmarks=["gsm8k"])]).run(
+        tmp_path / "run"
+    )
+    kept = run.sql(
+        "SELECT text, clean_text, removed_spans, removed_chars FROM documents ORDER BY id"
+    )
+    first = kept.row(0, named=True)
+    assert first["clean_text"] == "Intro line.\nOutro line."
+    span = first["removed_spans"][0]
+    assert first["text"][span["start"] : span["end"]].startswith("Quiz: Janet")
+    assert (span["benchmark"], span["item_id"], span["rule"]) == ("gsm8k", "test-0", "ngram")
+    assert kept.row(1, named=True)["clean_text"] == kept.row(1, named=True)["text"]
+    reject = run.sql("SELECT reason, detail FROM rejects").row(0)
+    assert reject[0] == "contaminated" and "gsm8k item test-0" in reject[1]
+    stats = run.stages[-1].stats
+    assert stats["pages_touched"] == 2 and stats["by_benchmark"] == {"gsm8k": 2}
+
+
+def test_minhash_dedups_documents(tmp_path: Path) -> None:
+    page = TEXTS[0]["text"]
+    rows = [TEXTS[0], {"text": page.replace("prime", "Prime") + " Edited.", "url": "u2"}, TEXTS[1]]
+    docs = curate.read(_jsonl(tmp_path / "d.jsonl", rows), kind="documents")
+    run = curate.Recipe("dedup", [docs], [curate.MinHashDedup(column="text")]).run(tmp_path / "r")
+    assert run.sql("SELECT count(*) FROM documents").item() == 2
+    assert run.sql("SELECT reason FROM rejects").item() == "duplicate"

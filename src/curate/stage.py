@@ -162,6 +162,11 @@ class Stage:
         returned (keep them compact: no full texts); None: the same as `reads`."""
         return None
 
+    def optional_reads(self) -> tuple[str, ...]:
+        """Columns among those read that may be missing from the input (a documents table
+        has no ``answer``): given when the input has them, and the stage copes without."""
+        return ()
+
     def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame | pl.LazyFrame:
         """Per-row work on one batch: the same rows in order, with the added columns."""
         raise NotImplementedError(f"{type(self).__name__}.map_batch is not implemented")
@@ -208,7 +213,8 @@ class Stage:
             wanted = self.global_reads()
         if wanted is None:
             return list(available)
-        missing = [c for c in wanted if c not in available]
+        optional = self.optional_reads()
+        missing = [c for c in wanted if c not in available and c not in optional]
         if missing:
             raise ConfigError(
                 f"stage {self.name} reads columns {missing}: no such column in its input, "

@@ -40,11 +40,16 @@ class ExactDedup(Filter):
     def reads(self) -> tuple[str, ...]:
         return (*self.keys(), "answer")
 
+    def optional_reads(self) -> tuple[str, ...]:
+        return ("answer",)  # documents have none: no answer conflicts
+
     def adds(self) -> tuple[str, ...]:
         return ("dup_count", "answer_conflict")
 
     def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
         keys = self.keys()
+        if "answer" not in table.columns:
+            table = table.with_columns(pl.lit(None, pl.String).alias("answer"))
         pick = pl.col("id").first() if self.keep == "first" else pl.col("id").last()
         frame = table
         answers = [None if a is None else normalize_answer(a) for a in frame["answer"]]

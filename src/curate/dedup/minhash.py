@@ -190,6 +190,9 @@ class MinHashDedup(Filter):
         texts = (self.column,) if self.verify == "exact" else ()
         return ("answer", *extra.get(self.keep, ()), *texts)
 
+    def optional_reads(self) -> tuple[str, ...]:
+        return ("answer",)  # documents have none: no answer conflicts
+
     def adds(self) -> tuple[str, ...]:
         added = ("cluster", "dup_of", "cluster_size", "answer_conflict")
         ref = ("reference_match",) if self.reference is not None else ()
@@ -204,6 +207,8 @@ class MinHashDedup(Filter):
 
     def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
         """LSH buckets, verified pairs and clusters over the signatures of every row."""
+        if "answer" not in table.columns:
+            table = table.with_columns(pl.lit(None, pl.String).alias("answer"))
         n = table.height
         sig = Signatures(
             table[_SIG].to_numpy().reshape(n, self.num_perm),

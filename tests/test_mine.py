@@ -243,3 +243,33 @@ def test_minhash_dedups_documents(tmp_path: Path) -> None:
     run = curate.Recipe("dedup", [docs], [curate.MinHashDedup(column="text")]).run(tmp_path / "r")
     assert run.sql("SELECT count(*) FROM documents").item() == 2
     assert run.sql("SELECT reason FROM rejects").item() == "duplicate"
+
+
+def test_pretrain_export_writes_clean_text_and_token_counts(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from curate.export.pretrain import export_pretrain, read_manifest
+    from curate.mine.decontam import SegmentDecontaminate
+    from curate.toy import toy_model
+
+    gsm = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and"
+    rows = [TEXTS[0], {"text": f"Keep this.\n{gsm}", "url": "https://a.org/2"}, TEXTS[1]]
+    docs = curate.read(_jsonl(tmp_path / "d.jsonl", rows), kind="documents")
+    run = curate.Recipe("pt", [docs], [SegmentDecontaminate(benchmarks=["gsm8k"])]).run(
+        tmp_path / "run"
+    )
+    tokenizer = str(toy_model(steps=600))
+    done = export_pretrain(run, tmp_path / "out", tokenizer=tokenizer, shard_rows=2)
+    assert done.rows == 3 and len(done.files) == 2  # two rows per shard
+    shards = pl.concat([pl.read_parquet(f) for f in done.files])
+    assert shards["text"].to_list()[1] == "Keep this.\n"
+    assert (shards["n_tokens"] > 0).all() and done.tokens == shards["n_tokens"].sum()
+    assert shards["n_chars"].sum() == done.chars
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["text_column"] == "clean_text" and manifest["tokenizer"] == tokenizer
+    again = export_pretrain(run, tmp_path / "out", text="text")  # replaces the export
+    assert again.tokens is None and sorted(
+        p.name for p in (tmp_path / "out" / "data").iterdir()
+    ) == ["train-00000-of-00001.parquet"]
+    problems = curate.Recipe("p", [curate.read(DEMO / "gsm8k_train.jsonl", problem="question")])
+    with pytest.raises(ConfigError, match="run over problems"):
+        export_pretrain(problems.run(tmp_path / "prun"), tmp_path / "x")

@@ -266,7 +266,9 @@ def decontam_report(run_dir: Annotated[Path, typer.Argument(help="A run director
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the shards and the card.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="sft | rl | verl | trl")] = "verl",
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="sft | rl | verl | trl | pretrain (pages)")
+    ] = "verl",
     test_fraction: Annotated[float, typer.Option(help="Share of problems in 'test'.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     shard_rows: Annotated[int | None, typer.Option(help="Rows per shard.")] = None,
@@ -280,10 +282,27 @@ def export(
             "solutions (auto | responses | solutions | both)."
         ),
     ] = "auto",
+    tokenizer: Annotated[
+        str | None, typer.Option(help="pretrain: count each page's tokens with this tokenizer.")
+    ] = None,
 ) -> None:
     """Export a run as training-ready Parquet shards (and its dataset card)."""
     from curate.export.shards import export_run
 
+    if format == "pretrain":
+        from curate.export.pretrain import export_pretrain
+
+        try:
+            done = export_pretrain(
+                run_dir, out_dir, tokenizer=tokenizer, shard_rows=shard_rows,
+                shard_bytes=shard_mb * 2**20,
+            )  # fmt: skip
+        except CurateError as e:
+            raise _fail(e) from None
+        tokens = f", {done.tokens:,} tokens" if done.tokens is not None else ""
+        typer.echo(f"train: {done.rows:,} pages, {done.chars:,} characters{tokens} in "
+                   f"{len(done.files)} shard(s)")  # fmt: skip
+        return
     try:
         result = export_run(
             run_dir,

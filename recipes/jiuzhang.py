@@ -62,7 +62,6 @@ TOY = TEACHER == "toy"
 TEXTS = Path(os.environ.get("CURATE_TEXTS", ROOT / "data" / "demo" / "math_texts.jsonl"))
 
 texts = curate.read(TEXTS, kind="documents", source="texts", license="CC-BY-SA-4.0")
-register_benchmark("source-texts", TEXTS, problem="text")  # "new" problems that copy a text
 
 if TOY:
     from curate.toy import toy_model, toy_problems, unseen_problems
@@ -116,6 +115,14 @@ else:
         return curate.VLLMGenerator(path, label=label)
 
     influence = dict(device="cuda", max_length=2048)
+
+
+# "New" problems that copy their text: decontaminate against what the prompts showed (each
+# text cut to max_chars; against the whole text a copy of its start covers too little of it)
+seen = [{"problem": t[: prompts.max_chars]} for t in texts.frame()["text"].to_list() if t]
+register_benchmark(
+    "source-texts", curate.io.write_jsonl(seen, ROOT / "runs" / "jiuzhang_seen.jsonl")
+)
 
 
 def synthesize(name: str, model: curate.Generator, **choose: object) -> Synthesize:

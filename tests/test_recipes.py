@@ -203,3 +203,29 @@ def test_jiuzhang_toy_recipe_distils_boosts_synthesizes_and_cleans(
     )
     assert set(rows["model"]) == {"synth2"} and rows["version"].str.starts_with("custom-").all()
     assert set(rows["text_id"]) <= ids  # every synthetic row traces to a text of the corpus
+
+
+@pytest.mark.slow
+def test_deepseekmath_recipe_mines_cleans_and_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("fasttext")
+    monkeypatch.setenv("CURATE_TOY_SCALE", "tiny")
+    for name in ("CURATE_POOL", "CURATE_SEEDS", "CURATE_PATHS", "CURATE_TOKENIZER"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "dsm"
+    result = runner.invoke(app, ["run", str(RECIPES / "deepseekmath.py"), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+
+    import curate
+
+    run = curate.Run(out)
+    stats = run.manifest["sources"][0]["stats"]
+    first, second = stats["iterations"]
+    assert first["added_seeds"] > 0 and second["seeds"] == first["seeds"] + first["added_seeds"]
+    assert stats["collected"] == run.manifest["stages"][0]["rows_in"]
+    kept = run.sql("SELECT url FROM documents")["url"]
+    assert kept.str.contains("stackexchange.com|mathoverflow.net").mean() > 0.8
+    assert (out / "mine" / "iter-2" / "domains.parquet").exists()
+    export = json.loads((out / "export" / "pretrain" / "export.json").read_text())
+    assert export["rows"] == kept.len() and export["tokens"] > export["rows"]

@@ -132,6 +132,28 @@ def export_pretrain(
     return PretrainResult(out, final, rows, chars, tokens if count else None)
 
 
+@dataclass(frozen=True)
+class PretrainExport:
+    """Pre-training shards at the end of a run (``Recipe(exports=[PretrainExport(...)])``),
+    into ``RUN/export/pretrain/``."""
+
+    tokenizer: str | None = None
+    text: Literal["auto", "text", "clean_text"] = "auto"
+    shard_rows: int | None = None
+    shard_bytes: int = 256 * 2**20
+    format: str = PRETRAIN_FORMAT
+
+    def after_run(self, run: Any, out: Path, log: Any) -> dict[str, Any]:
+        target = Path(out) / "export" / PRETRAIN_FORMAT
+        done = export_pretrain(
+            run, target, tokenizer=self.tokenizer, text=self.text, shard_rows=self.shard_rows,
+            shard_bytes=self.shard_bytes,
+        )  # fmt: skip
+        log(f"export pretrain: {done.rows} pages, {done.tokens} tokens, in {target}")
+        return {"format": PRETRAIN_FORMAT, "dir": f"export/{PRETRAIN_FORMAT}", "rows": done.rows,
+                "chars": done.chars, "tokens": done.tokens}  # fmt: skip
+
+
 def _counter(tokenizer: str | None) -> Any:
     """A function from texts to token counts, or None without a tokenizer."""
     if tokenizer is None:
@@ -141,6 +163,7 @@ def _counter(tokenizer: str | None) -> Any:
     except ImportError:
         raise ConfigError("tokenizer= needs transformers: pip install 'curate[hf]'") from None
     tok = AutoTokenizer.from_pretrained(tokenizer)
+    tok.model_max_length = 1 << 62  # counting, not feeding a model: no length warning
 
     def count(texts: list[str]) -> list[int]:
         encoded = tok(texts, add_special_tokens=False)["input_ids"]

@@ -6,9 +6,11 @@ score; importing this package does not import fastText.
 """
 
 from curate.mine.classifier import Classifier, FastTextOptions, Trained, train_classifier
+from curate.mine.decontam import SegmentDecontaminate
 from curate.mine.domains import MIN_SHARE, domain, domain_report, location, under_paths
 from curate.mine.loop import Iteration, MineResult, mine
 from curate.mine.normalize import normalize
+from curate.mine.source import Mined
 from curate.mine.stages import ClassifierScore, KeepTop
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "Iteration",
     "KeepTop",
     "MineResult",
+    "Mined",
+    "SegmentDecontaminate",
     "Trained",
     "domain",
     "domain_report",

@@ -277,6 +277,7 @@ class Synthesize(GeneratedSource):
         }
         counts: Counter[str] = Counter()
         rows: list[dict[str, Any]] = []
+        version = self.prompts.version
         for out in outputs:
             doc, stage = info[out["problem_id"]]
             got = parse(
@@ -286,7 +287,7 @@ class Synthesize(GeneratedSource):
             meta: dict[str, Any] = {
                 "text_id": doc["id"], "text_source": doc["source"], "url": doc["url"],
                 "title": doc["title"], "model": out["model"], "sample": out["sample"],
-                "education_stage": stage, "prompt_version": self.prompts.version,
+                "education_stage": stage, "prompt_version": version,
                 "gen_key": out["gen_key"], "finish_reason": out["finish_reason"],
                 "n_tokens": out["n_tokens"],
             }  # fmt: skip

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from _timing import vllm_direct
 
 
 def problems(count: int) -> pl.DataFrame:
@@ -56,34 +57,13 @@ def problems(count: int) -> pl.DataFrame:
 
 def direct_vllm(generator: Any, frame: pl.DataFrame, n: int, sampling: Any) -> tuple[float, int]:
     """The engine alone: one ``LLM.generate`` over every chat-templated prompt."""
-    from vllm import SamplingParams
-
     from curate.distill import DEFAULT_TEMPLATE, prompt_for
 
-    llm = generator.engine()
-    tok = llm.get_tokenizer()
-    prompts = [
-        tok.apply_chat_template(
-            [{"role": "user", "content": prompt_for(DEFAULT_TEMPLATE, p)}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
+    messages = [
+        [{"role": "user", "content": prompt_for(DEFAULT_TEMPLATE, p)}]
         for p in frame["problem"].to_list()
     ]
-    params = [
-        SamplingParams(
-            n=n,
-            seed=i,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-        )
-        for i in range(len(prompts))
-    ]
-    start = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    seconds = time.perf_counter() - start
-    return seconds, sum(len(o.token_ids) for out in outputs for o in out.outputs)
+    return vllm_direct(generator, messages, n, sampling)
 
 
 def direct_backend(generator: Any, frame: pl.DataFrame, n: int, sampling: Any) -> tuple[float, int]:

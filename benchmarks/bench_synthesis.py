@@ -84,6 +84,7 @@ from statistics import median
 from typing import Any
 
 import polars as pl
+from _timing import vllm_direct
 
 TEXTS_PATH = Path("data/demo/math_texts.jsonl")
 TEMPLATE = (
@@ -198,27 +199,7 @@ def chat_prompts(stage: Any, seed: int = 0) -> list[Any]:
 
 def direct_vllm(generator: Any, messages: list[Any], n: int, sampling: Any) -> tuple[float, int]:
     """The engine alone: one ``LLM.generate`` over every chat-templated prompt."""
-    from vllm import SamplingParams
-
-    llm = generator.engine()
-    tok = llm.get_tokenizer()
-    prompts = [
-        tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages
-    ]
-    params = [
-        SamplingParams(
-            n=n,
-            seed=i,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-        )
-        for i in range(len(prompts))
-    ]
-    start = time.perf_counter()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    seconds = time.perf_counter() - start
-    return seconds, sum(len(o.token_ids) for out in outputs for o in out.outputs)
+    return vllm_direct(generator, messages, n, sampling)
 
 
 def direct_backend(generator: Any, messages: list[Any], n: int, sampling: Any) -> tuple[float, int]:

@@ -26,8 +26,29 @@ BOILERPLATE: tuple[str, ...] = (
 REASON = "contamination"
 
 
+class BenchmarkFilter(Filter):
+    """A filter that compares rows with benchmarks named by its ``benchmarks`` field (a name,
+    ``"all"``, or several): their versions go into its fingerprint, so a changed benchmark
+    runs it again."""
+
+    benchmarks: str | Sequence[str]
+
+    def _check_benchmarks(self) -> None:
+        if not isinstance(self.benchmarks, str):
+            object.__setattr__(self, "benchmarks", tuple(str(b) for b in self.benchmarks))
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration plus each benchmark's version."""
+        out = super().describe()
+        out["benchmarks"] = {b.name: b.version for b in resolve(self._spec())}
+        return out
+
+    def _spec(self) -> str | list[str]:
+        return self.benchmarks if isinstance(self.benchmarks, str) else list(self.benchmarks)
+
+
 @dataclass(frozen=True)
-class Decontaminate(Filter):
+class Decontaminate(BenchmarkFilter):
     r"""Flag, and by default drop, training rows that hold a benchmark problem.
 
     Texts are compared as tokens of math-normalized text (`curate.decontam.ngram`:
@@ -76,8 +97,7 @@ class Decontaminate(Filter):
     column: str = "problem"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.benchmarks, str):
-            object.__setattr__(self, "benchmarks", tuple(str(b) for b in self.benchmarks))
+        self._check_benchmarks()
         if self.mode not in ("drop", "annotate"):
             raise ConfigError(f"mode={self.mode!r}; expected 'drop' or 'annotate'")
         if not 1 <= self.min_tokens <= self.ngram:
@@ -92,16 +112,6 @@ class Decontaminate(Filter):
         thr = self.embedding_threshold
         if thr is not None and not 0 < thr <= 1:
             raise ConfigError(f"embedding_threshold={thr}; expected a cosine in (0, 1]")
-
-    def describe(self) -> dict[str, Any]:
-        """The configuration plus each benchmark's version: a changed benchmark re-runs."""
-
-        out = super().describe()
-        out["benchmarks"] = {b.name: b.version for b in resolve(self._spec())}
-        return out
-
-    def _spec(self) -> str | list[str]:
-        return self.benchmarks if isinstance(self.benchmarks, str) else list(self.benchmarks)
 
     def reads(self) -> tuple[str, ...]:
         return (self.column, "answer")

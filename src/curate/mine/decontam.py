@@ -30,8 +30,8 @@ import polars as pl
 from curate.decontam import hits as H
 from curate.decontam.ngram import tokenize_many
 from curate.decontam.registry import resolve
-from curate.decontam.stage import _index
-from curate.stage import Filter, StageContext
+from curate.decontam.stage import BenchmarkFilter, _index
+from curate.stage import StageContext
 
 _SEGMENT = re.compile(r"[^\n]+")
 _SPAN = pl.Struct(
@@ -41,7 +41,7 @@ _SPAN = pl.Struct(
 
 
 @dataclass(frozen=True)
-class SegmentDecontaminate(Filter):
+class SegmentDecontaminate(BenchmarkFilter):
     """Remove the segments of each page that hold benchmark text (see the module docstring).
     ``benchmarks``: names as for `curate.Decontaminate` (DeepSeekMath used GSM8K, MATH,
     CMATH and AGIEval; default every bundled benchmark)."""
@@ -55,16 +55,7 @@ class SegmentDecontaminate(Filter):
     column: str = "text"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.benchmarks, str):
-            object.__setattr__(self, "benchmarks", tuple(str(b) for b in self.benchmarks))
-
-    def describe(self) -> dict[str, Any]:
-        out = super().describe()
-        out["benchmarks"] = {b.name: b.version for b in resolve(self._spec())}
-        return out
-
-    def _spec(self) -> str | list[str]:
-        return self.benchmarks if isinstance(self.benchmarks, str) else list(self.benchmarks)
+        self._check_benchmarks()
 
     def reads(self) -> tuple[str, ...]:
         return (self.column,)

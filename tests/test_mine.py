@@ -273,3 +273,29 @@ def test_pretrain_export_writes_clean_text_and_token_counts(tmp_path: Path) -> N
     problems = curate.Recipe("p", [curate.read(DEMO / "gsm8k_train.jsonl", problem="question")])
     with pytest.raises(ConfigError, match="run over problems"):
         export_pretrain(problems.run(tmp_path / "prun"), tmp_path / "x")
+
+
+def test_bad_pages_are_handled_and_counted(tmp_path: Path) -> None:
+    junk = "\x00\x01\x02\ufffd" * 1000
+    bad = [
+        {"text": "", "url": "https://empty.org/1"},
+        {"text": junk, "url": "https://junk.org/1"},
+        {"text": "lemma " * 2_000_000, "url": "https://huge.org/1"},  # 12 MB
+        {"text": "A page with no address about integrals.", "url": None},
+    ]
+    seeds = [t for t in TEXTS if "math.stackexchange" in t["url"]]
+    pool = [t for t in TEXTS if "mathoverflow" in t["url"]] + GENERAL + bad
+    pool_src = curate.read(_jsonl(tmp_path / "pool.jsonl", pool), kind="documents")
+    seed_src = curate.read(_jsonl(tmp_path / "seeds.jsonl", seeds), kind="documents")
+    negatives = curate.read(_jsonl(tmp_path / "neg.jsonl", GENERAL[::2]), kind="documents")
+    result = mine(pool_src, seed_src, tmp_path / "m", negatives=negatives, iterations=1,
+                  options=SMALL)  # fmt: skip
+    it = result.iterations[0]
+    assert it.pages == len(pool) - 1 and it.no_url == 1  # the empty page: an ingest reject
+    run = result.run(1)
+    assert run.sql("SELECT reason FROM rejects WHERE stage = 'ingest'").item() == "empty_text"
+    scores = dict(run.sql("SELECT url, math_score FROM classifier_score").rows())
+    assert scores["https://junk.org/1"] == 0.0  # nothing left after normalisation
+    assert 0.0 <= scores["https://huge.org/1"] <= 1.0
+    report = pl.read_parquet(tmp_path / "m" / "iter-1" / "domains.parquet")
+    assert report.filter(pl.col("domain").is_null())["pages"].item() == 1

@@ -87,7 +87,7 @@ def domain_report(
     )
     return (
         frame.group_by("domain")
-        .agg(pl.len().alias("pages"), pl.col("collected").sum().cast(pl.Int64))
+        .agg(pl.len().cast(pl.Int64).alias("pages"), pl.col("collected").sum().cast(pl.Int64))
         .with_columns((pl.col("collected") / pl.col("pages")).alias("share"))
         .with_columns(
             (

@@ -11,8 +11,10 @@ Everything an iteration makes stays in ``OUT/iter-N/``:
   ``curate sql OUT/iter-N "SELECT * FROM domains"``; ``seeds.parquet``: the ids of the
   pool pages added to the seeds by confirmed paths.
 
-``OUT/mine.json`` sums the iterations up: pages kept, new (not kept by an earlier
-iteration), the share already collected, math-related domains and the paths confirmed.
+``OUT/mine.json`` sums the iterations up: pages scored (empty pages are rejects of the
+run's ingest) and those without a URL (a null domain in the report), pages kept, new (not
+kept by an earlier iteration), the share already collected, math-related domains and the
+paths confirmed.
 Mining stops after ``iterations``, or when an iteration's share already collected reaches
 ``stop_at`` (DeepSeekMath stopped at 98%). Each iteration is resumable: its classifier is
 kept, and its run skips finished stages.
@@ -49,6 +51,8 @@ class Iteration:
     """What one iteration did (an entry of ``mine.json``)."""
 
     iteration: int
+    pages: int
+    no_url: int
     seeds: int
     negatives: int
     kept: int
@@ -158,7 +162,8 @@ def mine(
         math_domains = report.filter("math_related")["domain"].to_list()
         result.iterations.append(
             Iteration(
-                iteration=n, seeds=len(positives), negatives=len(negs), kept=len(kept),
+                iteration=n, pages=scored.height, no_url=int(scored["url"].is_null().sum()),
+                seeds=len(positives), negatives=len(negs), kept=len(kept),
                 new=len(new), already_collected=round(already, 4), math_domains=math_domains,
                 paths=confirmed, added_seeds=len(joining),
                 seconds=round(time.perf_counter() - started, 3),

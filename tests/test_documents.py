@@ -160,3 +160,39 @@ def test_exact_dedup_runs_on_documents_without_answers(tmp_path: Path) -> None:
     reason, detail = run.sql("SELECT reason, detail FROM rejects").row(0)
     assert reason == "duplicate" and detail.startswith("d:0:")
     assert run.sql("SELECT count(*) FROM documents WHERE answer_conflict").item() == 0
+
+
+def test_wet_files_read_as_documents(tmp_path: Path) -> None:
+    pytest.importorskip("warcio")
+    from io import BytesIO
+
+    from warcio.warcwriter import WARCWriter
+
+    path = tmp_path / "crawl.warc.wet.gz"
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        writer.write_record(writer.create_warcinfo_record("crawl.wet.gz", {"software": "t"}))
+        pages = [("https://a.org/p", "Let $p$ be a prime.\nThen p > 1."), ("https://b.org/", "Hi")]
+        for url, text in pages:
+            writer.write_record(
+                writer.create_warc_record(
+                    url, "conversion", payload=BytesIO(text.encode()),
+                    warc_headers_dict={"Content-Type": "text/plain"},
+                )
+            )  # fmt: skip
+        bad = "caf\xe9".encode("latin-1")  # not UTF-8: decoded with a replacement character
+        writer.write_record(
+            writer.create_warc_record("https://c.org/", "conversion", payload=BytesIO(bad))
+        )
+    docs = curate.read(path, kind="documents").frame()
+    assert docs.select("url", "text").rows() == [
+        ("https://a.org/p", "Let $p$ be a prime.\nThen p > 1."),
+        ("https://b.org/", "Hi"),
+        ("https://c.org/", "caf\ufffd"),
+    ]
+    meta = json.loads(docs["meta"][0])
+    assert meta["record_id"].startswith("<urn:uuid:") and meta["date"]
+    junk = tmp_path / "junk.wet"
+    junk.write_bytes(b"\x00\x01 not an archive")
+    with pytest.raises(InputError, match=r"junk\.wet"):
+        curate.read(junk, kind="documents").frame()

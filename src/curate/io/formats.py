@@ -171,8 +171,49 @@ def _hf(folder: Path) -> Iterator[_Batch]:
     yield from _arrow(batches())
 
 
+_WET_TYPES = ("conversion", "resource")  # records whose payload is the page's text
+
+
+def _warc(path: Path) -> Iterator[_Batch]:
+    """Pages of a WET file (or the text records of a WARC): each ``conversion`` (or
+    ``resource``) record's text with its ``WARC-Target-URI`` as ``url``, its date and record
+    id; other records (request, response, metadata, warcinfo) are skipped. A record whose
+    payload is not UTF-8 is decoded with replacement characters (web text is messy; the
+    classifier's normalisation drops them). Read with ``warcio`` (the ``warc`` extra)."""
+    try:
+        from warcio.archiveiterator import ArchiveIterator
+        from warcio.exceptions import ArchiveLoadFailed
+    except ImportError:
+        raise InputError(
+            "reading WARC/WET files needs warcio: pip install 'curate[warc]'", path=path
+        ) from None
+    records: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream):
+                if record.rec_type not in _WET_TYPES:
+                    continue
+                headers = record.rec_headers
+                records.append(
+                    {
+                        "text": record.content_stream().read().decode("utf-8", "replace"),
+                        "url": headers.get_header("WARC-Target-URI"),
+                        "date": headers.get_header("WARC-Date"),
+                        "record_id": headers.get_header("WARC-Record-ID"),
+                    }
+                )
+                if len(records) >= BATCH_SIZE:
+                    yield records, None
+                    records = []
+    except ArchiveLoadFailed as e:
+        raise InputError(f"not a readable WARC/WET file: {e}", path=path) from None
+    if records:
+        yield records, None
+
+
 _READERS: dict[str, Callable[[Path], Iterator[_Batch]]] = {
     "jsonl": _jsonl,
+    "warc": _warc,
     "json": _json,
     "parquet": _parquet,
     "csv": _csv,

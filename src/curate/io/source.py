@@ -20,7 +20,7 @@ from curate.io.formats import _READERS
 #: Bump when a change to this module changes the rows it produces (part of every fingerprint).
 READER_VERSION = "1"
 
-Format = Literal["jsonl", "json", "parquet", "csv", "hf"]
+Format = Literal["jsonl", "json", "parquet", "csv", "hf", "warc"]
 Kind = Literal["problems", "documents"]
 _SUFFIXES: dict[str, Format] = {
     ".jsonl": "jsonl",
@@ -28,6 +28,10 @@ _SUFFIXES: dict[str, Format] = {
     ".json": "json",
     ".parquet": "parquet",
     ".csv": "csv",
+    ".warc": "warc",
+    ".wet": "warc",
+    ".warc.gz": "warc",
+    ".wet.gz": "warc",
 }
 _HF_MARKERS = ("dataset_info.json", "state.json")
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-/]+")
@@ -195,7 +199,8 @@ def read(
 
     ``source`` names it (default: the file stem, or the folder name; ``folder-split`` for
     a DatasetDict). The format comes from the suffix (.jsonl/.ndjson, .json, .parquet,
-    .csv) or the folder's ``datasets`` files. Each of ``problem``, ``answer``,
+    .csv; .warc, .wet, .warc.gz, .wet.gz: web archives, for documents) or the folder's
+    ``datasets`` files. Each of ``problem``, ``answer``,
     ``solution``, ``subject`` and ``level`` names an input column or a dotted path
     (``reward_model.ground_truth``, ``prompt.0.content``); unnamed ones are found by
     their usual names. ``instructions="strip"`` removes known answer-format instructions
@@ -231,6 +236,8 @@ def read(
                     "dataset_dict.json); pass a data file instead"
                 )
             format = "hf"
+        elif "".join(p.suffixes[-2:]).lower() in _SUFFIXES:  # x.wet.gz
+            format = _SUFFIXES["".join(p.suffixes[-2:]).lower()]
         elif p.suffix.lower() in _SUFFIXES:
             format = _SUFFIXES[p.suffix.lower()]
         else:

@@ -85,8 +85,41 @@ class Trained:
 
 
 NAN_RETRIES = 3
-"""fastText can stop with "Encountered NaN" (its issues #385, #1278), on tiny training sets
-above all: training is tried again with half the learning rate, this many times."""
+"""fastText sometimes stops with "Encountered NaN" (its issues #385, #1278): on small
+training sets, and here erratically, more often in a long-lived busy process than in a fresh
+one. Training runs in a child process (a fastText abort cannot take the caller down); a NaN
+is tried again once at the same rate in a fresh child, then at half the rate, this many
+times in all."""
+
+_CHILD = """
+import json, sys
+import fasttext
+data, out, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+try:
+    model = fasttext.train_supervised(input=data, **args)
+except RuntimeError as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(3)
+model.save_model(out)
+"""
+
+
+def _train_in_child(data: Path, out: Path, args: dict[str, Any]) -> str | None:
+    """Train in a fresh Python process; None when it worked, else fastText's error."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(data), str(out), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0 and out.is_file():
+        return None
+    lines = (done.stderr or "").strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
 
 
 def train_classifier(
@@ -99,7 +132,7 @@ def train_classifier(
     """Train a classifier on page texts and save it to ``out`` (a ``.bin`` file, written
     atomically). A training that ends in NaN is tried again at half the learning rate (up
     to `NAN_RETRIES` times); the rate used is in the result."""
-    fasttext = require_fasttext()
+    require_fasttext()
     options = options or FastTextOptions()
     lines = [f"{POSITIVE} {t}" for t in map(normalize, positives) if t]
     n_pos = len(lines)
@@ -116,20 +149,19 @@ def train_classifier(
         data = Path(tmp) / "train.txt"
         data.write_text("\n".join(lines) + "\n", encoding="utf-8")
         args = options.fasttext_args()
-        for attempt in range(NAN_RETRIES + 1):
-            try:
-                model = fasttext.train_supervised(input=str(data), **args)
-                break
-            except RuntimeError as e:
-                if "NaN" not in str(e) or attempt == NAN_RETRIES:
-                    raise CurateError(
-                        f"fastText training failed ({e}) at learning rate {args['lr']}, with "
-                        f"{n_pos} positive and {len(lines) - n_pos} negative pages; lower lr "
-                        "or train on more pages"
-                    ) from None
-                args["lr"] /= 2
         partial = Path(tmp) / out.name
-        model.save_model(str(partial))
+        for attempt in range(NAN_RETRIES + 1):
+            error = _train_in_child(data, partial, args)
+            if error is None:
+                break
+            if "NaN" not in error or attempt == NAN_RETRIES:
+                raise CurateError(
+                    f"fastText training failed ({error}) at learning rate {args['lr']}, with "
+                    f"{n_pos} positive and {len(lines) - n_pos} negative pages; lower lr "
+                    "or train on more pages"
+                )
+            if attempt:  # the first retry is at the same rate, in a fresh process
+                args["lr"] /= 2
         os.replace(partial, out)
     return Trained(out, n_pos, len(lines) - n_pos, args["lr"])
 

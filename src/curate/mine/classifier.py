@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -84,6 +85,9 @@ class Trained:
     lr: float
 
 
+SMALL_TRAINING = 50_000
+"""Below this many pages, 3 epochs leave a classifier untrained (a warning says so)."""
+
 NAN_RETRIES = 3
 """fastText sometimes stops with "Encountered NaN" (its issues #385, #1278): on small
 training sets, and here erratically, more often in a long-lived busy process than in a fresh
@@ -141,6 +145,14 @@ def train_classifier(
         raise ConfigError(
             f"a classifier needs positive and negative pages with text; got {n_pos} positive "
             f"and {len(lines) - n_pos} negative"
+        )
+    if len(lines) < SMALL_TRAINING and options.epoch <= 3:
+        warnings.warn(
+            f"training on {len(lines):,} pages with {options.epoch} epochs: DeepSeekMath's "
+            "settings are for about a million pages, and on a few thousand every score stays "
+            "near 0.5; pass FastTextOptions(epoch=25) (benchmarks/RESULTS.md)",
+            RuntimeWarning,
+            stacklevel=2,
         )
     random.Random(options.seed).shuffle(lines)
     out = Path(out)

@@ -30,7 +30,8 @@ On a CPU (the default), at toy scale, with no download, in a few minutes:
   `curate.toy` problems from the numbers in a text and plants refusals, truncations, empty
   and foreign-language outputs, MATH-500 copies, repeats and copies of the text;
 - small model: `curate.toy`'s addition model (trained in seconds), fine-tuned for real with
-  TRL (at a toy's learning rate) and sampled at temperature 0.7 with transformers;
+  TRL (at a toy's learning rate, 1e-3 for 60 epochs) and sampled at temperature 0.7 with
+  transformers;
 - downstream target: 16 two-digit additions; the pool: 200 toy problems.
 
 ::
@@ -86,8 +87,9 @@ if TOY:
     SAMPLING = curate.Sampling(temperature=1.0, top_p=1.0, max_tokens=64)
     STUDENT = curate.Sampling(temperature=0.7, top_p=1.0, max_tokens=64)  # a toy is noisier
     # a toy model learns the output's form ("New problem: ... Solution: ...", bytes to its
-    # tokenizer) in about 200 steps at a high rate; JiuZhang's 1e-5 is for a 7B model
-    SFT = dict(preset="jiuzhang-synth", learning_rate=3e-3, epochs=40, global_batch=16,
+    # tokenizer) in a few hundred steps at a high rate (3e-3 left one run's model writing
+    # garbage); JiuZhang's 1e-5 is for a 7B model
+    SFT = dict(preset="jiuzhang-synth", learning_rate=1e-3, epochs=60, global_batch=16,
                micro_batch=16, max_length=384, threads=1)  # fmt: skip
 
     def student(path: str, label: str) -> curate.Generator:
@@ -165,7 +167,7 @@ def then(run: curate.Run, out: Path) -> None:
     synth1 = train_synthesizer([run], out / "synth1")
 
     # Boosting: the texts whose small-model problems help the target most go to the teacher.
-    kd_texts = tuple(kd_pairs(run)["text_id"])
+    kd_texts = tuple(recipe.sources[0].chosen(recipe.seed)["id"])  # every text the teacher saw
     candidates = curate.Recipe("jiuzhang-candidates", [
         synthesize("candidates", student(synth1, "synth1"), exclude=kd_texts,
                    sample=sizes["candidates"])],

@@ -49,8 +49,8 @@ from typing import Any, ClassVar
 import polars as pl
 
 from curate.errors import ConfigError
-from curate.generate.base import Completion, Generator, Request, Sampling
-from curate.generate.jobs import Task, done_keys, missing, run_tasks
+from curate.generate.base import Completion, Generator, Prompt, Request, Sampling, framed
+from curate.generate.jobs import Task, done_keys, missing, run_tasks, settings_key
 from curate.responses import ResponsesTable
 from curate.stage import Stage, StageContext
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
@@ -132,19 +132,12 @@ class Distill(Stage):
 
     def gen_key(self, generator: Generator) -> str:
         """The cache key part that says which settings produced a response."""
-        blob = json.dumps(
-            [generator.describe(), asdict(self.sampling), self.template, self.system, self.chat],
-            sort_keys=True,
-            default=str,
+        return settings_key(
+            generator.describe(), asdict(self.sampling), self.template, self.system, self.chat
         )
-        return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
 
-    def prompt(self, problem: str) -> str | list[dict[str, str]]:
-        text = prompt_for(self.template, problem)
-        if not self.chat:
-            return text if self.system is None else f"{self.system}\n\n{text}"
-        messages = [{"role": "system", "content": self.system}] if self.system else []
-        return [*messages, {"role": "user", "content": text}]
+    def prompt(self, problem: str) -> Prompt:
+        return framed(prompt_for(self.template, problem), system=self.system, chat=self.chat)
 
     def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
         frame = rows.select("id", "problem", "answer").collect()
@@ -243,8 +236,7 @@ class _Job:
             self.stats.truncated += r["finish_reason"] == "length"
             self.stats.failed += r["finish_reason"] == "error"
             self.stats.correct += bool(r["correct"])
-        keys = [self.generator.model, [(r["problem_id"], r["sample"]) for r in rows]]
-        self.out.write(rows, self.out.part(self.key, _digest(keys)))
+        self.out.write(rows, self.out.part_of(self.key, self.generator.model, rows))
 
 
 _UNCHECKED = ("gold_unparseable",)  # the gold's fault, not the response's: left out
@@ -339,7 +331,3 @@ def _samples(responses: pl.DataFrame, ids: pl.Series, wanted: list[tuple[str, st
     )
     joined = pl.DataFrame({"problem_id": ids}).join(picked, on="problem_id", how="left")
     return joined["samples"]
-
-
-def _digest(value: Any) -> str:
-    return hashlib.blake2b(json.dumps(value).encode(), digest_size=8).hexdigest()

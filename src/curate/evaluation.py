@@ -43,9 +43,11 @@ from curate.distill import DEFAULT_TEMPLATE, grader_key, prompt_for
 from curate.errors import ConfigError, InputError
 from curate.generate.base import (
     Generator,
+    Prompt,
     Request,
     Sampling,
     derive_seed,
+    framed,
     has_chat_template,
 )
 from curate.io import read, write_json, write_parquet
@@ -199,12 +201,8 @@ def evaluate(
     for stale in cache.glob(".*.tmp"):  # a part being written when a run was killed
         stale.unlink(missing_ok=True)
 
-    def prompt(problem: str) -> str | list[dict[str, str]]:
-        text = prompt_for(template, problem)
-        if not chat:
-            return text if system is None else f"{system}\n\n{text}"
-        return [*([{"role": "system", "content": system}] if system else []),
-                {"role": "user", "content": text}]  # fmt: skip
+    def prompt(problem: str) -> Prompt:
+        return framed(prompt_for(template, problem), system=system, chat=chat)
 
     have = _read_cache(cache).filter(
         pl.col("gen_key") == gen_key, pl.col("finish_reason") != "error"

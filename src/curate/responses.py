@@ -16,6 +16,8 @@ it; none of them builds its paths.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +55,13 @@ class ResponsesTable:
     def part(self, gen_key: str, digest: str) -> Path:
         """The file of a part of ``gen_key``'s responses named by ``digest`` (of its keys)."""
         return self.path / f"{gen_key}-{digest}.parquet"
+
+    def part_of(self, gen_key: str, model: str, rows: list[dict[str, Any]]) -> Path:
+        """The part file for ``model``'s response ``rows`` under ``gen_key``: named by a digest
+        of their (problem_id, sample) keys, so the same chunk always lands in the same file."""
+        keys = [model, [(r["problem_id"], r["sample"]) for r in rows]]
+        digest = hashlib.blake2b(json.dumps(keys).encode(), digest_size=8).hexdigest()
+        return self.part(gen_key, digest)
 
     @staticmethod
     def gen_key_of(part: Path) -> str:

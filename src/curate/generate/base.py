@@ -154,6 +154,23 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
+def framed(text: str, *, system: str | None = None, chat: bool = True) -> Prompt:
+    """The prompt that sends ``text``: a user message after an optional system message, or
+    with ``chat=False`` a raw completion prompt (the system text, a blank line, the text).
+
+    >>> framed("2+2?", system="Be brief.")
+    [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': '2+2?'}]
+    >>> print(framed("2+2?", system="Be brief.", chat=False))
+    Be brief.
+    <BLANKLINE>
+    2+2?
+    """
+    if not chat:
+        return text if system is None else f"{system}\n\n{text}"
+    messages = [{"role": "system", "content": system}] if system else []
+    return [*messages, {"role": "user", "content": text}]
+
+
 def as_messages(prompt: Prompt) -> list[dict[str, str]]:
     """The prompt as a list of chat messages (a string becomes one user message)."""
     if isinstance(prompt, str):

@@ -16,6 +16,8 @@ crash loses at most the chunks in flight).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +44,17 @@ class Task:
     first: int
     count: int
     data: Any = None
+
+
+def settings_key(*parts: object) -> str:
+    """The ``gen_key`` of generation settings: a digest of ``parts`` (the backend's
+    description, the sampling, the prompt's wording) as sorted JSON.
+
+    >>> settings_key({"model": "m"}, 0.6) == settings_key({"model": "m"}, 0.6)
+    True
+    """
+    blob = json.dumps(list(parts), sort_keys=True, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
 
 
 def done_keys(stored: pl.DataFrame, model: str, gen_key: str) -> set[str]:

@@ -39,8 +39,16 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from curate.errors import ConfigError
-from curate.generate.base import Completion, Generator, Request, Sampling, derive_seed
-from curate.generate.jobs import Task, done_keys, missing, run_tasks
+from curate.generate.base import (
+    Completion,
+    Generator,
+    Prompt,
+    Request,
+    Sampling,
+    derive_seed,
+    framed,
+)
+from curate.generate.jobs import Task, done_keys, missing, run_tasks, settings_key
 from curate.io import Source
 from curate.responses import RESPONSE_SCHEMA, ResponsesTable
 from curate.schema import PROBLEM_COLUMNS
@@ -161,19 +169,14 @@ class Synthesize(GeneratedSource):
 
     def gen_key(self, generator: Generator) -> str:
         """The cache key part that says which settings produced an output."""
-        blob = json.dumps(
-            [
-                "synthesize",
-                generator.describe(),
-                asdict(self.sampling),
-                self.prompts.describe(),
-                self.system,
-                self.chat,
-            ],
-            sort_keys=True,
-            default=str,
+        return settings_key(
+            "synthesize",
+            generator.describe(),
+            asdict(self.sampling),
+            self.prompts.describe(),
+            self.system,
+            self.chat,
         )
-        return hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
 
     def fingerprint(self) -> str:
         """Digest of the texts, which of them, the models, settings and wording (the seed is
@@ -198,13 +201,9 @@ class Synthesize(GeneratedSource):
         )
         return hashlib.blake2b(blob.encode(), digest_size=20).hexdigest()
 
-    def prompt(self, text: str, stage: str) -> str | list[dict[str, str]]:
+    def prompt(self, text: str, stage: str) -> Prompt:
         """What is sent for ``text`` at education ``stage``."""
-        body = self.prompts.build(text, stage)
-        if not self.chat:
-            return body if self.system is None else f"{self.system}\n\n{body}"
-        messages = [{"role": "system", "content": self.system}] if self.system else []
-        return [*messages, {"role": "user", "content": body}]
+        return framed(self.prompts.build(text, stage), system=self.system, chat=self.chat)
 
     def chosen(self, seed: int) -> pl.DataFrame:
         """The texts this synthesizer writes from (id, text, url, title, source), in file
@@ -436,13 +435,7 @@ class _Writer:
                         "seed": request.seed,
                     }
                 )  # fmt: skip
-        digest = hashlib.blake2b(
-            json.dumps(
-                [self.generator.model, [(r["problem_id"], r["sample"]) for r in rows]]
-            ).encode(),
-            digest_size=8,
-        ).hexdigest()
-        self.cache.write(rows, self.cache.part(self.key, digest))
+        self.cache.write(rows, self.cache.part_of(self.key, self.generator.model, rows))
 
 
 def kd_pairs(run: Any, *, source: str | Sequence[str] | None = None) -> pl.DataFrame:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from curate.cli_common import fail as _fail
 from curate.errors import ConfigError, CurateError, InputError
 
 app = typer.Typer(
@@ -22,11 +23,6 @@ app = typer.Typer(
 )
 
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")]
-
-
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(2)
 
 
 def _load_recipe(path: Path) -> tuple[object, object | None]:

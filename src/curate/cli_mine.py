@@ -8,12 +8,8 @@ from typing import Annotated
 
 import typer
 
+from curate.cli_common import fail as _fail
 from curate.errors import CurateError
-
-
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(2)
 
 
 def mine_command(

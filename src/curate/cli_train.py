@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from curate.cli_common import fail as _fail
 from curate.errors import ConfigError, CurateError
 
 train_app = typer.Typer(
@@ -32,11 +33,6 @@ Sets = Annotated[
     typer.Option("--set", help="Any preset field, e.g. --set warmup_ratio=0.1 (repeatable)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-
-
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(2)
 
 
 def _sets(items: list[str] | None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import ConfigError
-from curate.export.writer import ShardWriter
+from curate.export.writer import ShardWriter, swap_in
 from curate.io import write_json
 
 PRETRAIN_FORMAT = "pretrain"
@@ -117,11 +117,7 @@ def export_pretrain(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     data = out / "data"
-    old = out / f".data.old-{os.getpid()}"
-    if data.exists():
-        os.replace(data, old)
-    os.replace(tmp, data)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, data)
     final = [data / f.name for f in files]
     manifest = {
         "format": PRETRAIN_FORMAT, "run": str(run.path), "text_column": text,

@@ -75,7 +75,7 @@ from curate.export.formats import (
     select,
     to_arrow,
 )
-from curate.export.writer import ShardWriter, rechunk
+from curate.export.writer import ShardWriter, rechunk, swap_in
 from curate.io import write_json
 from curate.responses import RESPONSE_KEYS, ResponsesTable, one_per_key
 from curate.run import Run
@@ -732,11 +732,7 @@ def _write_into(run: Run, out: Path, options: ExportOptions) -> ExportResult:
                 "files": [f"{DATA_DIR}/{p.name}" for p in paths],
             }
             files[split] = [out / DATA_DIR / p.name for p in paths]
-        old = out / f".{DATA_DIR}.old-{os.getpid()}"
-        if (out / DATA_DIR).exists():
-            os.replace(out / DATA_DIR, old)
-        os.replace(tmp, out / DATA_DIR)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, out / DATA_DIR)
     finally:
         for writer in writers.values():
             writer.abort()  # a shard still open after an error

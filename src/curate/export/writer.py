@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,16 @@ import pyarrow.parquet as pq
 ROW_GROUP_BYTES = 100 * 2**20
 CHUNK_BYTES = 64 * 2**20
 """Rows are shaped, validated and written about this much text at a time (see `rechunk`)."""
+
+
+def swap_in(folder: Path, target: Path) -> None:
+    """Put ``folder`` in the place of ``target`` (a folder, or nothing yet): a reader sees
+    the old folder or the new one whole, never a mix."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(folder, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def rechunk(frames: Iterable[pl.DataFrame], sizes: pl.Expr) -> Iterator[pl.DataFrame]:

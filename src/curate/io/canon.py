@@ -143,6 +143,11 @@ def _scalar(value: Any, field: str) -> str | None:
     return str(int(value)) if value == value.to_integral_value() else str(value)
 
 
+def _clean_text(raw: str) -> str:
+    """A problem's or a document's text: NFC, Unix line ends, no surrounding space."""
+    return unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
+
+
 def _clean_answer(text: str | None) -> str | None:
     """Strip whitespace and one surrounding pair of single ``$`` delimiters."""
     if text is None:
@@ -243,7 +248,7 @@ class _Canon:
         claimed: set[str] = set()
         self.dropped: set[str] = set()  # input columns wholly carried by a canonical column
         self.documents = src.kind == "documents"
-        mapped = _DOC_MAPPED if self.documents else _MAPPED
+        mapped = src.mapped
         for canon in mapped:
             spec = getattr(src, canon)
             if spec is not None:
@@ -330,7 +335,7 @@ class _Canon:
         if raw is None:
             text = ""
         elif isinstance(raw, str):
-            text = unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
+            text = _clean_text(raw)
         else:
             raise _Bad(
                 "text",
@@ -340,9 +345,13 @@ class _Canon:
         keep: list[str] = []
         url = self._text(record, "url", _scalar, keep)
         title = self._text(record, "title", _scalar, keep)
+        return text, url, title, _dumps_meta(self._meta(record, keep))
+
+    def _meta(self, record: dict[str, Any], keep: list[str]) -> dict[str, Any]:
+        """The record's fields that no canonical column wholly carries (``keep``: mapped
+        columns that stay in meta because not all of them was used)."""
         dropped = self.dropped.difference(keep) if keep else self.dropped
-        meta = {k: v for k, v in record.items() if k not in dropped}
-        return text, url, title, _dumps_meta(meta)
+        return {k: v for k, v in record.items() if k not in dropped}
 
     def _row(
         self, record: dict[str, Any]
@@ -366,7 +375,7 @@ class _Canon:
         if raw is None:
             problem = ""
         elif isinstance(raw, str):
-            problem = unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
+            problem = _clean_text(raw)
             if self.src.instructions == "strip":
                 stripped = strip_instructions(problem)
                 if stripped != problem:
@@ -392,8 +401,7 @@ class _Canon:
             answer = _clean_answer(extract_answer(solution, rules=SOLUTION_RULES))
         subject = self._text(record, "subject", _scalar, keep)
         level = self._text(record, "level", _level, keep)
-        dropped = self.dropped.difference(keep) if keep else self.dropped
-        meta = {k: v for k, v in record.items() if k not in dropped}
+        meta = self._meta(record, keep)
         for key, value in extra.items():
             while key in meta:
                 key = "_" + key

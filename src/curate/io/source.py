@@ -74,7 +74,8 @@ class Source:
             raise ConfigError(f"instructions={self.instructions!r}; expected 'strip' or 'keep'")
         if self.kind not in get_args(Kind):
             raise ConfigError(f"kind={self.kind!r}; expected one of {get_args(Kind)}")
-        mine, other = (_DOC_MAPPED, _MAPPED) if self.kind == "documents" else (_MAPPED, _DOC_MAPPED)
+        mine = self.mapped
+        other = [c for c in (*_MAPPED, *_DOC_MAPPED) if c not in mine]
         wrong = [c for c in other if getattr(self, c) is not None]
         if wrong:
             raise ConfigError(
@@ -96,10 +97,15 @@ class Source:
                 )
 
     @property
+    def mapped(self) -> tuple[str, ...]:
+        """The canonical columns a source of its kind maps (problem, answer, ... or text,
+        url, title)."""
+        return _DOC_MAPPED if self.kind == "documents" else _MAPPED
+
+    @property
     def mapping(self) -> dict[str, str]:
         """The column mapping given to `read` (canonical column -> input column or path)."""
-        names = _DOC_MAPPED if self.kind == "documents" else _MAPPED
-        return {c: getattr(self, c) for c in names if getattr(self, c) is not None}
+        return {c: getattr(self, c) for c in self.mapped if getattr(self, c) is not None}
 
     def _data_path(self) -> Path:
         return self.path / self.split if self.format == "hf" and self.split else self.path

@@ -10,6 +10,7 @@ import runpy
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _stages import CountWords, DiesOnce, DiesOnceOnAnActor, EvenDigits
 
@@ -160,3 +161,17 @@ def test_the_deepdistill_recipe_gives_the_same_bytes_on_ray(
     on_ray = recipe.run(tmp_path / "ray", progress=False, engine="ray")
     _same_stages(local, on_ray)
     assert "grade" in [s["name"] for s in on_ray.manifest["stages"]]
+
+
+def test_a_global_step_partitioned_search_gives_the_same_pairs_on_ray() -> None:
+    """SemanticDedup's IVF search runs its partitions as Ray tasks (`StageContext.map`)."""
+    pytest.importorskip("faiss")
+    from test_semantic_dedup import clustered_vectors
+
+    from curate.dedup.semantic import neighbour_pairs
+
+    v = clustered_vectors(3_000, seed=1)
+    here = neighbour_pairs(v, 0.95, index="ivf")
+    there = neighbour_pairs(v, 0.95, index="ivf", map=RayEngine().map_tasks)
+    assert here[3] == there[3] == "ivf" and here[0].size
+    assert all(np.array_equal(a, b) for a, b in zip(here[:3], there[:3], strict=True))

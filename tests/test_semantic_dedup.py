@@ -359,3 +359,79 @@ def test_flat_pairs_match_brute_force() -> None:
 def test_auto_index_switch() -> None:
     assert choose_index(10) == "flat" and choose_index(10**7) == "ivf"
     assert choose_index(10, "ivf") == "flat"  # an approximate index over a few vectors: no
+
+
+class SmallBatches(SemanticDedup):
+    """SemanticDedup in batches of 4 rows: a table of 30 rows is 8 batches."""
+
+    batch_rows = 4
+
+
+def test_batches_in_a_run_equal_one_batch_in_memory(cache: Path, tmp_path: Path) -> None:
+    problems = real_problems(6, 4, seed=10)
+    texts = [t for p in problems[:6] for t in (p, reword(p) or p, relatex(p) or p)]
+    texts += problems[6:] + [problems[0], one_number(problems[1]) or "x"] * 4
+    source = tmp_path / "pool.jsonl"
+    source.write_text("".join(json.dumps({"problem": t, "answer": "1"}) + "\n" for t in texts))
+    run = curate.Recipe("s", [curate.read(source)], [SmallBatches(keep="has_answer")]).run(
+        tmp_path / "run"
+    )
+    rows = run.table("ingest").collect()
+    kept, rejects, stats = run_stage(SemanticDedup(keep="has_answer"), rows, cache)
+    assert run.table("problems").collect().equals(kept)
+    assert run.table("rejects").collect().drop("stage").equals(rejects.drop("stage"))
+    result = run.stages[-1]
+    assert result.stats["texts"] == stats["texts"] and result.stats["pairs"] == stats["pairs"]
+    # a text seen in an earlier batch is read from the cache, not encoded again
+    assert result.stats["encoded"] == result.stats["texts"]
+    parts = tmp_path / "run" / "stages"
+    assert not list(parts.rglob("*.parquet.tmp*"))
+
+
+def clustered_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 60 topics, with every tenth a near copy of the one before."""
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(size=(60, dim))
+    v = topics[rng.integers(0, 60, n)] + 0.6 * rng.normal(size=(n, dim))
+    v[1::10] = v[0::10][: v[1::10].shape[0]] + 0.05 * rng.normal(size=(v[1::10].shape[0], dim))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v.astype(np.float32)
+
+
+def test_partitioned_ivf_finds_exactly_what_faiss_ivf_finds() -> None:
+    from curate.dedup.ivf import partitioned_pairs
+
+    v = clustered_vectors(6_000)
+    fl, fr, _, _ = neighbour_pairs(v, 0.95, index="flat")
+    flat = set(zip(fl.tolist(), fr.tolist(), strict=True))
+    ivf_index = semantic_ivf_pairs(v, 0.95)
+    left, right, sims = partitioned_pairs(v, 0.95, seed=0)
+    found = set(zip(left.tolist(), right.tolist(), strict=True))
+    assert found == ivf_index and found <= flat and len(found) >= 0.95 * len(flat)
+    assert np.all(sims >= 0.95) and np.all(left < right)
+    assert list(zip(left.tolist(), right.tolist(), strict=True)) == sorted(found)
+
+    # the tasks may run anywhere, in any order: the result is the same
+    def reversed_map(fn: Callable[..., object], items: list[object], shared: object) -> list:
+        return [fn(shared, i) for i in items[::-1]][::-1]
+
+    again = partitioned_pairs(v, 0.95, seed=0, map=reversed_map)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (left, right, sims), strict=True))
+    assert neighbour_pairs(v, 0.95, index="ivf")[3] == "ivf"
+
+
+def semantic_ivf_pairs(v: np.ndarray, threshold: float) -> set[tuple[int, int]]:
+    """The pairs faiss' own IVF index finds with the same lists, probes and seed."""
+    import faiss
+
+    from curate.dedup.ivf import nlist_for
+
+    nlist = nlist_for(v.shape[0])
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(v.shape[1]), v.shape[1], nlist, 0)
+    index.cp.seed = 0
+    index.train(v)
+    index.add(v)
+    index.nprobe = min(nlist, 16)
+    lims, _, b = index.range_search(v, threshold)
+    q = np.repeat(np.arange(v.shape[0]), np.diff(lims).astype(np.int64))
+    return {(min(i, j), max(i, j)) for i, j in zip(q.tolist(), b.tolist(), strict=True) if i != j}

@@ -62,10 +62,10 @@ import json
 import linecache
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import polars as pl
 
@@ -77,14 +77,27 @@ REASON = "_reject_reason"
 DETAIL = "_reject_detail"
 
 
+class TaskRunner(Protocol):
+    """Runs a global step's independent tasks (`StageContext.map`): an engine."""
+
+    def map_tasks(
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+    ) -> list[Any]: ...
+
+
 @dataclass
 class StageContext:
     """What a stage may use while it runs.
 
     ``cache_dir`` outlives the stage (keyed caches such as embeddings live
-    there); ``stats`` is written to the manifest with the stage's counts. In
-    ``map_batch`` (which may run in another process) ``stats`` is not kept:
-    count in ``global_step``, over the columns ``map_batch`` added.
+    there); ``stats`` is written to the manifest with the stage's counts. What
+    ``map_batch`` (which may run in another process) puts in ``stats`` is kept with
+    its batch and summed over the batches (numbers added, dicts key by key) before
+    ``global_step`` runs.
+
+    A global step that splits its work into independent tasks (the partitions of a
+    similarity search) runs them with `map`: on the engine the run uses (Ray tasks on
+    ``engine="ray"``), one after another in this process otherwise.
     """
 
     run_dir: Path
@@ -94,6 +107,21 @@ class StageContext:
     workers: int | None = None
     progress: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+    tasks: TaskRunner | None = None
+    """Where `map` runs tasks (set by the runner for a global step; None: in this process)."""
+
+    def map(
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], *, shared: Any = None
+    ) -> list[Any]:
+        """``[fn(shared, item) for item in items]``, the tasks run by the run's engine (in
+        parallel on Ray, where ``shared`` goes once to the object store, not once per
+        task). ``fn`` must be a module-level function and ``shared`` and the items plain
+        data (arrays, tuples): they may travel to other processes or machines. Results come
+        back in the order of ``items`` whatever the engine, so the step stays
+        deterministic."""
+        if self.tasks is None or len(items) < 2:
+            return [fn(shared, item) for item in items]
+        return self.tasks.map_tasks(fn, items, shared)
 
     @property
     def responses(self) -> ResponsesTable:

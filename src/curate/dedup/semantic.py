@@ -16,11 +16,9 @@ helpers here (`neighbour_pairs`, `cross_pairs`) work on any normalised vectors.
 
 from __future__ import annotations
 
-import importlib
-import math
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -33,8 +31,9 @@ from curate.dedup.clusters import (
     mark_reference,
     reference_digest,
 )
-from curate.embed import DEFAULT_MODEL, EmbeddingCache, model_key
-from curate.errors import ConfigError, MissingExtraError
+from curate.dedup.ivf import Map, faiss_module, nlist_for, partitioned_pairs
+from curate.embed import DEFAULT_MODEL, EmbeddingCache, model_key, text_key
+from curate.errors import ConfigError
 from curate.shingles import number_keys
 from curate.stage import Filter, StageContext
 from curate.text import normalize_text
@@ -51,14 +50,8 @@ is also ~1% of the time to encode that many texts."""
 SMALL = 1_000
 """Below this many vectors an approximate index is pointless: flat is used."""
 _BLOCK = 4096  # queries per range search: bounds the memory of one call
+_VEC, _KEY, _NUM = "_semantic_vector", "_semantic_key", "_semantic_numbers"
 _EPS = 1e-6
-
-
-def _faiss() -> Any:
-    try:
-        return importlib.import_module("faiss")
-    except ImportError:
-        raise MissingExtraError("faiss-cpu", "embed") from None
 
 
 def choose_index(n: int, index: IndexKind = "auto") -> str:
@@ -75,13 +68,12 @@ def choose_index(n: int, index: IndexKind = "auto") -> str:
 
 
 def _build(base: np.ndarray, kind: str, k: int, seed: int) -> Any:
-    faiss = _faiss()
+    faiss = faiss_module()
     n, dim = base.shape
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "ivf":
-        # ~4 sqrt(n) lists, at least 39 training points each (faiss' own minimum)
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+        nlist = nlist_for(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         index.train(base)
@@ -123,11 +115,19 @@ def _search(
 
 
 def neighbour_pairs(
-    vectors: np.ndarray, threshold: float, *, index: IndexKind = "auto", k: int = 10, seed: int = 0
+    vectors: np.ndarray,
+    threshold: float,
+    *,
+    index: IndexKind = "auto",
+    k: int = 10,
+    seed: int = 0,
+    map: Map | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Pairs ``i < j`` of L2-normalised ``vectors`` with cosine >= ``threshold``.
 
-    Returns ``(left, right, similarity, index_used)``, sorted by ``(left, right)``.
+    Returns ``(left, right, similarity, index_used)``, sorted by ``(left, right)``. IVF
+    searches by partition (`curate.dedup.ivf`), as tasks that ``map`` runs (a run's
+    engine: `curate.stage.StageContext.map`).
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = vectors.shape[0]
@@ -135,6 +135,8 @@ def neighbour_pairs(
     if n < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), kind
+    if kind == "ivf":
+        return (*partitioned_pairs(vectors, threshold, seed=seed, map=map), kind)
     q, b, s = _search(_build(vectors, kind, k + 1, seed), kind, vectors, threshold, k + 1)
     lo, hi = np.minimum(q, b), np.maximum(q, b)
     pair = lo * n + hi
@@ -201,6 +203,10 @@ class SemanticDedup(Filter):
     reference itself is not deduplicated. Rows are still deduplicated among
     themselves; a cluster whose keeper matched the reference keeps no row.
 
+    **Streaming.** Texts are embedded batch by batch (`batch_rows`; on Ray, on actors that
+    load the model once); the global step sees only vectors, text keys and numbers keys,
+    never the texts (about 1.5 KB per row with MiniLM).
+
     Stats: ``texts`` (unique texts), ``encoded`` and ``cached`` (texts of the rows
     and of the reference), ``index``,
     ``pairs`` (similar unique-text pairs), ``refused_numbers``, the cluster counts,
@@ -221,6 +227,10 @@ class SemanticDedup(Filter):
     keep: KeepRule = "first"
     source_order: tuple[str, ...] = ()
     reference: Reference = None
+
+    version: ClassVar[str] = "2"  # per-batch embeddings (v1: the whole table in memory)
+    batch_rows: ClassVar[int] = 8_192  # a few minutes of MiniLM on 2 CPU cores: the resume unit
+    keeps_state: ClassVar[bool] = True  # the loaded model, between batches (Ray: actors)
 
     def __post_init__(self) -> None:
         # paths and lists are accepted, kept as str and tuples (JSON-able, hashable)
@@ -257,54 +267,99 @@ class SemanticDedup(Filter):
         rows = np.array([-1 if t is None else position.setdefault(t, len(position)) for t in texts])
         return list(position), rows.astype(np.int64)
 
-    def _agree(self, a: list[str], b: list[str], left: np.ndarray, right: np.ndarray) -> Any:
-        """Which pairs pass the numbers rule (keys computed only for texts in a pair)."""
-        if not self.numbers_must_match or left.size == 0:
-            return np.ones(left.size, dtype=bool)
-
-        def keys(texts: list[str], rows: np.ndarray) -> np.ndarray:
-            out = np.zeros(len(texts), np.uint64)
-            used = np.unique(rows)
-            out[used] = number_keys([texts[i] for i in used.tolist()])
-            return out
-
-        return keys(a, left)[left] == keys(b, right)[right]
-
     def _embed(self, cache: EmbeddingCache, texts: list[str], ctx: StageContext) -> np.ndarray:
         if not texts:  # nothing to encode: do not even load the model
             return np.zeros((0, 1), dtype=np.float32)
         return cache.embed(texts, batch_size=self.batch_size, progress=ctx.progress)
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
+    def reads(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    def global_reads(self) -> tuple[str, ...]:
+        """The answer (conflicts) and what ``keep`` ranks by: never the texts."""
+        extra = {"longest_solution": ("solution",), "source_order": ("source",)}
+        return ("answer", *extra.get(self.keep, ()))
+
+    def optional_reads(self) -> tuple[str, ...]:
+        return ("answer",)  # documents have none: no answer conflicts
+
+    def adds(self) -> tuple[str, ...]:
+        added = ("cluster", "dup_of", "cluster_size", "answer_conflict")
+        ref = ("reference_match",) if self.reference is not None else ()
+        return tuple(f"semantic_{c}" for c in (*added, *ref))
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """Each row's vector (through the run's embedding cache), text key and numbers key.
+
+        Only the texts of this batch that are not in the cache are encoded (a text met in
+        an earlier batch is read back, not encoded again); the batch's count of encoded
+        texts rides on its first row, for the global step's stats."""
         self._check()
-        frame = rows.collect()
-        if self.column not in frame.columns:
-            raise ConfigError(f"column={self.column!r} is not a column; have {frame.columns}")
-        texts = self._texts(frame[self.column].cast(pl.String).to_list())
+        if self.column not in batch.columns:
+            raise ConfigError(f"column={self.column!r} is not a column; have {batch.columns}")
+        texts = self._texts(batch[self.column].cast(pl.String).to_list())
         unique, row_text = self._unique(texts)
         cache = EmbeddingCache(ctx.cache_dir, self.model)
         vectors = self._embed(cache, unique, ctx)
-        left, right, _, kind = neighbour_pairs(
-            vectors, self.threshold, index=self.index, k=self.k, seed=ctx.seed
+        dim = vectors.shape[1] if unique else 1
+        full = np.zeros((len(texts), dim), dtype=np.float32)
+        has = row_text >= 0
+        full[has] = vectors[row_text[has]]
+        keys = [None if t is None else text_key(t) for t in texts]
+        ctx.stats["encoded"] = cache.encoded  # summed over the batches
+        numbers = number_keys(texts) if self.numbers_must_match else np.zeros(len(texts), np.uint64)
+        return batch.select("id").with_columns(
+            pl.Series(_VEC, full, pl.Array(pl.Float32, dim)),
+            pl.Series(_KEY, keys, pl.String),
+            pl.Series(_NUM, numbers),
         )
-        agree = self._agree(unique, unique, left, right)
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
+        """Similar pairs among the distinct texts' vectors, then clusters over the rows."""
+        self._check()
+        if "answer" not in table.columns:
+            table = table.with_columns(pl.lit(None, pl.String).alias("answer"))
+        key = table[_KEY]
+        first = (key.is_first_distinct() & key.is_not_null()).to_numpy()
+        first_row = np.flatnonzero(first)  # each distinct text's first row, in row order
+        dim = table.schema[_VEC].shape[0] if table.height else 1  # type: ignore[attr-defined]
+        vectors = table[_VEC].to_numpy().reshape(table.height, dim)[first_row]
+        numbers = table[_NUM].to_numpy()[first_row]
+        position = pl.DataFrame({_KEY: key.gather(first_row), "__text": np.arange(first_row.size)})
+        row_text = (
+            table.select(_KEY)
+            .join(position, on=_KEY, how="left", maintain_order="left")["__text"]
+            .fill_null(-1)
+            .to_numpy()
+            .astype(np.int64)
+        )
+        left, right, _, kind = neighbour_pairs(
+            vectors, self.threshold, index=self.index, k=self.k, seed=ctx.seed, map=ctx.map
+        )
+        agree = numbers[left] == numbers[right] if self.numbers_must_match else left == left
+        encoded = int(ctx.stats.get("encoded", 0))
         ctx.stats.update(
-            texts=len(unique),
+            texts=int(first_row.size),
             index=kind,
             pairs=int(agree.sum()),
             refused_numbers=int((~agree).sum()),
         )
         left, right = left[agree], right[agree]
-        # unique-text pairs -> row pairs: every row joins its text's first row
+        # distinct-text pairs -> row pairs: every row joins its text's first row
         valid = np.flatnonzero(row_text >= 0)
-        _, first = np.unique(row_text[valid], return_index=True)
-        first_row = valid[first]  # unique texts are numbered in first-seen order
         row_left = np.concatenate([first_row[left], first_row[row_text[valid]]])
         row_right = np.concatenate([first_row[right], valid])
+        frame = table.drop(_VEC, _KEY, _NUM)
+        encoded_ref = cached_ref = 0
         if self.reference is not None:
-            matches = self._reference_matches(unique, vectors, row_text, cache, ctx)
+            cache = EmbeddingCache(ctx.cache_dir, self.model)
+            matches = self._reference_matches(vectors, numbers, row_text, cache, ctx)
             frame = mark_reference(self, frame.lazy(), matches, prefix="semantic").collect()
-        ctx.stats.update(encoded=cache.encoded, cached=cache.cached)
+            encoded_ref, cached_ref = cache.encoded, cache.cached
+        ctx.stats.update(
+            encoded=encoded + encoded_ref,
+            cached=max(0, int(first_row.size) - encoded) + cached_ref,
+        )
         return mark_clusters(
             self,
             frame,
@@ -318,8 +373,8 @@ class SemanticDedup(Filter):
 
     def _reference_matches(
         self,
-        unique: list[str],
         vectors: np.ndarray,
+        numbers: np.ndarray,
         row_text: np.ndarray,
         cache: EmbeddingCache,
         ctx: StageContext,
@@ -327,8 +382,9 @@ class SemanticDedup(Filter):
         """For each row, the id of the most similar matching reference row, or None."""
         reference = load_reference(self.reference)
         ctx.stats["reference_rows"] = reference.height
-        ref_unique, ref_row = self._unique(self._texts(reference["problem"].to_list()))
-        if not unique or not ref_unique:
+        ref_texts = self._texts(reference["problem"].to_list())
+        ref_unique, ref_row = self._unique(ref_texts)
+        if not vectors.shape[0] or not ref_unique:
             ctx.stats["reference_matches"] = 0
             return [None] * row_text.size
         first_id: dict[int, str] = {}
@@ -339,8 +395,9 @@ class SemanticDedup(Filter):
         q, b, s, _ = cross_pairs(
             vectors, ref_vectors, self.threshold, index=self.index, k=self.k, seed=ctx.seed
         )
-        ok = self._agree(unique, ref_unique, q, b)
-        q, b, s = q[ok], b[ok], s[ok]
+        if self.numbers_must_match and q.size:
+            ok = numbers[q] == number_keys(ref_unique)[b]
+            q, b, s = q[ok], b[ok], s[ok]
         best: dict[int, str] = {}
         for i in np.lexsort((b, -s, q)):  # per query: highest similarity, then earliest reference
             best.setdefault(int(q[i]), first_id[int(b[i])])

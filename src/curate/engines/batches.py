@@ -13,6 +13,7 @@ import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -44,6 +45,9 @@ class BatchPlan:
     def part(self, index: int) -> Path:
         return self.parts / f"{index:06d}.parquet"
 
+    def stats_file(self, index: int) -> Path:
+        return self.parts / f"{index:06d}.stats.json"
+
     def prepare(self) -> list[int]:
         """Create the parts folder (emptied if an earlier attempt cut the input another
         way) and return the batches still to do."""
@@ -62,6 +66,15 @@ class BatchPlan:
             pl.scan_parquet(self.source).select(self.columns).slice(start, stop - start).collect()
         )
 
+    def stats(self) -> dict[str, Any]:
+        """What the batches counted in ``ctx.stats``, summed (`add_stats`) in batch order."""
+        total: dict[str, Any] = {}
+        for i in range(self.count):
+            path = self.stats_file(i)
+            if path.exists():
+                add_stats(total, json.loads(path.read_text()))
+        return total
+
     def added(self) -> pl.DataFrame:
         """Every batch's added columns, in row order (each batch must be done)."""
         missing = [i for i in range(self.count) if not self.part(i).exists()]
@@ -79,12 +92,37 @@ def run_batch(stage: Stage, plan: BatchPlan, index: int, ctx: StageContext) -> i
     its rows."""
     batch = plan.read(index)
     start, stop = plan.bounds(index)
+    own = replace(ctx, stats={})
     added = merge_added(
         batch.select("id"),
-        stage.map_batch(batch, replace(ctx, stats={})),
+        stage.map_batch(batch, own),
         stage,
         final=not stage.steps[1],
         rows=f"the {batch.height} rows {start}-{stop - 1}",
     )
+    if own.stats:  # before the part: the part's presence says the batch is done
+        write_json(own.stats, plan.stats_file(index))
     write_parquet(added, plan.part(index))  # ids: checked again at the merge
     return batch.height
+
+
+def add_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Add one batch's stats to ``total``: numbers are summed, dicts added key by key, any
+    other value (a name, a list) kept from the first batch that gave it.
+
+    >>> add_stats({"texts": 2, "model": {"tokens": 5}}, {"texts": 3, "model": {"tokens": 1}})
+    {'texts': 5, 'model': {'tokens': 6}}
+    """
+    for key, value in part.items():
+        have = total.get(key)
+        if isinstance(value, dict):
+            total[key] = add_stats(have if isinstance(have, dict) else {}, value)
+        elif _number(value) and (have is None or _number(have)):
+            total[key] = (have or 0) + value
+        elif key not in total:
+            total[key] = value
+    return total
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -13,15 +13,15 @@ Memory is bounded by a batch and the compact columns. A stage that implements on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from curate.engines.batches import BatchPlan
+from curate.engines.batches import BatchPlan, add_stats
 from curate.io import ParquetSink
 from curate.stage import DETAIL, REASON, Stage, StageContext, merge_added
 
@@ -38,6 +38,12 @@ class Engine(Protocol):
     def map_batches(
         self, stage: Stage, plan: BatchPlan, pending: list[int], ctx: StageContext
     ) -> None: ...
+
+    def map_tasks(
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+    ) -> list[Any]:
+        """A global step's independent tasks (`curate.stage.StageContext.map`), in order."""
+        ...
 
     def close(self) -> None: ...
 
@@ -84,13 +90,14 @@ def _added(
         columns = tuple(stage.columns(available))
         plan = BatchPlan(source, columns, rows_in, stage.batch_rows, parts)
         engine.map_batches(stage, plan, plan.prepare(), ctx)
+        add_stats(ctx.stats, plan.stats())  # what the batches counted, summed
         table = plan.added()
     if step:
         base = pl.read_parquet(source, columns=stage.columns(available, step="global"))
         if table is not None:
             base = merge_added(base, table, stage)
             del table
-        table = merge_added(base, stage.global_step(base, ctx), stage)
+        table = merge_added(base, stage.global_step(base, replace(ctx, tasks=engine)), stage)
         del base
     assert table is not None
     return merge_added(ids, table, stage, final=True)

@@ -4,7 +4,8 @@ signatures, ...)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from curate._progress import progress_bar
 from curate.engines.batches import BatchPlan, run_batch
@@ -26,6 +27,11 @@ class LocalEngine:
             for index in pending:
                 run_batch(stage, plan, index, ctx)
                 bar.update(1)
+
+    def map_tasks(
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+    ) -> list[Any]:
+        return [fn(shared, item) for item in items]
 
     def close(self) -> None:
         pass

@@ -16,7 +16,7 @@ started; ``address="auto"`` joins the cluster of ``ray start`` on this machine,
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -56,7 +56,7 @@ class RayEngine:
         data = ray.data.DataContext.get_current()
         data.enable_progress_bars = ctx.progress
         data.print_on_execution_start = False
-        worker_ctx = replace(ctx, workers=1, progress=False, stats={})
+        worker_ctx = replace(ctx, workers=1, progress=False, stats={}, tasks=None)
         indices = ray.data.from_items(
             [{"index": i} for i in pending], override_num_blocks=len(pending)
         )
@@ -91,6 +91,18 @@ class RayEngine:
             if row["error"]:
                 kind = getattr(errors, str(row["error_type"]), errors.RunError)
                 raise kind(str(row["error"]))
+
+    def map_tasks(
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+    ) -> list[Any]:
+        """Each item a Ray task (one CPU each), ``shared`` put in the object store once (a
+        task reads NumPy arrays from it without a copy); results in the order of
+        ``items``."""
+        ray = self._ray()
+        _ship_function(fn)
+        task = ray.remote(num_cpus=self.num_cpus_per_batch, max_retries=3)(_call)
+        ref = ray.put(shared)
+        return list(ray.get([task.remote(fn, ref, item) for item in items]))
 
     def close(self) -> None:
         """Shut down the local cluster this engine started (not one it joined)."""
@@ -135,17 +147,29 @@ class _Worker:
         return _run(batch, self.stage, self.plan, self.ctx)
 
 
+def _call(fn: Callable[[Any, Any], Any], shared: Any, item: Any) -> Any:
+    return fn(shared, item)
+
+
+def _ship_function(fn: Callable[[Any, Any], Any]) -> None:
+    """Send a task function's module by value when workers may not import it (`_ship`)."""
+    _ship_module(getattr(fn, "__module__", None) or "")
+
+
 def _ship(cls: type) -> None:
     """Send the code of a stage class defined outside installed packages (a recipe file,
     a test, a notebook) to the workers by value: they may not be able to import it."""
+    for klass in cls.__mro__:
+        _ship_module(klass.__module__ or "")
+
+
+def _ship_module(name: str) -> None:
     from ray import cloudpickle
 
-    for klass in cls.__mro__:
-        name = klass.__module__ or ""
-        module = sys.modules.get(name)
-        if module is None or name in ("builtins", "__main__") or name.split(".")[0] == "curate":
-            continue
-        path = getattr(module, "__file__", None) or ""
-        if "site-packages" in path or "dist-packages" in path:
-            continue
-        cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
+    module = sys.modules.get(name)
+    if module is None or name in ("builtins", "__main__") or name.split(".")[0] == "curate":
+        return
+    path = getattr(module, "__file__", None) or ""
+    if "site-packages" in path or "dist-packages" in path:
+        return
+    cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]

@@ -91,11 +91,20 @@ class Distill(Stage):
 
     Stats in the manifest, per model: responses generated and reused from the cache, tokens,
     generation seconds and tokens/s, truncated, failed, correct.
+
+    **Batches.** Problems go through in batches of `batch_rows`, each generator in turn
+    per batch (a local model is loaded once per batch and closed after it). On
+    ``engine="ray"`` batches run on a pool of actors, each asking for the GPUs its largest
+    local model needs (vLLM: ``tensor_parallel_size``), so several GPUs or machines
+    generate at once. The ``samples`` of every problem are gathered at the end from the
+    responses table, without the texts.
     """
 
     # 2: whole responses graded by curate.verify, with re-grading; a new grader re-runs it
     # 3: each entry of samples carries its gen_key (the export joins on exact keys)
     version: ClassVar[str] = f"3+grader{GRADER_VERSION}"
+    batch_rows: ClassVar[int] = 16_384  # problems per batch: the unit of parallel work
+    keeps_state: ClassVar[bool] = True  # on Ray: actors (with GPUs for local models)
 
     generators: Generator | tuple[Generator, ...]
     n: int = 4
@@ -129,6 +138,8 @@ class Distill(Stage):
             raise ConfigError(
                 f"Distill(grading={self.grading!r}): expected curate.VerifyOptions(...)"
             )
+        # each Ray actor asks for the GPUs of its largest local model (they run in turn)
+        object.__setattr__(self, "num_gpus", float(max(_gpus(g) for g in gens)))
 
     def gen_key(self, generator: Generator) -> str:
         """The cache key part that says which settings produced a response."""
@@ -139,27 +150,58 @@ class Distill(Stage):
     def prompt(self, problem: str) -> Prompt:
         return framed(prompt_for(self.template, problem), system=self.system, chat=self.chat)
 
-    def apply(self, rows: pl.LazyFrame, ctx: StageContext) -> pl.LazyFrame:
-        frame = rows.select("id", "problem", "answer").collect()
+    def reads(self) -> tuple[str, ...]:
+        return ("problem", "answer")
+
+    def global_reads(self) -> tuple[str, ...]:
+        return ("answer",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("samples",)
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """Generate and verify what the responses table lacks for this batch's problems,
+        one generator after the other (each closed when its share is done)."""
+        frame = batch.select("id", "problem", "answer")
         out = ctx.responses
-        out.clean()  # parts being written when a run was killed
-        have = out.read()
-        wanted = []
+        have = (
+            out.scan()
+            .select("problem_id", "model", "sample", "gen_key", "finish_reason")
+            .filter(pl.col("problem_id").is_in(frame["id"].implode()))
+            .collect()
+        )
         for generator in self.generators:  # type: ignore[union-attr]
             key = self.gen_key(generator)
-            wanted.append((generator.model, key))
             stats = _Stats()
             done = done_keys(have, generator.model, key)
             try:
                 _Job(self, generator, key, ctx, out, stats).run(frame, done)
             finally:
                 generator.close()
-            ctx.stats[generator.model] = stats.as_dict()
-        regraded = _regrade(self, out, frame, {key for _, key in wanted}, ctx.workers)
+            ctx.stats[generator.model] = asdict(stats)  # summed over the batches
+        return frame.select("id")
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        """Re-grade what another grader judged, then each problem's ``samples`` (read from
+        the responses table without the texts)."""
+        out = ctx.responses
+        out.clean()  # parts being written when an earlier run was killed
+        wanted = []
+        for generator in self.generators:  # type: ignore[union-attr]
+            wanted.append((generator.model, self.gen_key(generator)))
+            ctx.stats[generator.model] = _Stats(**ctx.stats.get(generator.model, {})).as_dict()
+        regraded = _regrade(self, out, table, {key for _, key in wanted}, ctx.workers)
         if regraded:
             ctx.stats["regraded"] = regraded
-        samples = _samples(out.read(), frame["id"], wanted)
-        return rows.with_columns(samples)
+        return table.select("id").with_columns(_samples(out.scan(), table["id"], wanted))
+
+
+def _gpus(generator: Generator) -> int:
+    """GPUs a generator's model needs where it runs (vLLM: its tensor-parallel size; a
+    transformers model on ``cuda``: one; a server: none)."""
+    if hasattr(generator, "tensor_parallel_size"):
+        return int(generator.tensor_parallel_size)
+    return int(str(getattr(generator, "device", "cpu")).startswith("cuda"))
 
 
 @dataclass
@@ -319,15 +361,17 @@ def _regrade(
     return len(stale)
 
 
-def _samples(responses: pl.DataFrame, ids: pl.Series, wanted: list[tuple[str, str]]) -> pl.Series:
+def _samples(responses: pl.LazyFrame, ids: pl.Series, wanted: list[tuple[str, str]]) -> pl.Series:
     """The ``samples`` list column, in the order of ``ids``."""
-    order = pl.DataFrame({"model": [m for m, _ in wanted], "gen_key": [k for _, k in wanted]})
+    order = pl.LazyFrame({"model": [m for m, _ in wanted], "gen_key": [k for _, k in wanted]})
     order = order.with_row_index("_model_order")
     picked = (
-        responses.join(order, on=["model", "gen_key"])
+        responses.select("problem_id", *_SAMPLE_FIELDS)
+        .join(order, on=["model", "gen_key"])
         .sort("problem_id", "_model_order", "sample")
         .group_by("problem_id", maintain_order=True)
         .agg(pl.struct(*_SAMPLE_FIELDS).alias("samples"))
     )
-    joined = pl.DataFrame({"problem_id": ids}).join(picked, on="problem_id", how="left")
-    return joined["samples"]
+    ordered = pl.LazyFrame({"problem_id": ids})
+    joined = ordered.join(picked, on="problem_id", how="left", maintain_order="left")
+    return joined.collect()["samples"]

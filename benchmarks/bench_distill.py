@@ -34,7 +34,7 @@ from _timing import vllm_direct
 
 
 def problems(count: int) -> pl.DataFrame:
-    from curate.schema import PROBLEM_COLUMNS
+    from curate.schema import PROBLEM_DTYPES
     from curate.text import text_hash
     from curate.toy import toy_problems
 
@@ -48,10 +48,10 @@ def problems(count: int) -> pl.DataFrame:
             "solution": [None] * len(rows),
             "source": ["toy"] * len(rows),
             "subject": [None] * len(rows),
-            "level": [str(r["level"]) for r in rows],
+            "level": [r["level"] for r in rows],
             "meta": ["{}"] * len(rows),
         },
-        schema={c: pl.String for c in PROBLEM_COLUMNS},
+        schema=PROBLEM_DTYPES,
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from curate.schema import PROBLEM_COLUMNS
+from curate.schema import PROBLEM_DTYPES
 from curate.text import text_hash
 
 
@@ -28,4 +28,4 @@ def problems_frame(rows: Sequence[tuple[str, str | None]], source: str = "t") ->
                 "meta": "{}",
             }
         )
-    return pl.DataFrame(records, schema={c: pl.String for c in PROBLEM_COLUMNS})
+    return pl.DataFrame(records, schema=PROBLEM_DTYPES)

@@ -74,10 +74,11 @@ MATH_ROWS = [
 
 def check_math(df: pl.DataFrame, name: str) -> None:
     assert df.columns == list(PROBLEM_COLUMNS)
-    assert all(dtype == pl.String for dtype in df.dtypes)
+    assert all(dtype == pl.String for c, dtype in df.schema.items() if c != "level")
+    assert df.schema["level"] == pl.Float64
     assert df["problem"].to_list() == ["What is $1+1$?", "What is $2+3$?"]
     assert df["answer"].to_list() == ["2", "5"]
-    assert df["level"].to_list() == ["1", "2"]
+    assert df["level"].to_list() == [1.0, 2.0]
     assert df["subject"].to_list() == ["Algebra", "Algebra"]
     assert df["source"].to_list() == [name, name]
     assert meta(df, 1) == {"unique_id": "a/2"}
@@ -189,7 +190,7 @@ def test_format_detection_errors(tmp_path: Path) -> None:
         read(tmp_path / "a.txt")
     assert read(tmp_path / "a.txt", format="jsonl").format == "jsonl"
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ConfigError, match="save_to_disk"):
+    with pytest.raises(InputError, match="holds no data files"):
         read(tmp_path / "plain")
     with pytest.raises(ConfigError, match="does not fit"):
         read(tmp_path / "a.txt", format="hf")
@@ -248,7 +249,7 @@ def test_name_matching_order_and_explicit_mapping(tmp_path: Path) -> None:
     df = read(p).frame()
     row = df.row(0, named=True)
     assert (row["problem"], row["answer"], row["solution"]) == ("first?", "1", "r")
-    assert (row["subject"], row["level"]) == ("s", "3")
+    assert (row["subject"], row["level"]) == ("s", 3.0)
     assert meta(df) == {"Question": "Q?", "target": "2", "category": "c"}
     df = read(p, problem="Question", answer="target", subject="category").frame()
     assert df.select("problem", "answer", "subject").row(0) == ("Q?", "2", "c")
@@ -268,7 +269,9 @@ def test_dotted_paths(tmp_path: Path) -> None:
     df = read(p, problem="prompt.1.content", answer="rm.gt.value", subject="tags.0.0").frame()
     assert df.select("problem", "answer", "subject").row(0) == ("What is 6*7?", "42", "x")
     assert df["answer"][1] is None  # a missing value at the end of a path is null
-    assert meta(df) == rec  # a column read through a path is also kept whole
+    # meta keeps what the paths did not take (not the problem twice, nor an emptied list)
+    assert meta(df) == {"prompt": [rec["prompt"][0]], "rm": {"style": "rule"}}
+    assert meta(df, 1) == {"prompt": [rec["prompt"][0]], "rm": {"gt": None}}
     neg = read(p, problem="prompt.-1.content").frame()
     assert neg["problem"][0] == "What is 6*7?"
 
@@ -358,7 +361,7 @@ def test_verl_layout(tmp_path: Path) -> None:
     m0, m1 = meta(df, 0), meta(df, 1)
     # a lone user message is carried whole by `problem`; everything else stays
     assert list(m0) == ["data_source", "ability", "reward_model", "extra_info"]
-    assert m0["reward_model"] == {"ground_truth": "34", "style": "rule"}
+    assert m0["reward_model"] == {"style": "rule"}  # the answer is not kept twice
     assert m1["prompt"] == verl_rows()[1]["prompt"]  # the system prompt is kept
     assert m1["original_problem"].endswith(LETS_THINK)
 
@@ -434,20 +437,25 @@ def test_answer_wrong_type(tmp_path: Path, bad: Any) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("Level 3", "3"),
-        ("level 5", "5"),
-        (2.0, "2"),
-        (4, "4"),
-        ("2.0", "2"),
-        (26.5625, "26.5625"),
-        ("Level ?", "?"),
-        ("hard", "hard"),
+        ("Level 3", 3.0),
+        ("level 5", 5.0),
+        (2.0, 2.0),
+        (4, 4.0),
+        ("2.0", 2.0),
+        ("2.125", 2.125),
+        (26.5625, 26.5625),
+        ("Level ?", None),
+        ("hard", None),
         (None, None),
     ],
 )
-def test_level_conversion(tmp_path: Path, raw: Any, expected: str | None) -> None:
+def test_level_conversion(tmp_path: Path, raw: Any, expected: float | None) -> None:
     p = write_jsonl(tmp_path / "l.jsonl", [{"problem": "q", "level": raw}])
-    assert read(p).frame()["level"][0] == expected
+    df = read(p).frame()
+    assert df.schema["level"] == pl.Float64
+    assert df["level"][0] == expected
+    # a level that is not a number is kept, as it was, in meta
+    assert ("level" in meta(df, 0)) == (raw is not None and expected is None)
 
 
 def test_solution_lists_and_types(tmp_path: Path) -> None:
@@ -819,7 +827,8 @@ def test_real_math_train() -> None:
     ]
     # 2 solutions box nothing (\boxed{}) and 2 use a brace-less "\boxed 2"
     assert df["answer"].null_count() <= 4
-    assert set(df["level"].unique()) <= {"1", "2", "3", "4", "5", "?"}
+    assert set(df["level"].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0, None}
+    assert {meta(df, i)["level"] for i in range(df.height) if df["level"][i] is None} <= {"Level ?"}
     assert df["subject"].n_unique() == 7
     assert set(meta(df)) == {"unique_id"}
 
@@ -855,7 +864,7 @@ def test_real_rllm_aime_floats_become_ints() -> None:
     aime = read(SHARED / "rllm" / "test" / "aime.json").frame()
     assert aime.height == 30 and aime["answer"].str.contains(r"^\d+$").all()
     amc = read(SHARED / "rllm" / "test" / "amc.json").frame()
-    assert amc["answer"][0] == "142" and amc["level"][0] == "2"
+    assert amc["answer"][0] == "142" and amc["level"][0] == 2.0
     assert not amc["answer"].str.ends_with(".0").any()
 
 

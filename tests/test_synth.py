@@ -122,7 +122,8 @@ def test_every_row_traces_to_its_text_and_model_with_sql(tmp_path: Path) -> None
         """SELECT id, json_extract_string(meta, '$.text_id') AS text_id,
                   json_extract_string(meta, '$.model') AS model,
                   json_extract_string(meta, '$.prompt_version') AS version,
-                  json_extract_string(meta, '$.url') AS url, level, problem
+                  json_extract_string(meta, '$.url') AS url,
+                  json_extract_string(meta, '$.education_stage') AS level, problem
            FROM problems"""
     )
     assert rows.height > 10

@@ -1,7 +1,8 @@
 """The canonical tables of `curate`, as Arrow schemas: the one place they are defined.
 
 - ``problems``: one row per input row (the output of every stage has these columns
-  first; stages add columns after them, never rename or drop these).
+  first; stages add columns after them, never rename or drop these). Every column is a
+  string except ``level``, a float (compare it as a number: ``level >= 4``).
 - ``documents``: one row per input text (web pages, book and wiki texts, for synthesis and
   mining), read by the same readers with ``curate.read(..., kind="documents")``.
 - ``rejects``: every row a stage removed, with why: ``id``, ``stage``, ``reason``,
@@ -14,6 +15,8 @@ JSON Schema files for other tools are generated from these into ``schemas/``::
 
 >>> [f.name for f in problems_schema()][:4]
 ['id', 'text_hash', 'problem', 'answer']
+>>> str(problems_schema().field("level").type)
+'double'
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
 PROBLEM_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
@@ -43,7 +47,14 @@ PROBLEM_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("solution", pa.string(), True, "Reference solution; null when unknown."),
     ("source", pa.string(), False, "Name of the source the row was read from."),
     ("subject", pa.string(), True, "Subject or category, as the source gives it."),
-    ("level", pa.string(), True, "Difficulty level, as the source gives it ('Level 3' -> '3')."),
+    (
+        "level",
+        pa.float64(),
+        True,
+        "Difficulty level as a number, on the source's own scale ('Level 3' -> 3.0, MATH 1-5, "
+        "AIME 2.125 -> 2.125); null when unknown or not a number (then the original is in "
+        "meta).",
+    ),
     (
         "meta",
         pa.string(),
@@ -147,6 +158,10 @@ RESPONSE_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
 ]
 
 PROBLEM_COLUMNS: tuple[str, ...] = tuple(f[0] for f in PROBLEM_FIELDS)
+PROBLEM_DTYPES: dict[str, Any] = {
+    name: pl.Float64 if kind == pa.float64() else pl.String for name, kind, _, _ in PROBLEM_FIELDS
+}
+"""The problems table as a Polars schema (every column a string, ``level`` a float)."""
 DOCUMENT_COLUMNS: tuple[str, ...] = tuple(f[0] for f in DOCUMENT_FIELDS)
 CANONICAL_COLUMNS: frozenset[str] = frozenset(PROBLEM_COLUMNS + DOCUMENT_COLUMNS)
 """The columns a stage may not add or replace, in either kind of table."""

@@ -11,15 +11,16 @@ import math
 import re
 import reprlib
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import polars as pl
 
 from curate.errors import InputError
-from curate.schema import DOCUMENT_COLUMNS, PROBLEM_COLUMNS
+from curate.schema import DOCUMENT_COLUMNS, PROBLEM_COLUMNS, PROBLEM_DTYPES
 from curate.text import text_hash
 from curate.verification import SOLUTION_RULES, extract_answer
 
@@ -111,8 +112,11 @@ def strip_instructions(text: str) -> str:
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
 _LEVEL_PREFIX = re.compile(r"level\s*(\S.*)", re.I | re.S)
-_INTEGRAL = re.compile(r"(-?\d+)\.0*")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _INT = re.compile(r"-?\d+")
+# GSM8K's answer column: the worked solution, then a last line ``#### <final answer>``.
+_HASH_FINAL = re.compile(r"\n\s*####\s*(\S[^\n]*?)\s*\Z")
+_HASH_SHARE = 0.9  # of the first batch's non-null answers, to take the column as solutions
 
 
 class _Bad(Exception):
@@ -162,15 +166,26 @@ def _answer(value: Any, field: str) -> str | None:
     return _clean_answer(_scalar(value, field))
 
 
-def _level(value: Any, field: str) -> str | None:
-    text = _scalar(value, field)
-    if text is None:
-        return None
-    m = _LEVEL_PREFIX.fullmatch(text)
-    if m:
-        text = m.group(1).strip()
-    m = _INTEGRAL.fullmatch(text)
-    return m.group(1) if m else text
+def _level(value: Any, field: str) -> float | None:
+    """A difficulty level as a number: 5, 'Level 5', '5' and 5.0 give 5.0, '2.125' 2.125;
+    None for null and for text that is not a number (the caller keeps the original in meta).
+
+    >>> _level("Level 3", "level"), _level("2.125", "level"), _level("Level ?", "level")
+    (3.0, 2.125, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float | decimal.Decimal):
+        if value is None:
+            return None
+        raise _Bad(field, f"expected text or a number, got {_describe(value)}")
+    if isinstance(value, str):
+        text = value.strip()
+        m = _LEVEL_PREFIX.fullmatch(text)
+        text = m.group(1).strip() if m else text
+        if not _NUMBER.fullmatch(text):
+            return None
+        value = text
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _json_default(value: Any) -> Any:
@@ -230,24 +245,91 @@ class _Field:
                 return None
         return value
 
+    def past_the_end(self, record: dict[str, Any]) -> str | None:
+        """Why the path falls off the end of a list in ``record``, or None if it does not."""
+        value = record.get(self.column)
+        for i, step in enumerate(self.path):
+            if isinstance(value, list) and isinstance(step, int):
+                if not -len(value) <= step < len(value):
+                    return f"{self._where(i)} has {len(value)} item(s), so it has no index {step}"
+                value = value[step]
+            elif isinstance(value, dict):
+                value = value.get(str(step))
+            else:
+                return None
+        return None
+
     def _where(self, depth: int) -> str:
         return ".".join(str(s) for s in (self.column, *self.path[:depth]))
 
 
-def _first_value(records: list[dict[str, Any]], column: str) -> Any:
-    return next((r[column] for r in records if r.get(column) is not None), None)
+_GONE = object()  # what is left of a value once the part a mapping used is taken out
+
+
+def _without(value: Any, path: tuple[str | int, ...]) -> Any:
+    """``value`` without the part at ``path`` (copied, not changed); containers left empty,
+    and chat messages left with only their ``role``, go too (`_GONE` when nothing is left).
+
+    >>> _without({"ground_truth": "4", "style": "rule"}, ("ground_truth",))
+    {'style': 'rule'}
+    >>> _without([{"role": "user", "content": "1+1?"}], (0, "content")) is _GONE
+    True
+    """
+    step, rest = path[0], path[1:]
+    if isinstance(value, dict) and str(step) in value:
+        key = str(step)
+        child = _without(value[key], rest) if rest else _GONE
+        out = {k: (child if k == key else v) for k, v in value.items()}
+        if child is _GONE:
+            del out[key]
+        return _GONE if not out or set(out) == {"role"} else out
+    if isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
+        i = step % len(value)
+        child = _without(value[i], rest) if rest else _GONE
+        items = [child if j == i else v for j, v in enumerate(value)]
+        if child is _GONE:
+            del items[i]
+        return items if items else _GONE
+    return value
+
+
+def _first_value(records: list[dict[str, Any]], column: str) -> tuple[int, Any]:
+    """(position, value) of the first record with a non-null ``column``; (0, None) if none."""
+    return next(
+        ((i, r[column]) for i, r in enumerate(records) if r.get(column) is not None), (0, None)
+    )
+
+
+Where = Literal["line", "row"]
 
 
 class _Canon:
-    """The column mapping, resolved against the columns of one input; canonicalizes batches."""
+    """The column mapping, resolved against the columns of one input; canonicalizes batches.
 
-    def __init__(self, src: Source, records: list[dict[str, Any]]) -> None:
+    Built from the input's first batch (``records``, at 1-based lines or 0-based rows
+    ``locs`` of the file ``path``), which also decides the conventions that need data:
+    GSM8K's ``#### answer`` in an unmapped answer column, and whether a dotted path's index
+    is past the end of its list in every row (a mapping error, not a column of nulls).
+    """
+
+    def __init__(
+        self,
+        src: Source,
+        records: list[dict[str, Any]],
+        path: Path | str | None = None,
+        locs: Sequence[int] | None = None,
+        where: Where = "row",
+    ) -> None:
         self.src = src
+        self.path = path if path is not None else src.path
+        self.locs = locs if locs is not None else range(len(records))
+        self.where = where
         columns = list(dict.fromkeys(k for r in records for k in r))
         self.fields: dict[str, _Field] = {}
         claimed: set[str] = set()
         self.dropped: set[str] = set()  # input columns wholly carried by a canonical column
         self.documents = src.kind == "documents"
+        self.hash_answer = False  # the answer column is GSM8K-style: take what follows ####
         mapped = src.mapped
         for canon in mapped:
             spec = getattr(src, canon)
@@ -265,7 +347,7 @@ class _Canon:
                     self.fields[canon] = _Field(canon, name)
                     claimed.add(name)
                     self.dropped.add(name)
-        rm = _first_value(records, "reward_model") if "reward_model" not in claimed else None
+        rm = _first_value(records, "reward_model")[1] if "reward_model" not in claimed else None
         if (
             not self.documents
             and "answer" not in self.fields
@@ -280,9 +362,33 @@ class _Canon:
                 f"{list(_CANDIDATES[main])}. Pass {main}=COLUMN (a dotted path such as "
                 f"{'page.body' if self.documents else 'prompt.0.content'} reaches into "
                 "nested data)",
-                path=src.path,
+                path=self.path,
                 field=main,
             )
+        if not self.documents and src.answer is None:
+            self._gsm8k_answers(records)
+        self.nested = [f for f in self.fields.values() if f.path]
+
+    def _gsm8k_answers(self, records: list[dict[str, Any]]) -> None:
+        """An unmapped answer column whose values end in ``#### <answer>`` (GSM8K) holds
+        solutions: it becomes the solution (the answer is read from it), or, when there is a
+        solution column, only what follows ``####`` is taken as the answer."""
+        f = self.fields.get("answer")
+        if f is None or f.path:
+            return
+        values = [r[f.column] for r in records if r.get(f.column) is not None]
+        hits = sum(isinstance(v, str) and _HASH_FINAL.search(v) is not None for v in values)
+        if not values or hits < _HASH_SHARE * len(values):
+            return
+        if "solution" in self.fields:
+            self.hash_answer = True
+        else:
+            self.fields["solution"] = _Field("solution", f.column)
+            del self.fields["answer"]
+
+    def _error(self, message: str, canon: str, index: int) -> InputError:
+        loc = self.locs[index] if index < len(self.locs) else None
+        return InputError(message, path=self.path, field=canon, **{self.where: loc})
 
     def _resolve(
         self, canon: str, spec: str, columns: list[str], records: list[dict[str, Any]]
@@ -295,37 +401,58 @@ class _Canon:
                 f"{canon}={spec!r} names a column the file does not have; available columns: "
                 f"{columns}. Pass one of these, or a dotted path into one (e.g. "
                 "reward_model.ground_truth)",
-                path=self.src.path,
+                path=self.path,
                 field=canon,
             )
         f = _Field(canon, head, tuple(int(s) if _INT.fullmatch(s) else s for s in rest))
+        index, sample = _first_value(records, head)
         try:  # check the path against a sample value
-            f.get({head: _first_value(records, head)}, strict=True)
+            f.get({head: sample}, strict=True)
         except _Bad as e:
-            raise InputError(
-                f"{canon}={spec!r}: {e.message}", path=self.src.path, field=canon
-            ) from None
+            raise self._error(f"{canon}={spec!r}: {e.message}", canon, index) from None
+        ends = [f.past_the_end(r) for r in records if r.get(head) is not None]
+        if ends and all(ends):  # in every row: the path is wrong, not the data
+            raise self._error(
+                f"{canon}={spec!r}: {ends[0]} (and so in every row of the first batch); pass "
+                "an index that exists",
+                canon,
+                index,
+            )
         return f
 
     def batch(
-        self, records: list[dict[str, Any]], start: int, lines: list[int] | None
+        self,
+        records: list[dict[str, Any]],
+        rows: Sequence[int],
+        locs: Sequence[int] | None = None,
+        path: Path | str | None = None,
+        where: Where | None = None,
     ) -> pl.DataFrame:
         """The canonical rows of ``records`` (the problems table, or the documents table for
-        a documents source); a bad value raises an error naming the file, row and field."""
-        rows: list[tuple[str | None, ...]] = []
+        a documents source), whose ids use the input's row positions ``rows``; a bad value
+        raises an error naming the file ``path``, its line or row (``locs``) and the field."""
+        out: list[tuple[Any, ...]] = []
         name = self.src.name
+        locs = rows if locs is None else locs
+        where = where or self.where
         for i, record in enumerate(records):
             try:
                 main, *rest, meta = self._doc(record) if self.documents else self._row(record)
             except _Bad as e:
-                where = {"line": lines[i]} if lines is not None else {"row": start + i}
-                raise InputError(e.message, path=self.src.path, field=e.field, **where) from None
+                raise InputError(
+                    e.message,
+                    path=path if path is not None else self.path,
+                    field=e.field,
+                    **{where: locs[i]},
+                ) from None
             h = text_hash(main)
-            rows.append((f"{name}:{start + i}:{h[:8]}", h, main, *rest, name, meta))
+            out.append((f"{name}:{rows[i]}:{h[:8]}", h, main, *rest, name, meta))
+        if not out:
+            return pl.DataFrame(schema=_DOC_SCHEMA if self.documents else _SCHEMA)
         if self.documents:
-            columns = dict(zip(_DOC_ROW, zip(*rows, strict=True), strict=True))
+            columns = dict(zip(_DOC_ROW, zip(*out, strict=True), strict=True))
             return pl.DataFrame({c: columns[c] for c in DOCUMENT_COLUMNS}, schema=_DOC_SCHEMA)
-        columns = dict(zip(_ROW, zip(*rows, strict=True), strict=True))
+        columns = dict(zip(_ROW, zip(*out, strict=True), strict=True))
         return pl.DataFrame({c: columns[c] for c in PROBLEM_COLUMNS}, schema=_SCHEMA)
 
     def _doc(self, record: dict[str, Any]) -> tuple[str, str | None, str | None, str]:
@@ -349,13 +476,22 @@ class _Canon:
 
     def _meta(self, record: dict[str, Any], keep: list[str]) -> dict[str, Any]:
         """The record's fields that no canonical column wholly carries (``keep``: mapped
-        columns that stay in meta because not all of them was used)."""
+        columns that stay in meta because not all of them was used); of a column a dotted
+        path reads, only what the path did not take."""
         dropped = self.dropped.difference(keep) if keep else self.dropped
-        return {k: v for k, v in record.items() if k not in dropped}
+        meta = {k: v for k, v in record.items() if k not in dropped}
+        for f in self.nested:
+            if f.column in meta and f.column not in keep:
+                rest = _without(meta[f.column], f.path)
+                if rest is _GONE:
+                    del meta[f.column]
+                else:
+                    meta[f.column] = rest
+        return meta
 
     def _row(
         self, record: dict[str, Any]
-    ) -> tuple[str, str | None, str | None, str | None, str | None, str]:
+    ) -> tuple[str, str | None, str | None, str | None, float | None, str]:
         fields = self.fields
         keep: list[str] = []  # mapped columns that must stay in meta: not all of them was used
         extra: dict[str, Any] = {}
@@ -396,17 +532,37 @@ class _Canon:
             if value is not None and not isinstance(value, str):
                 raise _Bad("solution", f"expected text, got {_describe(value)}")
             solution = value if value and not value.isspace() else None
-        answer = self._text(record, "answer", _answer, keep)
+        answer = self._text(record, "answer", self._answer, keep)
         if answer is None and solution is not None:
             answer = _clean_answer(extract_answer(solution, rules=SOLUTION_RULES))
         subject = self._text(record, "subject", _scalar, keep)
-        level = self._text(record, "level", _level, keep)
+        level = self._level(record, keep)
         meta = self._meta(record, keep)
         for key, value in extra.items():
             while key in meta:
                 key = "_" + key
             meta[key] = value
         return problem, answer, solution, subject, level, _dumps_meta(meta)
+
+    def _answer(self, value: Any, field: str) -> str | None:
+        if self.hash_answer and isinstance(value, str):
+            m = _HASH_FINAL.search(value)
+            value = m.group(1) if m else value
+        return _answer(value, field)
+
+    def _level(self, record: dict[str, Any], keep: list[str]) -> float | None:
+        """The level as a number; a level that is not one (or several) stays in meta."""
+        f = self.fields.get("level")
+        if f is None:
+            return None
+        value = f.get(record)
+        items = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
+        levels = [_level(v, "level") for v in items]
+        if len(levels) == 1 and levels[0] is not None:
+            return levels[0]
+        if items:
+            keep.append(f.column)
+        return None
 
     def _text(
         self,
@@ -427,7 +583,7 @@ class _Canon:
         return ", ".join(filter(None, (convert(v, canon) for v in value))) or None
 
 
-_SCHEMA = {c: pl.String for c in PROBLEM_COLUMNS}
+_SCHEMA = PROBLEM_DTYPES
 _ROW = ("id", "text_hash", "problem", "answer", "solution", "subject", "level", "source", "meta")
 _DOC_SCHEMA = {c: pl.String for c in DOCUMENT_COLUMNS}
 _DOC_ROW = ("id", "text_hash", "text", "url", "title", "source", "meta")

@@ -67,7 +67,7 @@ class Mined(GeneratedSource):
 
     @property
     def path(self) -> str:
-        return str(self.pool.path)
+        return self.pool.location
 
     def __repr__(self) -> str:
         return f"Mined(pool={self.pool.name!r}, seeds={self.seeds.name!r})"

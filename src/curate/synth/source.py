@@ -7,7 +7,8 @@ outputs per text from each generator, and reads each output into a problem, its 
 and its final answer (`curate.synth.parse`). Every output is a row of the problems table:
 
 - ``id`` ``<name>:<text id>:<model>:<sample>``; ``source`` the synthesizer's ``name``;
-  ``level`` the education stage; ``answer`` the last ``\boxed{}`` of the solution;
+  ``level`` null (a number; the education stage is in ``meta``); ``answer`` the last
+  ``\boxed{}`` of the solution;
 - ``meta`` its lineage: ``text_id``, ``text_source``, ``url``, ``title``, ``model``,
   ``sample``, ``education_stage``, ``prompt_version``, ``gen_key``, ``finish_reason``,
   ``n_tokens`` (and, for a rejected output, the ``output`` itself);
@@ -51,7 +52,7 @@ from curate.generate.base import (
 from curate.generate.jobs import Task, done_keys, missing, run_tasks, settings_key
 from curate.io import Source
 from curate.responses import RESPONSE_SCHEMA, ResponsesTable
-from curate.schema import PROBLEM_COLUMNS
+from curate.schema import PROBLEM_DTYPES
 from curate.stage import DETAIL, REASON, GeneratedSource, StageContext
 from curate.synth.parse import REASONS, parse
 from curate.synth.prompts import Prompts
@@ -161,7 +162,7 @@ class Synthesize(GeneratedSource):
 
     @property
     def path(self) -> str:
-        return str(self.texts.path)
+        return self.texts.location
 
     def __repr__(self) -> str:
         models = [g.model for g in self.generators]  # type: ignore[union-attr]
@@ -301,7 +302,7 @@ class Synthesize(GeneratedSource):
                     "solution": got.solution,
                     "source": self.name,
                     "subject": None,
-                    "level": stage,
+                    "level": None,
                     "meta": json.dumps(meta, ensure_ascii=False),
                     REASON: None if got.status == "ok" else got.status,
                     DETAIL: got.detail,
@@ -315,7 +316,7 @@ class Synthesize(GeneratedSource):
             yield _frame(rows)
 
 
-_SCHEMA = {**{c: pl.String for c in PROBLEM_COLUMNS}, REASON: pl.String, DETAIL: pl.String}
+_SCHEMA = {**PROBLEM_DTYPES, REASON: pl.String, DETAIL: pl.String}
 
 
 def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

@@ -26,8 +26,9 @@ rejects it (`Filter.mark`).
 The runner, not the stage, reads the input (only the columns the stage reads, in
 batches), splits kept from rejected rows and writes both, streaming; it takes the
 canonical columns from the input, not from the stage, so a stage cannot lose a row or
-change a field: ``kept ∪ rejected = input`` holds for every stage by construction (and
-is still checked). Peak memory is the batch plus the compact columns, not the table.
+change a field (it may fill one that is null, where it declares so in ``fills()``):
+``kept ∪ rejected = input`` holds for every stage by construction (and is still checked).
+Peak memory is the batch plus the compact columns, not the table.
 
 A stage may instead override ``apply(rows, ctx)``: the whole table at once, every
 column (the first version of this contract; it still runs, without those bounds).
@@ -190,6 +191,12 @@ class Stage:
         returned (keep them compact: no full texts); None: the same as `reads`."""
         return None
 
+    def fills(self) -> tuple[str, ...]:
+        """Canonical columns the stage may fill where they are null (`curate.ExtractAnswer`
+        fills a missing ``answer``): the runner takes the stage's value only there, so a
+        value the input has is never changed."""
+        return ()
+
     def optional_reads(self) -> tuple[str, ...]:
         """Columns among those read that may be missing from the input (a documents table
         has no ``answer``): given when the input has them, and the stage copes without."""
@@ -225,7 +232,7 @@ class Stage:
         if mapped:
             out = self.map_batch(table, ctx)
             out = out.collect() if isinstance(out, pl.LazyFrame) else out
-            added = [c for c in out.columns if c not in CANONICAL_COLUMNS]
+            added = [c for c in out.columns if c not in CANONICAL_COLUMNS or c in self.fills()]
             table = merge_added(table, out, self)
         if step:
             base = frame.select(self.columns(frame.columns, step="global"))
@@ -327,7 +334,8 @@ def merge_added(
             "or changed their order: a stage must return every input row in order (filters "
             "mark rows with Filter.mark instead of dropping them)"
         )
-    added = [c for c in out.columns if c not in CANONICAL_COLUMNS]
+    fills = stage.fills()
+    added = [c for c in out.columns if c not in CANONICAL_COLUMNS or c in fills]
     declared = stage.adds()
     if final and declared is not None:
         missing = [c for c in declared if c not in out.columns]
@@ -335,8 +343,21 @@ def merge_added(
             raise RunError(
                 f"stage {stage.name} declares that it adds {missing} but did not return them"
             )
-        added = [c for c in added if c in declared or c in (REASON, DETAIL)]
-    return base.drop([c for c in added if c in base.columns]).hstack(out.select(added))
+        added = [c for c in added if c in declared or c in (REASON, DETAIL) or c in fills]
+    return attach(base, out.select(added), fills)
+
+
+def attach(base: pl.DataFrame, added: pl.DataFrame, fills: tuple[str, ...] = ()) -> pl.DataFrame:
+    """``base`` (same rows) with the columns of ``added``: new ones after its own, same-named
+    ones replaced, except the columns in ``fills`` (`Stage.fills`), which keep their place
+    and take ``added``'s value only where ``base`` has none."""
+    filled = [c for c in added.columns if c in fills and c in base.columns]
+    if filled:
+        base = base.with_columns(
+            base[c].zip_with(base[c].is_not_null(), added[c].cast(base[c].dtype)) for c in filled
+        )
+        added = added.drop(filled)
+    return base.drop([c for c in added.columns if c in base.columns]).hstack(added)
 
 
 class Filter(Stage):
@@ -387,6 +408,11 @@ class GeneratedSource:
     def path(self) -> str:
         """What the manifest shows as where the source comes from."""
         raise NotImplementedError
+
+    @property
+    def location(self) -> str:
+        """The same as `path` (as `curate.Source.location`: a path, a glob or a URL)."""
+        return self.path
 
     def fingerprint(self) -> str:
         """A digest of everything that decides the rows (inputs, models, settings)."""

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from curate.engines.batches import BatchPlan, add_stats
 from curate.io import ParquetSink
-from curate.stage import DETAIL, REASON, Stage, StageContext, merge_added
+from curate.stage import DETAIL, REASON, Stage, StageContext, attach, merge_added
 
 MERGE_ROWS = 65_536
 """Rows per batch of the merge (and per row group of the files it writes)."""
@@ -70,7 +70,7 @@ def execute_stage(
     ``target/rejects.parquet``; ``parts`` keeps the finished batches of the per-row step
     until the stage is done (a re-run after a crash resumes from them)."""
     added = _added(stage, source, parts=parts, ctx=ctx, engine=engine)
-    return _write(source, target, added.drop("id"), ctx.stage_name)
+    return _write(source, target, added.drop("id"), ctx.stage_name, stage.fills())
 
 
 def _added(
@@ -103,13 +103,15 @@ def _added(
     return merge_added(ids, table, stage, final=True)
 
 
-def _write(source: Path, target: Path, added: pl.DataFrame, name: str) -> StageOutput:
+def _write(
+    source: Path, target: Path, added: pl.DataFrame, name: str, fills: tuple[str, ...]
+) -> StageOutput:
     def merged() -> Iterator[pl.DataFrame]:
         offset = 0
         for frame in _batches(source):
             part = added.slice(offset, frame.height)
             offset += frame.height
-            yield frame.drop([c for c in part.columns if c in frame.columns]).hstack(part)
+            yield attach(frame, part, fills)
 
     return write_split(merged(), target, name)
 

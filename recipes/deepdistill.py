@@ -23,7 +23,8 @@ model, and evaluated again; the before/after table is printed and written to
 
 On a CPU, with no download, it runs on toy models trained in seconds (`curate.toy`: a weak
 and a stronger 2-layer Qwen2 on an arithmetic task) and transformers, in under a minute on
-two cores (40 s measured; the first time about a minute more, to train the two toy models)::
+two cores (20 s measured with the toy models cached on idle cores; the first time about 90 s
+more, to train the two toy models)::
 
     curate run recipes/deepdistill.py --out runs/deepdistill
     curate sql runs/deepdistill "SELECT difficulty, count(*), avg(cv) FROM problems GROUP BY 1"

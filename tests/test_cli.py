@@ -73,7 +73,7 @@ def test_ingest_bad_map_and_bad_sql(gsm8k: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["sql", str(tmp_path / "ok"), "SELEC nonsense"])
     assert result.exit_code == 2 and "SQL error" in result.output
     result = runner.invoke(app, ["info", str(tmp_path / "missing")])
-    assert result.exit_code == 2 and "not a curate run" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
 
 
 def test_run_recipe_file(gsm8k: Path, tmp_path: Path) -> None:
@@ -225,3 +225,45 @@ def test_export_sft_of_reference_solutions(tmp_path: Path) -> None:
         app, ["export", str(run), str(tmp_path / "x"), "--format", "sft", "--completions", "both"]
     )
     assert bad.exit_code == 2 and "--completions solutions" in bad.output
+
+
+def test_version_and_plain_help() -> None:
+    from curate import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"curate {__version__}\n"
+    for command in (["run"], ["export"], ["train", "sft"], ["publish"]):
+        text = runner.invoke(app, [*command, "--help"]).output
+        assert "<bool>" not in text and "--help" in text, text
+    text = runner.invoke(app, ["run", "--help"]).output
+    assert "--force / --no-force" in text and "'curate[ray]'" in text
+
+
+def test_missing_run_folder_is_named(tmp_path: Path) -> None:
+    for command in (["sql", str(tmp_path / "nope"), "SELECT 1"], ["info", str(tmp_path / "nope")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and f"{tmp_path / 'nope'} does not exist" in result.output
+
+
+def test_ingest_format_and_export_prompts(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.txt"  # a suffix that says nothing: --format does
+    pool.write_text('{"problem": "What is 1 + 1?", "answer": "2"}\n')
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["ingest", str(pool), "--out", str(run), "-q"])
+    assert result.exit_code == 2 and "format" in result.output
+    result = runner.invoke(app, ["ingest", str(pool), "--out", str(run), "-f", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert "[1/1] ingest: 1 in, 1 kept, 0 rejected in " in result.stderr  # was [0/0]
+    out = tmp_path / "rl"
+    args = ["--format", "rl", "--system-prompt", "Be brief.", "--template", "Solve: {problem}"]
+    result = runner.invoke(app, ["export", str(run), str(out), *args])
+    assert result.exit_code == 0, result.output
+    import polars as pl
+
+    prompt = pl.read_parquet(out / "data").row(0, named=True)["prompt"]
+    assert prompt == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Solve: What is 1 + 1?"},
+    ]
+    bad = runner.invoke(app, ["export", str(run), str(tmp_path / "x"), "--template", "no slot"])
+    assert bad.exit_code == 2 and "{problem}" in bad.output

@@ -23,6 +23,7 @@ from huggingface_hub import _upload_pipeline, constants
 from curate.errors import ConfigError
 from curate.export import hub as hubmod
 from curate.export.hub import PublishError, export_files, publish
+from curate.stage import Stage
 
 # the client's LFS PUT passes a file object as `data=`, which httpx deprecates; not ours
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -318,3 +319,100 @@ def test_offline_mode_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
         publish(tmp_path / "out", "me/x", token=TOKEN, endpoint="http://127.0.0.1:1")
     assert huggingface_hub.__version__  # the real client, not a stand-in
+
+
+def real_export(tmp_path: Path, stages: list[Stage] | None = None) -> tuple[Path, Path]:
+    """A run of a pool named by its absolute path, and its verl export: (run, export)."""
+    import curate
+    from curate.export.card import write_card
+    from curate.export.shards import export_run
+
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"problem": f"What is {n} + 1?", "answer": str(n + 1)} for n in range(4)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_dir, out = tmp_path / "run", tmp_path / "export"
+    recipe = curate.Recipe("abs", [curate.read(pool.resolve())], stages or [curate.ExactDedup()])
+    run = recipe.run(run_dir, progress=False)
+    export_run(run, out, format="verl")
+    write_card(run, out, export=out)
+    return run_dir, out
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_published_card_and_manifest_hold_no_local_paths(tmp_path: Path, large: bool) -> None:
+    _, out = real_export(tmp_path)
+    from curate.export.card import md_escape
+
+    local = str(tmp_path.resolve())
+    before = {name: (out / name).read_bytes() for name in ("README.md", "export.json")}
+    assert local in before["export.json"].decode()
+    assert md_escape(local) in before["README.md"].decode()  # in the sources table
+    with FakeHub() as hub:
+        r = publish(out, "me/abs", token=TOKEN, endpoint=hub.url, large=large)
+        files = hub.files("me/abs")
+    assert r.redacted == ("README.md", "export.json")
+    assert "local paths made relative" in r.summary()
+    for name in ("README.md", "export.json"):
+        assert local not in files[name].decode() and md_escape(local) not in files[name].decode()
+        assert (out / name).read_bytes() == before[name]  # the local files stay as they were
+    assert json.loads(files["export.json"])["run"]["path"] == "../run"
+    assert "../pool.jsonl" in files["README.md"].decode()  # the source table
+    assert (
+        files["data/train-00000-of-00001.parquet"]
+        == (out / "data" / "train-00000-of-00001.parquet").read_bytes()
+    )
+    assert {f.path: f.size for f in r.files} == {p: len(b) for p, b in files.items()}
+
+
+def test_an_export_whose_run_changed_is_refused_unless_forced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from typer.testing import CliRunner
+
+    import curate
+    from curate.cli import app
+
+    run_dir, out = real_export(tmp_path)
+    assert publish(out, "me/t", dry_run=True).warnings == ()  # fresh: nothing to say
+    pool = tmp_path / "pool.jsonl"
+    changed = [curate.ExactDedup(), curate.RequireGradable()]
+    curate.Recipe("abs", [curate.read(pool.resolve())], changed).run(run_dir, progress=False)
+    with pytest.raises(ConfigError, match=r"no longer matches its run.*--force"):
+        publish(out, "me/t", dry_run=True)
+    with FakeHub() as hub:
+        with pytest.raises(ConfigError, match="no longer matches its run"):
+            publish(out, "me/t", token=TOKEN, endpoint=hub.url)
+        assert hub.repos == {}
+        with caplog.at_level(logging.WARNING, logger="curate.export.hub"):
+            r = publish(out, "me/t", token=TOKEN, endpoint=hub.url, force=True)
+    assert (
+        len(r.warnings) == 1
+        and "the run has 3 stages where the export recorded 2" in (r.warnings[0])
+    )
+    assert r.warnings[0] in caplog.text
+    cli = CliRunner()
+    refused = cli.invoke(app, ["publish", str(out), "--repo", "me/t", "--dry-run"])
+    assert refused.exit_code == 2 and "no longer matches its run" in refused.output
+    forced = cli.invoke(app, ["publish", str(out), "--repo", "me/t", "--dry-run", "--force"])
+    assert forced.exit_code == 0, forced.output
+
+    # a run that is not on this machine (the export was copied elsewhere) cannot be checked
+    run_dir.rename(tmp_path / "moved")
+    r = publish(out, "me/t", dry_run=True)
+    assert len(r.warnings) == 1 and "is not on this machine" in r.warnings[0]
+
+
+def test_redaction_leaves_what_is_not_a_local_path(tmp_path: Path) -> None:
+    from curate.export.published import redact_paths
+
+    text = (
+        "1/2 and a/b, https://huggingface.co/datasets/x/y, ~/data, /no-such-root-dir/a, "
+        f"`{tmp_path}/sub/file.jsonl`. ({Path.home()}/models/m)"
+    )
+    got = redact_paths(text, "/elsewhere/out", home=Path.home())
+    assert got.startswith(
+        "1/2 and a/b, https://huggingface.co/datasets/x/y, ~/data, /no-such-root-dir/a, "
+    )
+    assert str(tmp_path) not in got
+    assert "`…/file.jsonl`." in got or "`~/" in got  # the sentence's full stop stays outside
+    assert "(~/models/m)" in got

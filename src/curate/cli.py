@@ -2,27 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from curate.cli_common import fail as _fail
+from curate.cli_common import quiet_logs, require_path, setup_output, show_version
 from curate.errors import ConfigError, CurateError, InputError
 
 app = typer.Typer(
     name="curate",
-    help="Curate LLM reasoning training data: ingest, dedup, decontaminate, verify, query.",
+    help="Curate LLM reasoning training data: ingest, dedup, decontaminate, verify, query.\n\n"
+    "Progress goes to stderr: bars on a terminal, whole lines in a log file or a pipe; "
+    "CURATE_PROGRESS=0 (or a command's --quiet) silences it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: Rich's panels showed every flag as `--flag <bool>` and read the
+    # brackets of `pip install 'curate[ray]'` as markup.
+    rich_markup_mode=None,
 )
 
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")]
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print curate's version and exit.", is_eager=True,
+            callback=show_version,
+        ),
+    ] = False,
+) -> None:  # fmt: skip
+    """The options before any command (the app's help text is the ``help`` above)."""
 
 
 def _load_recipe(path: Path) -> tuple[object, object | None]:
@@ -70,11 +90,29 @@ def run(
             "stops after curation."
         ),
     ] = True,
+    limit: Limit = None,
+    sample: Sample = None,
+    seed: Seed = 0,
 ) -> None:
     """Run a recipe into a run directory (finished, unchanged stages are skipped), then
     the recipe file's ``then(run, out)`` if it defines one (see --then/--no-then)."""
+    quiet_logs(quiet)
+    progress = False if quiet else None  # None: CURATE_PROGRESS=0 silences it too
     try:
+        if progress is None and recipe_file.is_file():
+            from curate._progress import note
+
+            note(f"reading {recipe_file} (its sources and models are set up now) ...")
         recipe, after = _load_recipe(recipe_file)
+        sliced = _slice(limit, sample, seed)
+        if sliced:  # a slice of every file source, to try the recipe
+            from curate.io import Source
+
+            sources = [
+                dataclasses.replace(s, **sliced) if isinstance(s, Source) else s
+                for s in recipe.sources  # type: ignore[attr-defined]
+            ]
+            recipe = dataclasses.replace(recipe, sources=sources)  # type: ignore[type-var]
         if ray_address is not None:
             engine = "ray"
         if engine not in ("local", "ray"):
@@ -83,7 +121,7 @@ def run(
             out,
             force=force,
             workers=workers,
-            progress=not quiet,
+            progress=progress,
             engine=engine,
             address=ray_address,
         )
@@ -102,12 +140,46 @@ def run(
             raise _fail(e) from None
 
 
+Limit = Annotated[
+    int | None, typer.Option(help="Read only the first N rows of each source (to try a recipe).")
+]
+Sample = Annotated[
+    float | None,
+    typer.Option(help="Read a seeded random sample of each source: a fraction if <= 1, else rows."),
+]
+Seed = Annotated[int, typer.Option(help="Seed of --sample.")]
+
+
+def _slice(limit: int | None, sample: float | None, seed: int) -> dict[str, Any]:
+    """`curate.read`'s slice options from the CLI's (--sample 500 is 500 rows)."""
+    out: dict[str, Any] = {}
+    if limit is not None:
+        out["limit"] = limit
+    if sample is not None:
+        out["sample"] = int(sample) if sample > 1 else sample
+        out["seed"] = seed
+    return out
+
+
 @app.command()
 def ingest(
     files: Annotated[
-        list[Path], typer.Argument(help="JSONL, JSON, Parquet, CSV files or HF dataset folders.")
+        list[str],
+        typer.Argument(
+            help="JSONL, JSON, Parquet, CSV files (also .gz/.zst/.bz2/.xz), globs, folders of "
+            "shards, HF dataset folders, or URLs (hf://, s3://, gs://)."
+        ),
     ],
     out: OutDir,
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="The files' format when their names do not say it (jsonl, json, parquet, "
+            "csv, hf, warc; default: from the suffix).",
+        ),
+    ] = None,
     map_: Annotated[
         list[str] | None,
         typer.Option("--map", "-m", help="Column mapping, e.g. problem=question (repeatable)."),
@@ -118,6 +190,9 @@ def ingest(
         str,
         typer.Option(help="problems, or documents: texts (web pages, books) for synthesis."),
     ] = "problems",
+    limit: Limit = None,
+    sample: Sample = None,
+    seed: Seed = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Read files into a run directory in the canonical schema, with no other stage."""
@@ -130,12 +205,13 @@ def ingest(
         mapping = _parse_map(map_ or [], kind)
         if source is not None and len(files) != 1:
             raise ConfigError("--source names one file; omit it to name sources by file name")
+        sliced = _slice(limit, sample, seed)
         sources = [
-            read(f, source=source, split=split, kind=kind, **mapping)  # type: ignore[arg-type]
+            read(f, source=source, split=split, kind=kind, format=format_, **mapping, **sliced)  # type: ignore[arg-type]
             for f in files
         ]
         name = source or (sources[0].name if len(sources) == 1 else "ingest")
-        result = Recipe(name, sources=sources).run(out, progress=not quiet)
+        result = Recipe(name, sources=sources).run(out, progress=False if quiet else None)
     except CurateError as e:
         raise _fail(e) from None
     _print_summary(result)
@@ -185,6 +261,7 @@ def sql(
     from curate.sql import query as sql_query
 
     try:
+        require_path(run_dir, "a run directory, or a training or evaluation folder")
         if (run_dir / MANIFEST).exists() or not run_dir.is_dir():
             opened = open_run(run_dir)
             notice = opened.notice()
@@ -218,6 +295,7 @@ def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
     from curate.run import open_run
 
     try:
+        require_path(run_dir, "a run directory")
         result = open_run(run_dir)
     except CurateError as e:
         raise _fail(e) from None
@@ -266,7 +344,13 @@ def export(
         str, typer.Option("--format", "-f", help="sft | rl | verl | trl | pretrain (pages)")
     ] = "verl",
     test_fraction: Annotated[float, typer.Option(help="Share of problems in 'test'.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the train/test split and of --order shuffle.")
+    ] = 0,
+    order: Annotated[
+        str,
+        typer.Option(help="Row order in the shards: id (sources in blocks) | shuffle (seeded)."),
+    ] = "id",
     shard_rows: Annotated[int | None, typer.Option(help="Rows per shard.")] = None,
     shard_mb: Annotated[int, typer.Option(help="Target shard size in MB.")] = 256,
     card: Annotated[bool, typer.Option(help="Write README.md and plots too.")] = True,
@@ -280,6 +364,17 @@ def export(
     ] = "auto",
     tokenizer: Annotated[
         str | None, typer.Option(help="pretrain: count each page's tokens with this tokenizer.")
+    ] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="A system message at the start of every prompt.")
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            help="The user message, with {problem} where the problem goes; '{problem}' alone: "
+            "the bare problem (default: rl/verl the problem with DeepScaleR's instruction, "
+            "sft/trl the prompt each response was generated from)."
+        ),
     ] = None,
 ) -> None:
     """Export a run as training-ready Parquet shards (and its dataset card)."""
@@ -306,9 +401,12 @@ def export(
             format=format,  # type: ignore[arg-type]  # checked by ExportOptions
             test_fraction=test_fraction,
             seed=seed,
+            order=order,  # type: ignore[arg-type]  # checked by ExportOptions
             shard_rows=shard_rows,
             shard_bytes=shard_mb * 2**20,
             completions=completions,  # type: ignore[arg-type]  # checked by ExportOptions
+            system_prompt=system_prompt,
+            template=template,
         )
         if card:
             from curate.export.card import write_card
@@ -354,14 +452,22 @@ def publish(
     large: Annotated[
         bool | None, typer.Option(help="Resumable multi-commit upload (default: by size).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Publish even when the run changed since the export.")
+    ] = False,
 ) -> None:
-    """Upload an export to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    """Upload an export to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`).
+
+    The uploaded card and export.json name no local path (made relative); an export whose
+    run changed since it was written is refused without --force.
+    """
     from curate.export.hub import publish as upload
 
     try:
         result = upload(
-            out_dir, repo, private=private, revision=revision, dry_run=dry_run, large=large
-        )
+            out_dir, repo, private=private, revision=revision, dry_run=dry_run, large=large,
+            force=force,
+        )  # fmt: skip
     except CurateError as e:
         raise _fail(e) from None
     typer.echo(result.summary())
@@ -434,7 +540,7 @@ def verify(
                 [item for _, item in good],
                 options=options,
                 timeout=timeout,
-                progress=pairs is not None and sys.stderr.isatty(),
+                progress=pairs is not None,  # a bar on a terminal, else lines (curate._progress)
             ),
             strict=True,
         )
@@ -585,6 +691,7 @@ app.command("mine")(mine_command)
 
 
 def main() -> None:
+    setup_output()  # here, not in a callback: it sets environment variables for the process
     app()
 
 

@@ -16,6 +16,7 @@ train_app = typer.Typer(
     help="Train on an export (or a run): SFT or GRPO over TRL, with the papers' presets.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help, as the main app (see curate.cli)
 )
 
 Data = Annotated[Path, typer.Argument(help="An export folder (or a run directory).")]

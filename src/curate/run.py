@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
+from curate._progress import progress_mode
 from curate._version import __version__
 from curate.engines import (
     Engine,
@@ -148,7 +149,13 @@ class Recipe:
         Finished stages whose fingerprint is unchanged are skipped (``force=True``
         re-runs everything); a stage interrupted part-way resumes from its finished
         batches. ``workers`` bounds the worker processes of per-row work (default: one
-        per core); ``progress`` defaults to whether stderr is a terminal.
+        per core).
+
+        ``progress``: ``None`` (the default) reports on stderr unless the environment
+        variable ``CURATE_PROGRESS`` is ``0``; ``True`` always; ``False`` never. A report is
+        a line when each stage starts and ends (counts and seconds), and for long loops a
+        tqdm bar on a terminal or in a notebook, else a line now and then (a log file gets
+        whole lines, no carriage returns; see `curate._progress`).
 
         ``engine`` runs the stages' per-row batches: ``"local"`` (this process) or
         ``"ray"`` (a Ray cluster: the one ``ray.init`` connected to, the one at
@@ -157,7 +164,7 @@ class Recipe:
         self._check()
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        show = sys.stderr.isatty() if progress is None else progress
+        show = progress_mode(progress) != "off"
         runner_engine = make_engine(engine, address=address)
         try:
             with _locked(out):
@@ -233,6 +240,10 @@ class _Runner:
         if self.progress:
             print(message, file=sys.stderr, flush=True)
 
+    def _step(self, index: int) -> str:
+        """``[k/n]``: the step's place among all of the recipe's steps, ingest the first."""
+        return f"[{index + 1}/{len(self.recipe.stage_names())}]"
+
     def run(self) -> None:
         """Run every stage; on an error or an interrupt the manifest says ``failed`` (with
         the error) or ``interrupted`` before the exception goes on."""
@@ -254,7 +265,7 @@ class _Runner:
         self.manifest["sources"] = [
             {
                 "name": s.name,
-                "path": str(s.path),
+                "path": s.location,
                 "format": s.format,
                 "license": s.license,
                 "fingerprint": fp,
@@ -296,7 +307,7 @@ class _Runner:
             (self.out / old["dir"] / f).exists() for f in ("kept.parquet", "rejects.parquet")
         ):
             return None
-        self.log(f"[{index}] {name}: unchanged, skipped ({old['kept']:,} kept)")
+        self.log(f"{self._step(index)} {name}: unchanged, skipped ({old['kept']:,} kept)")
         return old
 
     def _execute(
@@ -308,7 +319,7 @@ class _Runner:
         parent: dict[str, Any] | None,
         total: int,
     ) -> dict[str, Any]:
-        self.log(f"[{index}/{total - 1}] {name} ...")
+        self.log(f"{self._step(index)} {name} ...")
         started = time.perf_counter()
         ctx = StageContext(
             run_dir=self.out,
@@ -357,9 +368,10 @@ class _Runner:
             "stats": ctx.stats,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        reasons = f" ({', '.join(f'{k}: {v:,}' for k, v in rejected.items())})" if rejected else ""
         self.log(
-            f"[{index}/{total - 1}] {name}: {rows_in:,} in, {kept_rows:,} kept, "
-            f"{sum(rejected.values()):,} rejected {rejected or ''} in {seconds:.2f}s"
+            f"{self._step(index)} {name}: {rows_in:,} in, {kept_rows:,} kept, "
+            f"{sum(rejected.values()):,} rejected{reasons} in {seconds:.2f}s"
         )
         return entry
 
@@ -437,6 +449,8 @@ class Run:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         manifest = _read_manifest(self.path)
+        if manifest is None and not self.path.exists():
+            raise RunError(f"{self.path} does not exist: expected a run directory")
         if manifest is None:
             raise RunError(f"{self.path} is not a curate run: no {MANIFEST} in it")
         self.manifest: dict[str, Any] = manifest

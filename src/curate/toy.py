@@ -60,7 +60,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import math
 import os
 import random
@@ -72,6 +71,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from curate._progress import note
 from curate._torch import torch_threads
 from curate.errors import ConfigError, MissingExtraError
 
@@ -110,7 +110,6 @@ TRAIN: dict[str, Any] = {
     "level_weights": (3, 2, 1),
 }
 _MARKER = "curate-toy.json"
-_log = logging.getLogger(__name__)
 
 
 def _problem(rng: random.Random, level: int, op: str) -> tuple[int, str, int]:
@@ -318,9 +317,9 @@ def toy_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _log.info("training the toy model (%d steps) into %s", steps, target)
+        note(f"training the toy model ({steps} steps, once; cached in {target}) ...")
         stats = _train(tmp, steps=steps, seed=seed, task=task)
-        _log.info("trained the toy model in %.1f s", stats["train_seconds"])
+        note(f"trained the toy model in {stats['train_seconds']:.1f} s")
         marker = {"settings": settings, **stats}
         (tmp / _MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
         _install(tmp, target, settings)

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from curate import errors
+from curate._progress import progress_mode
 from curate.engines.batches import BatchPlan, run_batch
 from curate.errors import MissingExtraError
 from curate.stage import Stage, StageContext
@@ -54,7 +55,7 @@ class RayEngine:
         ray = self._ray()
         _ship(type(stage))
         data = ray.data.DataContext.get_current()
-        data.enable_progress_bars = ctx.progress
+        data.enable_progress_bars = ctx.progress and progress_mode() == "bars"
         data.print_on_execution_start = False
         worker_ctx = replace(ctx, workers=1, progress=False, stats={}, tasks=None)
         indices = ray.data.from_items(

@@ -27,6 +27,13 @@ in the repository (``.gitattributes``, hand-written notes) are left alone.
 
 Hidden files and folders (``.*``) and temporary files (``*.tmp``) are never uploaded.
 
+What is uploaded names no local path: the copies of ``README.md`` and ``export.json`` sent
+have every absolute local path (the run directory, source files, local models) made
+relative (`curate.export.published`); the files in the folder stay as they are. And it is
+still its run's export: when the run that ``export.json`` names has changed since (a stage
+re-run with other settings), `publish` refuses unless ``force=True`` (``--force``); when
+that run is not on this machine it says it could not check, and goes on.
+
 The token comes from the `token` argument, else from the usual places
 (`huggingface_hub.get_token`: the ``HF_TOKEN`` environment variable, then the
 ``hf auth login`` cache). It is handed to the client and nowhere else: it is not part of
@@ -59,6 +66,7 @@ from typing import Literal, TypeVar
 
 from curate._version import __version__
 from curate.errors import ConfigError, CurateError, MissingExtraError
+from curate.export.published import published_text, stale_export
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -102,7 +110,9 @@ class PublishResult:
 
     `private` is the repository's visibility as the Hub reports it after the upload (for a
     dry run: as asked). `deleted` lists the stale files under ``data/`` and ``plots/`` that
-    the upload removed. There is deliberately no token here.
+    the upload removed. `redacted` names the files sent with local paths made relative
+    (``README.md``, ``export.json``); `warnings` what could not be checked, or the run's
+    change that ``force=True`` published anyway. There is deliberately no token here.
 
     >>> r = PublishResult(repo_id="me/toy", revision="main", private=False,
     ...                   endpoint="https://huggingface.co", method="commit", dry_run=True,
@@ -126,6 +136,8 @@ class PublishResult:
     deleted: tuple[str, ...] = ()
     commit_url: str | None = None
     commit_oid: str | None = None
+    redacted: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -148,6 +160,8 @@ class PublishResult:
         ]
         lines += [f"  {f.path}  {_human(f.size)}" for f in self.files]
         lines.append(f"  total  {self.total_bytes} bytes")
+        if self.redacted:
+            lines.append(f"local paths made relative in the uploaded {', '.join(self.redacted)}")
         if self.deleted:
             lines.append(f"deleted {len(self.deleted)} stale files: {', '.join(self.deleted)}")
         if self.commit_url:
@@ -215,13 +229,15 @@ def publish(
     endpoint: str | None = None,
     large: bool | None = None,
     commit_message: str | None = None,
+    force: bool = False,
 ) -> PublishResult:
     """Upload an export folder to the dataset repository `repo` on the Hub.
 
     `repo` is ``namespace/name`` or just ``name`` (the token's own namespace). `revision`
     is a branch (created from ``main`` when missing) or a ``refs/pr/N`` ref; default
     ``main``. `endpoint` defaults to ``HF_ENDPOINT`` or the public Hub. `large` forces the
-    upload path (see the module docstring); `None` picks it by size. Returns a
+    upload path (see the module docstring); `None` picks it by size. `force` publishes an
+    export whose run has changed since it was written (see the module docstring). Returns a
     `PublishResult`; its `summary()` is what the command line prints.
 
     >>> import tempfile
@@ -236,6 +252,10 @@ def publish(
     files = export_files(folder)
     root = Path(folder)
     _check_repo(repo)
+    notes = _check_run(root, force)
+    payload = {f.path: data for f in files if (data := published_text(root, f.path)) is not None}
+    files = tuple(UploadFile(f.path, len(payload[f.path])) if f.path in payload else f
+                  for f in files)  # fmt: skip
     rev = revision or "main"
     base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     total = sum(f.size for f in files)
@@ -256,6 +276,8 @@ def publish(
             files=files,
             method=method,
             dry_run=True,
+            redacted=tuple(payload),
+            warnings=notes,
         )
 
     try:
@@ -343,7 +365,10 @@ def publish(
             CommitOperationDelete(path_in_repo=p) for p in stale
         ]
         ops += [
-            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=root / f.path) for f in files
+            CommitOperationAdd(
+                path_in_repo=f.path, path_or_fileobj=payload.get(f.path, root / f.path)
+            )
+            for f in files
         ]
         commit = _call(
             secret,
@@ -369,9 +394,22 @@ def publish(
             commit_message=message,
             # The same selection as `export_files`: fnmatch's `*` crosses `/`, so `*/.*` is
             # any hidden file or folder below the top.
-            ignore_patterns=[".*", "*/.*", "*.tmp"],
+            ignore_patterns=[".*", "*/.*", "*.tmp", *payload],  # the redacted ones follow
             delete_patterns=[_fnmatch_escape(p) for p in stale] or None,
         )
+        if payload:  # the card and export.json without local paths, in a commit of their own
+            commit = _call(
+                secret,
+                repo_id,
+                "upload the card and export.json",
+                api.create_commit,
+                repo_id,
+                operations=[CommitOperationAdd(path_in_repo=p, path_or_fileobj=data)
+                            for p, data in payload.items()],
+                commit_message=message,
+                repo_type="dataset",
+                revision=rev,
+            )  # fmt: skip
     return PublishResult(
         repo_id=repo_id,
         revision=rev,
@@ -383,7 +421,25 @@ def publish(
         deleted=stale,
         commit_url=commit.commit_url,
         commit_oid=commit.oid,
+        redacted=tuple(payload),
+        warnings=notes,
     )
+
+
+def _check_run(root: Path, force: bool) -> tuple[str, ...]:
+    """Refuse an export whose run changed since it was written (unless ``force``); the
+    warnings to show (logged here too)."""
+    mismatch, notice = stale_export(root)
+    if mismatch is not None and not force:
+        raise ConfigError(
+            f"export {root} no longer matches its run: {mismatch}. Export the run again "
+            f"(curate export RUN_DIR {root}) to publish what the run holds now, or pass "
+            "force=True (--force) to publish the export as it is"
+        )
+    notes = tuple(f"export {root}: {text}" for text in (mismatch, notice) if text is not None)
+    for text in notes:
+        log.warning("warning: %s", text)
+    return notes
 
 
 def _call(

@@ -694,3 +694,95 @@ def test_a_reply_with_its_own_think_block_inside_is_left_as_it_is(tmp: Path) -> 
     shard = pl.read_parquet(out.files["train"][0])
     contents = [m[-1]["content"] for m in shard["messages"].to_list()]
     assert contents == [solutions[0], "<think>\n" + solutions[1]]
+
+
+# --- order ---------------------------------------------------------------------------------
+
+
+def _ids(result: Any, split: str = "train") -> list[str]:
+    return [i for p in result.files[split] for i in pl.read_parquet(p)["id"].to_list()]
+
+
+def test_shuffled_order_is_seeded_and_keeps_the_rows(big_run: curate.Run, tmp: Path) -> None:
+    by_id = export_run(big_run, tmp / "order-id", format="verl")
+    a = export_run(big_run, tmp / "order-a", format="verl", order="shuffle", shard_rows=300)
+    export_run(big_run, tmp / "order-b", format="verl", order="shuffle", shard_rows=300)
+    assert _shards(tmp / "order-a") == _shards(tmp / "order-b")
+    ids = [i["index"] for p in a.files["train"] for i in pl.read_parquet(p)["extra_info"]]
+    assert ids == list(range(1000))  # verl's index follows the new order
+    shuffled = [
+        x
+        for p in a.files["train"]
+        for x in pl.read_parquet(p)["reward_model"].struct.field("ground_truth").to_list()
+    ]
+    in_order = [
+        x
+        for p in by_id.files["train"]
+        for x in pl.read_parquet(p)["reward_model"].struct.field("ground_truth").to_list()
+    ]
+    assert sorted(shuffled) == sorted(in_order) and shuffled != in_order
+    c = export_run(big_run, tmp / "order-c", format="verl", order="shuffle", seed=1)
+    other = [
+        x
+        for p in c.files["train"]
+        for x in pl.read_parquet(p)["reward_model"].struct.field("ground_truth").to_list()
+    ]
+    assert other != shuffled
+    manifest = json.loads(a.manifest.read_text())
+    assert manifest["options"]["order"] == "shuffle"
+    assert "order" not in json.loads(by_id.manifest.read_text())["options"]
+
+
+def test_shuffle_spreads_the_sources_and_keeps_the_split(tmp: Path) -> None:
+    pools = [
+        curate.read(
+            _jsonl(
+                tmp / f"{s}.jsonl", [{"problem": f"{s} {i}?", "answer": str(i)} for i in range(40)]
+            ),
+            source=s,
+        )
+        for s in ("alpha", "beta")
+    ]
+    run = curate.Recipe("two", pools).run(tmp / "two")
+    by_id = export_run(run, tmp / "two-id", format="rl", test_fraction=0.25, seed=2)
+    mixed = export_run(
+        run, tmp / "two-mixed", format="rl", test_fraction=0.25, seed=2, order="shuffle"
+    )
+    for split in ("train", "test"):
+        assert sorted(_ids(mixed, split)) == _ids(by_id, split)  # the same split
+    first_half = _ids(mixed)[: len(_ids(mixed)) // 2]
+    assert {i.split(":")[0] for i in first_half} == {"alpha", "beta"}
+    assert {i.split(":")[0] for i in _ids(by_id)[: len(_ids(by_id)) // 2]} == {"alpha"}
+
+
+def test_default_order_is_the_id_order(plain_run: curate.Run, tmp: Path) -> None:
+    export_run(plain_run, tmp / "default-order", format="rl")
+    export_run(plain_run, tmp / "explicit-order", format="rl", order="id")
+    assert _shards(tmp / "default-order") == _shards(tmp / "explicit-order")
+    with pytest.raises(ConfigError, match="order='random'"):
+        export_run(plain_run, tmp / "bad-order", format="rl", order="random")  # type: ignore[arg-type]
+
+
+def _pairs(result: Any, split: str) -> list[str]:
+    return [
+        json.dumps(m) for p in result.files[split] for m in pl.read_parquet(p)["messages"].to_list()
+    ]
+
+
+def test_shuffled_sft_rows(selected_run: curate.Run, tmp: Path) -> None:
+    by_id = export_run(selected_run, tmp / "sft-id", format="sft", test_fraction=0.25)
+    a = export_run(selected_run, tmp / "sft-a", format="sft", test_fraction=0.25, order="shuffle")
+    export_run(selected_run, tmp / "sft-b", format="sft", test_fraction=0.25, order="shuffle")
+    assert _shards(tmp / "sft-a") == _shards(tmp / "sft-b")
+    for split in ("train", "test"):  # the same pairs (of two equal pairs, the first is kept)
+        assert sorted(_pairs(a, split)) == sorted(_pairs(by_id, split))
+    assert _ids(a) != _ids(by_id) and a.rows == by_id.rows
+    rows = [
+        {"problem": f"{i} + 1?", "answer": str(i + 1), "solution": f"{i + 1}"} for i in range(20)
+    ]
+    solved = curate.Recipe("solved", [curate.read(_jsonl(tmp / "solved.jsonl", rows))])
+    run = solved.run(tmp / "solved")
+    solutions = export_run(run, tmp / "sft-solutions", format="sft", order="shuffle")
+    ids = _ids(solutions)
+    assert all(i.endswith("/reference/0") for i in ids) and ids != sorted(ids)
+    assert sorted(ids) == _ids(export_run(run, tmp / "sft-solutions-id", format="sft"))

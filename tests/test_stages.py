@@ -52,6 +52,14 @@ STAGES: list[Stage] = [
     curate.SQLFilter("length(problem) > 10 AND answer IS NOT NULL", reason="short"),
     curate.RequireGradable(),
     curate.RequireGradable(allow_text=False, max_length=50),
+    curate.Mix(total=5),
+    curate.Mix(per_source=2, stratify="level"),
+    curate.LanguageFilter(),
+    curate.FigureFilter(),
+    curate.MultipleChoiceFilter(),
+    curate.ProofFilter(),
+    curate.LengthFilter(),
+    curate.QueryFilter(),
 ]
 
 

@@ -33,6 +33,16 @@ _EXPORTS: dict[str, str] = {
     "ExactDedup": "curate.dedup.exact",
     "MinHashDedup": "curate.dedup.minhash",
     "SemanticDedup": "curate.dedup.semantic",
+    "Mix": "curate.mix",
+    "LanguageFilter": "curate.math_filters",
+    "FigureFilter": "curate.math_filters",
+    "MultipleChoiceFilter": "curate.math_filters",
+    "ProofFilter": "curate.math_filters",
+    "LengthFilter": "curate.math_filters",
+    "QueryFilter": "curate.query_filters",
+    "RepeatedNgrams": "curate.query_filters",
+    "Perplexity": "curate.perplexity",
+    "ExtractAnswer": "curate.answer_extract",
     "Decontaminate": "curate.decontam",
     "embed_texts": "curate.embed",
     "Distill": "curate.distill",
@@ -70,6 +80,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from curate import reward, train
+    from curate.answer_extract import ExtractAnswer
     from curate.decontam import Decontaminate
     from curate.dedup.exact import ExactDedup
     from curate.dedup.minhash import MinHashDedup
@@ -87,6 +98,16 @@ if TYPE_CHECKING:
     from curate.grade import Grade
     from curate.influence.stage import InfluenceSelect
     from curate.io import Source, read
+    from curate.math_filters import (
+        FigureFilter,
+        LanguageFilter,
+        LengthFilter,
+        MultipleChoiceFilter,
+        ProofFilter,
+    )
+    from curate.mix import Mix
+    from curate.perplexity import Perplexity
+    from curate.query_filters import QueryFilter, RepeatedNgrams
     from curate.run import Recipe, Run, RunWarning, open_run
     from curate.select import DeepDistillStageI, DeepDistillStageII, PassRateBand
     from curate.stage import Filter, Stage, StageContext, StageResult

@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "build_splits": "curate.export.shards",
     "previous_export": "curate.export.shards",
     "split_draw": "curate.export.shards",
+    "order_draw": "curate.export.shards",
     "ExportOptions": "curate.export.shards",
     "ExportResult": "curate.export.shards",
     "EXPORT_MANIFEST": "curate.export.shards",
@@ -42,6 +43,7 @@ __all__ = [
     "build_splits",
     "export_run",
     "json_schema",
+    "order_draw",
     "previous_export",
     "publish",
     "split_draw",
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         ExportResult,
         build_splits,
         export_run,
+        order_draw,
         previous_export,
         split_draw,
     )

@@ -20,7 +20,11 @@ spills to disk), into a hidden folder that becomes ``OUT/data`` only once every 
   problem is in both. The same ids and seed give the same split on every machine.
 - **Order**: by problem id, then model and sample; the same run gives the same rows in the
   same order, and the same bytes (zstd level 3, no pandas or `datasets` metadata in the
-  file: any Parquet reader gets the plain Arrow types).
+  file: any Parquet reader gets the plain Arrow types). Ids begin with their source, so the
+  sources come in blocks: ``order="shuffle"`` orders the rows of each split by `order_draw`
+  (BLAKE2b of the seed and the exported row's id) instead, the same on every machine; a
+  response is placed on its own, not beside the other responses of its problem. The split
+  does not depend on the order; of two duplicate pairs (below), the one kept does.
 - **Completions** (``sft``/``trl``): ``completions="responses"`` takes the run's selected
   responses; ``"solutions"`` the problems' reference solutions (``model`` ``"reference"``,
   ``sample`` 0; a problem whose solution is null or blank is left out and counted);
@@ -91,6 +95,8 @@ _PROBLEM_COLUMNS += ("pass_rate", "cv", "difficulty")
 _SAMPLE_MATCH = ["finish_reason", "n_tokens", "extracted_answer", "verdict"]
 Completions = Literal["auto", "responses", "solutions", "both"]
 COMPLETIONS: tuple[Completions, ...] = get_args(Completions)
+Order = Literal["id", "shuffle"]
+ORDERS: tuple[Order, ...] = get_args(Order)
 _PAIRS: tuple[Format, ...] = ("sft", "trl")  # formats of (prompt, completion) rows
 
 
@@ -107,6 +113,7 @@ class ExportOptions:
     system_prompt: str | None = None
     template: str | None = None
     completions: Completions = "auto"
+    order: Order = "id"
 
     def after_run(self, run: Run, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
         """Export the finished ``run`` into ``out/export/<format>/`` with its dataset card
@@ -127,6 +134,8 @@ class ExportOptions:
             raise ConfigError(
                 f"completions={self.completions!r}: expected one of {list(COMPLETIONS)}"
             )
+        if self.order not in ORDERS:
+            raise ConfigError(f"order={self.order!r}: expected one of {list(ORDERS)}")
         if self.completions != "auto" and self.format not in _PAIRS:
             raise ConfigError(
                 f"completions={self.completions!r} with format {self.format!r}: completions "
@@ -180,6 +189,17 @@ def split_draw(seed: int, key: str) -> float:
     return int.from_bytes(digest.digest(), "little") / 2**64
 
 
+def order_draw(seed: int, key: str) -> float:
+    """A number in [0, 1) from ``seed`` and ``key`` (an exported row's id): the rows of a
+    ``order="shuffle"`` export are sorted by it (BLAKE2b, the same on every machine).
+
+    >>> order_draw(0, "math:0:1a2b3c4d") == order_draw(0, "math:0:1a2b3c4d")
+    True
+    """
+    digest = hashlib.blake2b(f"curate-order\x00{seed}\x00{key}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") / 2**64
+
+
 def export_run(
     run: Run | str | Path,
     out: str | Path,
@@ -193,12 +213,14 @@ def export_run(
     system_prompt: str | None = None,
     template: str | None = None,
     completions: Completions = "auto",
+    order: Order = "id",
 ) -> ExportResult:
     r"""Export run ``run`` into ``out`` as ``format`` shards (see the module doc).
 
     ``completions`` (``sft``/``trl`` only): the assistant messages are the run's
     ``"responses"``, the problems' reference ``"solutions"``, ``"both"``, or ``"auto"``:
-    responses when the run has them, else solutions.
+    responses when the run has them, else solutions. ``order``: ``"id"`` (the default) or
+    ``"shuffle"`` (seeded by ``seed``).
 
     >>> import curate, tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -222,6 +244,7 @@ def export_run(
         system_prompt=system_prompt,
         template=template,
         completions=completions,
+        order=order,
     )
     run = run if isinstance(run, Run) else Run(run)
     out = Path(out)
@@ -274,6 +297,9 @@ class _Rows:
                 _no_reference_model(self.wanted)
         else:
             self.problems = self.problems.sort("id")
+            if options.order == "shuffle":
+                draws = _order_column(self.problems["id"], options.seed)
+                self.problems = self.problems.with_columns(draws).sort(_ORDER, "id").drop(_ORDER)
             self.problems = self.problems.with_columns(_split_column(self.problems["id"], options))
 
     def chunks(self, split: str) -> Iterator[pa.Table]:
@@ -343,6 +369,20 @@ class _Rows:
             (wanted is not None and wanted.height) or (solutions is not None and solutions.height)
         ):
             return
+        shuffle = self.options.order == "shuffle"
+        order = ", _order" if shuffle else ""  # the draws to sort by, when shuffled
+        w_order = ", w._order" if shuffle else ""
+        if shuffle and wanted is not None:
+            keys = pl.concat_str(
+                [pl.col("problem_id"), pl.col("model"), pl.col("sample").cast(pl.String)],
+                separator="/",
+            )
+            wanted = wanted.with_columns(
+                _order_column(wanted.select(keys).to_series(), self.options.seed)
+            )
+        if shuffle and solutions is not None:
+            ids = solutions["problem_id"] + f"/{REFERENCE}/0"  # the rows' ids
+            solutions = solutions.with_columns(_order_column(ids, self.options.seed))
         columns = [c for c in _PROBLEM_COLUMNS if c in self.problems.columns]
         problems = self.problems.select(columns)
         con = duckdb.connect(":memory:")
@@ -362,7 +402,7 @@ class _Rows:
                 con.register("wanted", wanted.to_arrow())
                 parts.append(f"""
                     SELECT w.problem_id, w.model, w.sample, r.text, r.prompt,
-                           CAST(r.n_tokens AS BIGINT) AS n_tokens, false AS _solution
+                           CAST(r.n_tokens AS BIGINT) AS n_tokens, false AS _solution{w_order}
                     FROM read_parquet([{files}], filename = true, file_row_number = true,
                                       union_by_name = true) AS r
                     JOIN wanted AS w ON r.filename = w._file AND r.file_row_number = w._row
@@ -372,14 +412,14 @@ class _Rows:
                 parts.append(f"""
                     SELECT problem_id, {sql_string(REFERENCE)} AS model,
                            CAST(0 AS BIGINT) AS sample, text, CAST(NULL AS VARCHAR) AS prompt,
-                           CAST(NULL AS BIGINT) AS n_tokens, true AS _solution
+                           CAST(NULL AS BIGINT) AS n_tokens, true AS _solution{order}
                     FROM solutions
                 """)
             query = f"""
                 SELECT c.*, p.* EXCLUDE (id)
                 FROM ({" UNION ALL ".join(parts)}) AS c
                 JOIN problems AS p ON p.id = c.problem_id
-                ORDER BY c.problem_id, c.model, c.sample
+                ORDER BY {"c._order, " if shuffle else ""}c.problem_id, c.model, c.sample
             """
             for batch in con.sql(query).to_arrow_reader(4096):
                 frame = pl.from_arrow(batch)
@@ -391,6 +431,14 @@ class _Rows:
 
 SORT_MEMORY = "1GB"
 """DuckDB's memory limit for sorting an export's responses (more spills to disk)."""
+
+
+_ORDER = "_order"
+
+
+def _order_column(keys: pl.Series, seed: int) -> pl.Series:
+    """`order_draw` of each key, as the ``_order`` column a shuffled export is sorted by."""
+    return pl.Series(_ORDER, [order_draw(seed, k) for k in keys.to_list()], dtype=pl.Float64)
 
 
 def _split_column(keys: pl.Series, options: ExportOptions) -> pl.Expr:
@@ -751,7 +799,12 @@ def _write_into(run: Run, out: Path, options: ExportOptions) -> ExportResult:
                 {"name": s["name"], "fingerprint": s["fingerprint"]} for s in run.manifest["stages"]
             ],
         },
-        "options": {k: v for k, v in asdict(options).items() if k != "format"},
+        # the default order is left out: an export by id keeps the manifest of before
+        "options": {
+            k: v
+            for k, v in asdict(options).items()
+            if k != "format" and not (k == "order" and v == "id")
+        },
     }
     if rows.pairs:
         manifest["completions"] = {

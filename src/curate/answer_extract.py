@@ -51,7 +51,7 @@ import polars as pl
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Prompt, Request, Sampling, framed
 from curate.generate.jobs import Task, done_keys, missing, run_tasks, settings_key
-from curate.responses import RESPONSE_SCHEMA, ResponsesTable, one_per_key
+from curate.responses import ResponsesTable
 from curate.stage import Filter, StageContext
 from curate.verification import DEFAULT_TIMEOUT, read_answer, verify_many
 from curate.verification.extract import Rule
@@ -360,16 +360,8 @@ _KEYS = ("problem_id", "model", "sample", "gen_key", "finish_reason", "extracted
 def _stored(cache: ResponsesTable, key: str, model: str, ids: list[str]) -> pl.DataFrame:
     """The cached replies of ``model`` under ``key`` for prompt digests ``ids`` (key columns
     and the answer read, not the texts), one per key."""
-    parts = cache.parts()
-    if not parts:
-        return pl.DataFrame(schema={c: RESPONSE_SCHEMA[c] for c in _KEYS})
-    found = (
-        pl.scan_parquet(parts)
-        .select(_KEYS)
-        .filter(pl.col("gen_key") == key, pl.col("model") == model, pl.col("problem_id").is_in(ids))
-        .collect()
-    )
-    return one_per_key(found)
+    wanted = (pl.col("gen_key") == key, pl.col("model") == model, pl.col("problem_id").is_in(ids))
+    return cache.scan(*wanted).select(_KEYS).collect()
 
 
 @dataclass

@@ -165,9 +165,8 @@ class Distill(Stage):
         frame = batch.select("id", "problem", "answer")
         out = ctx.responses
         have = (
-            out.scan()
+            out.scan(pl.col("problem_id").is_in(frame["id"].implode()))
             .select("problem_id", "model", "sample", "gen_key", "finish_reason")
-            .filter(pl.col("problem_id").is_in(frame["id"].implode()))
             .collect()
         )
         for generator in self.generators:  # type: ignore[union-attr]

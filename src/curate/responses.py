@@ -82,17 +82,18 @@ class ResponsesTable:
         """Every stored response, one row per key (see `one_per_key`)."""
         return read_responses(self.path)
 
-    def scan(self) -> pl.LazyFrame:
-        """Every stored response, lazily, one row per key (see `one_per_key`): select the
-        columns you need (leave the texts out) and filter before collecting, and memory
-        holds only those. Columns a part written by an older curate lacks are null."""
+    def scan(self, *where: pl.Expr) -> pl.LazyFrame:
+        """The stored responses that match ``where`` (filters on their columns, applied
+        first), lazily, one row per key (see `one_per_key`): select the columns you need
+        (leave the texts out) before collecting, and memory holds only those. Columns a
+        part written by an older curate lacks are null."""
         parts = self.parts()
         if not parts:
             return pl.LazyFrame(schema=RESPONSE_SCHEMA)
         lazy = pl.scan_parquet(
             parts, schema=RESPONSE_SCHEMA, missing_columns="insert", extra_columns="ignore"
         )
-        return one_per_key(lazy)
+        return one_per_key(lazy.filter(*where) if where else lazy)
 
 
 def read_responses(directory: str | Path) -> pl.DataFrame:

@@ -12,6 +12,8 @@ speed    problems/s of the n-gram rule (tokenize + index lookup + evidence) and 
 quality  recall of benchmark items inserted into the demo pool under realistic edits
          (tests/test_decontam_quality.py), with and without their gold answers;
          rows flagged in the demo pools.
+clean    share of a clean pool flagged: MATH train (7,500) less the rows checked by hand
+         to hold a benchmark problem (TRUE_OVERLAPS below), with and without answers.
 pools    which benchmarks the real pools overlap, and how much (default rule, and with
          answer_aware=False).
 """
@@ -38,7 +40,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 import curate  # noqa: E402
 from curate.decontam import Decontaminate, bundled, load_benchmark  # noqa: E402
 from curate.decontam import hits as H  # noqa: E402
-from curate.decontam import stage as S  # noqa: E402
 from curate.decontam.ngram import tokenize_many  # noqa: E402
 from curate.decontam.registry import resolve  # noqa: E402
 
@@ -92,7 +93,7 @@ def index_bytes(index: object) -> int:
 def speed(pool: pl.DataFrame, repeats: int = 5) -> list[str]:
     benches = resolve("all")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    index, items, build = S._index(benches, 10, 3, 5)  # items table + index, timed
+    index, items, build = Decontaminate()._index(benches)  # items table + index, timed
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     texts = pool["problem"]
     ngram_best = stage_best = ngram_cpu = float("inf")
@@ -141,7 +142,7 @@ def quality(per_benchmark: int) -> list[str]:
         sample_items,
     )
 
-    pool = pl.concat([demo_pool("math"), demo_pool("gsm8k")])
+    pool = pl.concat([demo_pool("math"), demo_pool("gsm8k")], how="diagonal_relaxed")
     items = sample_items(per_benchmark)
     out = ["| edit | recall (gold answer kept) | recall (no answer) |", "|---|---:|---:|"]
     results = []
@@ -166,6 +167,41 @@ def quality(per_benchmark: int) -> list[str]:
             Decontaminate(bench, mode="annotate").apply(rows.lazy(), c).collect()
             flagged = c.stats["decontam"]["rows_flagged"]
             out.append(f"| {name} | {bench} | {rows.height:,} | {flagged} |")
+    return out
+
+
+# Rows of MATH train (hendrycks_math/train.jsonl, line number from 0) that hold a benchmark problem:
+# the same problem, re-typeset or re-worded, with the same answer (checked by hand).
+TRUE_OVERLAPS = {
+    389: "math500 test/intermediate_algebra/337",  # xy=24, xz=48, yz=72
+    873: "math500 test/algebra/170",  # integers in |x-2| <= 5.6
+    1487: "carp_en 87",  # x + 1/y = 1, y + 1/z = 1
+    3816: "olympiadbench 2791",  # four zeros in arithmetic progression
+    3859: "olympiadbench 2895",  # a^3 - 15a^2 + 20a - 50 = 0
+    4015: "olympiadbench 2890",  # ellipse tangent to both axes
+    4531: "olympiadbench 2607",  # tenuous function
+    6725: "college_math 200",  # simplify sqrt(245)
+    7145: "olympiadbench 2794",  # parallelogram 0, z, 1/z, z + 1/z
+    7421: "olympiadbench 2644",  # sin^2 4 + ... + sin^2 176
+}
+
+
+def clean(shared: Path) -> list[str]:
+    """Share of the clean MATH train pool flagged, with and without gold answers."""
+    pool = curate.read(shared / "hendrycks_math/train.jsonl", source="math").frame()
+    pool = pool.with_row_index("n")
+    out = ["| answer_aware | rows flagged | true overlaps found | clean pool flagged |"]
+    out.append("|---|---:|---:|---:|")
+    for aware in (True, False):
+        flagged = Decontaminate(mode="annotate", answer_aware=aware).apply(pool.lazy(), ctx())
+        hit = flagged.collect().join(pool.select("id", "n"), on="id")
+        hit = hit.filter(pl.col("contamination").list.len() > 0)["n"].to_list()
+        true = sum(n in TRUE_OVERLAPS for n in hit)
+        false, size = len(hit) - true, pool.height - len(TRUE_OVERLAPS)
+        out.append(
+            f"| {'yes' if aware else 'no'} | {len(hit)} ({len(hit) / pool.height:.2%}) | "
+            f"{true}/{len(TRUE_OVERLAPS)} | {false} of {size:,} ({false / size:.2%}) |"
+        )
     return out
 
 
@@ -195,7 +231,9 @@ def pools(shared: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["speed", "quality", "pools", "all"], default="all")
+    parser.add_argument(
+        "--part", choices=["speed", "quality", "clean", "pools", "all"], default="all"
+    )
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--per-benchmark", type=int, default=40)
     args = parser.parse_args()
@@ -211,7 +249,7 @@ def main() -> None:
         else:
             from test_decontam_quality import demo_pool
 
-            demo = pl.concat([demo_pool("math"), demo_pool("gsm8k")])
+            demo = pl.concat([demo_pool("math"), demo_pool("gsm8k")], how="diagonal_relaxed")
             pool = (
                 pl.concat([demo] * 14)
                 .with_row_index("n")
@@ -227,6 +265,9 @@ def main() -> None:
     if args.part in ("quality", "all"):
         print("### Recall and precision\n")
         print("\n".join(quality(args.per_benchmark)) + "\n")
+    if args.part in ("clean", "all") and have_shared:
+        print("### False positives on a clean pool (MATH train)\n")
+        print("\n".join(clean(args.shared)) + "\n")
     if args.part in ("pools", "all") and have_shared:
         print("### Overlap of real pools with the bundled benchmarks\n")
         print("\n".join(pools(args.shared)) + "\n")

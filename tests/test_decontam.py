@@ -109,7 +109,7 @@ _PIECES = [
     r"\Big", r"\bigg", r"\cdot", r"\times", r"\Leq", r"\alpha", "\\\\", "$", "{", "}", "(", ")",
     "^", "_", "-", "+", "=", "<", ">", "|", "/", "*", "x", "ab", "Find", "3", "12", "0", ".",
     ",", "'", "’", "–", "“", "é", "π", "的", "，", "。", "Ω", "ß", "ﬁ", "²", "½", "١", " ", "  ",
-    "\n", "\u00a0",
+    "\n", "\u00a0", "[asy]", "[/asy]", "[ASY]", "(0,6)",
 ]
 # fmt: on
 LATEXISH = st.lists(st.sampled_from(_PIECES), max_size=30).map("".join)
@@ -250,3 +250,100 @@ def test_run_manifest_and_report(tmp_path: Path) -> None:
     assert "amc23" in format_report(run)
     with pytest.raises(curate.RunError, match="no finished Decontaminate"):
         format_report(curate.Recipe("s", recipe.sources, []).run(tmp_path / "run2"))
+
+
+# ------------------------------------------------------------ common n-grams, figures, numbers
+
+FIG = (
+    "[asy] size(180); pair A=(0,6), B=(0,0), C=(8,0), D=(0,3), E=(4,0), F=(8/3,2);"
+    " draw(E--A--C--D); draw((-1,0)--(10,0), EndArrow); draw((0,-1)--(0,8), EndArrow);"
+    ' label("$A(0,6)$", A, W); label("$B(0,0)$", B, SW); label("$C(8,0)$", C, S); [/asy]'
+)
+SETUP = "In the diagram, $D$ and $E$ are the midpoints of $\\overline{AB}$ and $\\overline{BC}$."
+
+
+def test_asymptote_block_is_one_token_named_by_its_numbers() -> None:
+    (token,) = tokenize(FIG)
+    assert token.startswith("asy") and len(token) == 19
+    respaced = FIG.replace("; ", ";\n  ").replace("draw", "draw ").replace('"$A$"', '"\\(A\\)"')
+    assert tokenize(respaced) == [token]  # spacing, label spelling: the same figure
+    assert tokenize(FIG.replace("(8,0)", "(9,0)")) != [token]  # another point: another figure
+    texts = [f"Find $x$. {FIG} Go.", FIG.upper(), "[asy] unclosed", None]
+    many = tokenize_many(texts)
+    assert [many.row(i) for i in range(4)] == [tokenize(t or "") for t in texts]
+
+
+def test_shared_figure_alone_is_no_contamination(tmp_path: Path) -> None:
+    bench = tmp_path / "figs.jsonl"
+    item = f"{SETUP} Determine the area of quadrilateral $DBEF$. {FIG}"
+    bench.write_text(json.dumps({"problem": item, "answer": "8"}) + "\n")
+    rows = problems_frame(
+        [
+            (f"Find the slope of the line through $C$ and $D$. {FIG}", "1"),  # the figure only
+            (f"Problem 3. {item}", "8"),  # the item itself
+            (f"{SETUP} Determine the area of quadrilateral $DBEF$.", None),  # figure left out
+        ]
+    )
+    out = Decontaminate(str(bench), mode="annotate", answer_aware=False).apply(rows.lazy(), _ctx())
+    flagged = out.collect()["contamination"].list.len().to_list()
+    assert flagged == [0, 1, 1]
+
+
+def test_common_ngrams_of_a_reference_corpus_never_match(tmp_path: Path) -> None:
+    template = (
+        "(A) Line (B) Circle (C) Parabola (D) Ellipse (E) Hyperbola "
+        "Enter the letter of the correct option."
+    )
+    items = [f"Which curve is defined by $r = 2\\sin\\theta$? {template}"]
+    reference = [f"Which curve is defined by $x^2 = {k}y$? {template}" for k in range(6)]
+    row = f"Which curve is defined by $y = 3x^2 - 7$? {template}"  # shares only the template
+    plain = NgramIndex(items, n=10)
+    assert len(plain.lookup(tokenize_many([row])).row) > 0
+    idx = NgramIndex(items, n=10, reference=reference, reference_df=5)
+    assert len(idx.lookup(tokenize_many([row])).row) == 0
+    assert len(idx.lookup(tokenize_many([items[0]])).row) > 0  # the item itself still matches
+    assert len(NgramIndex(items, n=10, reference=reference[:4]).lookup(tokenize_many([row])).row)
+    # the stage: the bundled list knows this template; a file of problems works too
+    bench = tmp_path / "curves.jsonl"
+    bench.write_text(json.dumps({"problem": items[0], "answer": "C"}) + "\n")
+    ref = tmp_path / "reference.jsonl"
+    ref.write_text("".join(json.dumps({"problem": r}) + "\n" for r in reference))
+    rows = problems_frame([(row, None), (items[0], None)])
+
+    def flagged(**options: object) -> list[int]:
+        stage = Decontaminate(str(bench), mode="annotate", answer_aware=False, **options)  # type: ignore[arg-type]
+        return stage.apply(rows.lazy(), _ctx()).collect()["contamination"].list.len().to_list()
+
+    assert flagged(reference=None) == [1, 1]
+    assert flagged() == [0, 1]
+    assert flagged(reference=str(ref)) == [0, 1]
+    assert "reference_version" in Decontaminate(reference=str(ref)).describe()
+    with pytest.raises(curate.ConfigError, match="reference"):
+        Decontaminate(reference=str(tmp_path / "nope.jsonl"))
+
+
+def test_rows_with_other_numbers_are_siblings(tmp_path: Path) -> None:
+    item = (
+        "How many ways are there to put 5 balls in 2 boxes if the balls are distinguishable "
+        "but the boxes are not?"
+    )
+    bench = tmp_path / "balls.jsonl"
+    bench.write_text(json.dumps({"problem": item, "answer": "16"}) + "\n")
+    rows = problems_frame(
+        [
+            (item.replace("2 boxes", "3 boxes"), None),  # other numbers: a sibling
+            ("Problem 7. " + item + " (5 points)", None),  # adds numbers only: a copy
+            (item.replace("5 balls", "the balls"), None),  # lacks one only: a partial copy
+        ]
+    )
+    stage = Decontaminate(str(bench), mode="annotate", answer_aware=False)
+    out = stage.apply(rows.lazy(), _ctx()).collect()
+    assert out["contamination"].list.len().to_list() == [0, 1, 1]
+    blind = Decontaminate(str(bench), mode="annotate", answer_aware=False, number_aware=False)
+    hits = blind.apply(rows.lazy(), _ctx()).collect()["contamination"]
+    assert [h[0]["same_numbers"] for h in hits] == [False, True, True]
+
+
+def _ctx() -> curate.StageContext:
+    d = tmp()
+    return curate.StageContext(run_dir=d, cache_dir=d / "cache", stage_name="decontaminate")

@@ -2,6 +2,7 @@
 
 `ngram_hits` turns the matches of an `NgramIndex` into hits with the longest shared run
 of tokens (its text is what a person reads to check the hit) and the item's coverage;
+`same_numbers` says whether a row has other numbers than the item (a sibling problem);
 `embedding_hits` finds each row's most similar item; `candidates` adds benchmark names,
 item ids and whether the gold answers agree; `hit_column` makes the ``contamination``
 column. Which candidates count is `curate.decontam.Decontaminate.decide`'s business.
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curate.decontam.ngram import NgramIndex, Tokens, union_length
+from curate.decontam.ngram import IDENTITY, NgramIndex, Tokens, union_length
 from curate.decontam.registry import Benchmark
 from curate.verification import GOLD_RULES, VerifyOptions, verify_many
 
@@ -32,6 +33,7 @@ HIT = pl.Struct(
         "coverage": pl.Float64,  # share of the item's tokens inside shared n-grams
         "similarity": pl.Float64,  # embedding cosine (embedding rule)
         "same_answer": pl.Boolean,  # gold answers agree; null: unknown or not compared
+        "same_numbers": pl.Boolean,  # the item's numbers are all in the row; null: it has none
     }
 )
 RULES = ("ngram", "whole_item", "embedding")  # strongest first
@@ -114,6 +116,46 @@ def ngram_hits(index: NgramIndex, tokens: Tokens) -> pl.DataFrame:
         },
         schema=_SCHEMA,
     )
+
+
+def token_numbers(tokens: Tokens, rows: np.ndarray) -> pl.DataFrame:
+    """The distinct numbers (tokens of digits) and figures (`curate.decontam.ngram.FIGURE`)
+    of some texts of ``tokens``: ``row``, ``num``.
+
+    >>> from curate.decontam.ngram import tokenize_many
+    >>> token_numbers(tokenize_many(["x 12 and 12, 3", "none", "7"]), np.array([0, 2])).rows()
+    [(0, '12'), (0, '3'), (2, '7')]
+    """
+    rows = np.asarray(rows, np.int64)
+    starts, lengths = tokens.offsets[rows], np.diff(tokens.offsets)[rows]
+    first = np.cumsum(lengths) - lengths
+    pos = np.arange(int(lengths.sum())) - np.repeat(first - starts, lengths)
+    frame = pl.DataFrame({"row": np.repeat(rows, lengths), "num": tokens.flat.gather(pos)})
+    return frame.filter(pl.col("num").str.contains(IDENTITY)).unique(maintain_order=True)
+
+
+def same_numbers(hits: pl.DataFrame, tokens: Tokens, index: NgramIndex) -> pl.Series:
+    """Per hit: false where the row has *other numbers* than the item, true where it does
+    not, null where neither has a number. Other numbers (or figures, whose tokens count as
+    numbers) means both: the item has a number the row lacks, and the row one the item
+    lacks. That is a sibling problem (the same text with 3 boxes instead of 2, another
+    figure); a row that only lacks some (a copy without its example or figure) or only
+    adds some ("Problem 7.") is not one."""
+    if not hits.height:
+        return pl.Series("same_numbers", [], pl.Boolean)
+    on = ["row", "item"]
+    rows = token_numbers(tokens, np.unique(hits["row"].to_numpy()))
+    pairs = hits.select(on).unique()
+    item_nums = pairs.join(index.numbers(), on="item")
+    row_nums = pairs.join(rows, on="row")
+    lacks = item_nums.join(rows, on=["row", "num"], how="anti").select(on).unique()
+    adds = row_nums.join(index.numbers(), on=["item", "num"], how="anti").select(on).unique()
+    other = lacks.join(adds, on=on).with_columns(pl.lit(False).alias("same_numbers"))
+    some = pl.concat([item_nums.select(on), row_nums.select(on)]).unique()
+    verdict = some.join(other, on=on, how="left").with_columns(
+        pl.col("same_numbers").fill_null(True)
+    )
+    return hits.select(on).join(verdict, on=on, how="left")["same_numbers"]
 
 
 def embedding_hits(

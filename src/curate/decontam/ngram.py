@@ -5,7 +5,13 @@ normalizer exact dedup uses), then words (runs of letters, runs of digits: ``15a
 ``15 a`` are the same; each CJK character alone), LaTeX command names without the
 backslash, and the operators ``+ - = < > * / ^ |``. Braces, other punctuation, ``$``
 and spacing are not tokens, so ``x^{2}`` and ``x^2``, ``\dfrac12`` and ``\frac12``,
-``1{,}000`` and ``1,000`` give the same tokens.
+``1{,}000`` and ``1,000`` give the same tokens. An Asymptote block (``[asy]...[/asy]``)
+is one token, ``asy`` and 16 letters: a digest of the numbers in its code (`_figure`), so
+drawing code is matched only as a whole figure and counts as one token, not hundreds.
+
+>>> t = tokenize("Find $x$. [asy] draw((0,0)--(3, 4)); [/asy]")
+>>> t[:2], t[2] == tokenize("[asy]draw((0,0) -- (3,4), red);[/asy]")[0], len(t)
+(['find', 'x'], True, 3)
 
 >>> tokenize(r"Find $\dfrac{1}{2} + x^{2}$,  if $x \geq 3$.")
 ['find', 'frac', '1', '2', '+', 'x', '^', '2', 'if', 'x', 'ge', '3']
@@ -25,16 +31,20 @@ answer-format instructions that only reword a problem.
 `NgramIndex` holds the hashed n-grams of benchmark items: ``n``-token n-grams of long
 items, and whole short items (``min_tokens`` to ``n - 1`` tokens) matched as a whole.
 N-grams shared by more than ``max_df`` items, or inside an ``ignore`` phrase, are
-boilerplate and never match. `NgramIndex.lookup` finds every (row, item) match of a
-`Tokens` table with vectorized hashing (`curate.hashing.gram_hashes`, the n-gram hash of
-MinHash shingles too) and a binary search. The index lives in memory only, built from the
-benchmark texts in each process, so the hash function can change freely: every match is
+boilerplate and never match, and so do n-grams found in at least ``reference_df``
+distinct texts of a ``reference`` corpus (`common_grams`; `curate.decontam.common`).
+`NgramIndex.lookup` finds every (row, item) match of a `Tokens` table with vectorized
+hashing (`curate.hashing.gram_hashes`, the n-gram hash of MinHash shingles too) and a
+binary search. The index lives in memory only, built from the benchmark texts in each
+process, so the hash function can change freely: every match is
 checked token by token, and a different hash only collides differently.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
 import re
 import unicodedata
 import warnings
@@ -54,11 +64,51 @@ _FAST = rf"\\[a-z]+|[{_CJK}]|[a-z]+|[0-9]+|[{_OPS}]"  # the same, on lower-cased
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _SEED = 0x5EED
 _CHECK_ROWS = 16  # rows per call compared with `tokenize`
+FIGURE = r"^asy[a-p]{16}$"  # the token of an Asymptote block (`_figure`)
+IDENTITY = r"^(?:[0-9]+|asy[a-p]{16})$"  # numbers and figures: what siblings differ in
+_ASY = re.compile(r"\[asy\](.*?)\[/asy\]", re.DOTALL | re.IGNORECASE)
 
 
 def tokenize(text: str) -> list[str]:
     """The tokens of ``text`` (the reference definition; see the module docstring)."""
+    return _plain(_ASY.sub(_figure, text) if "[asy]" in text.lower() else text)
+
+
+def _plain(text: str) -> list[str]:
     return [t[1:] if t[0] == "\\" else t for t in _TOKEN.findall(normalize_text(text))]
+
+
+def _figure(block: re.Match[str]) -> str:
+    """An Asymptote block as one token: ``asy`` and 16 letters, a digest of the numbers in
+    its code, in order (of all its tokens if it has none). A figure is its coordinates:
+    spacing, comments, pens and label spelling do not change it; other points do."""
+    return _figure_token(_plain(block.group(1)))
+
+
+def _figure_token(tokens: list[str]) -> str:
+    numbers = [t for t in tokens if t.isdigit()] or tokens
+    digest = hashlib.blake2b(" ".join(numbers).encode(), digest_size=8).digest()
+    return " asy" + "".join(chr(97 + (b >> 4)) + chr(97 + (b & 15)) for b in digest) + " "
+
+
+def _figures(s: pl.Series) -> pl.Series:
+    """`_figure` on every Asymptote block of a column, the blocks tokenized in one go."""
+    at = np.flatnonzero(s.str.contains(r"(?i)\[asy\]").to_numpy())
+    if not len(at):
+        return s
+    texts = s.gather(at).to_list()
+    found = [list(_ASY.finditer(t)) for t in texts]
+    blocks = tokenize_many([m.group(1) for ms in found for m in ms])
+    flat, ends = blocks.flat.to_list(), blocks.offsets.tolist()
+    names = iter(_figure_token(flat[a:b]) for a, b in itertools.pairwise(ends))
+    out = []
+    for text, ms in zip(texts, found, strict=True):
+        parts, last = [], 0
+        for m in ms:
+            parts += [text[last : m.start()], next(names)]
+            last = m.end()
+        out.append("".join(parts) + text[last:])
+    return s.scatter(at, out)
 
 
 @functools.cache
@@ -102,6 +152,7 @@ class Tokens:
 def tokenize_many(texts: Sequence[str | None] | pl.Series) -> Tokens:
     """`tokenize` of every text (null is empty), as one `Tokens` table."""
     s = pl.Series("text", texts, dtype=pl.String).fill_null("")
+    s = _figures(s)  # each Asymptote block becomes one token
     non_ascii = np.flatnonzero((s.str.len_bytes() != s.str.len_chars()).to_numpy())
     if len(non_ascii):  # NFKC composes across characters: whole texts, in C
         nfkc = [unicodedata.normalize("NFKC", t) for t in s.gather(non_ascii).to_list()]
@@ -240,11 +291,14 @@ class NgramIndex:
         max_df: int | None = None,
         groups: Sequence[int] | None = None,
         ignore: Sequence[str] = (),
+        reference: Sequence[str] = (),
+        reference_df: int = 5,
     ) -> None:
         if n < 1 or min_tokens < 1:
             raise ValueError(f"n={n} and min_tokens={min_tokens} must be at least 1")
         self.n, self.min_tokens, self.max_df = n, min_tokens, max_df
         self.tokens = tokenize_many(texts)
+        self._numbers: pl.DataFrame | None = None
         groups_a = np.asarray(groups if groups is not None else range(len(texts)), np.int64)
         h = self._hashes = self.tokens.hashes()
         offsets, lengths = self.tokens.offsets, self.tokens.lengths()
@@ -252,7 +306,7 @@ class NgramIndex:
         # long items: every n-gram
         starts = valid_starts(offsets, n)
         grams = gram_hashes(h, n, starts)
-        boiler = self._ignored(ignore)
+        boiler = np.union1d(self._ignored(ignore), common_grams(reference, n, reference_df))
         keep = ~np.isin(grams, boiler)
         if max_df is not None and len(grams):
             keep &= _df(grams, groups_a[item_of[starts]]) <= max_df
@@ -279,6 +333,17 @@ class NgramIndex:
             ok = df[short] <= max_df
             self.boilerplate += int((~ok).sum())
             self._short = _Postings(whole[ok], short[ok], np.zeros(int(ok.sum()), np.int64))
+
+    def numbers(self) -> pl.DataFrame:
+        """The distinct numbers and figures of every item: ``item``, ``num``
+        (`curate.decontam.hits.same_numbers`)."""
+        if self._numbers is None:
+            flat = self.tokens.flat
+            item = np.repeat(np.arange(len(self.tokens)), self.tokens.lengths())
+            frame = pl.DataFrame({"item": item, "num": flat})
+            identity = pl.col("num").str.contains(IDENTITY)
+            self._numbers = frame.filter(identity).unique(maintain_order=True)
+        return self._numbers
 
     def _ignored(self, phrases: Sequence[str]) -> np.ndarray:
         if not phrases:
@@ -398,6 +463,28 @@ def union_length(group: np.ndarray, start: np.ndarray, n: int, size: int) -> np.
     same = g[1:] == g[:-1]
     gap[1:][same] = np.minimum(s[1:] - s[:-1], n)[same]
     return np.bincount(g, weights=gap, minlength=size).astype(np.int64)
+
+
+def common_grams(texts: Sequence[str], n: int, min_df: int) -> np.ndarray:
+    """Hashes of the ``n``-grams found in at least ``min_df`` distinct texts of ``texts``
+    (texts with the same tokens count once).
+
+    >>> t = ["a b c d e", "a b c d f", "x a b c d", "a  b c d e"]
+    >>> len(common_grams(t, 4, 3)), len(common_grams(t, 4, 4)), len(common_grams(t, 5, 2))
+    (1, 0, 0)
+    """
+    if not len(texts):
+        return np.zeros(0, np.uint64)
+    t = tokenize_many(texts)
+    rows = np.repeat(np.arange(len(t)), t.lengths())
+    joined = pl.DataFrame({"row": rows, "tok": t.flat}).group_by("row").agg(pl.col("tok"))
+    first = joined.with_columns(pl.col("tok").list.join(" ")).unique("tok")["row"].to_numpy()
+    keep = np.isin(rows, first)
+    starts = valid_starts(t.offsets, n)
+    starts = starts[keep[starts]]
+    grams = gram_hashes(t.hashes(), n, starts)
+    df = _df(grams, rows[starts])
+    return np.unique(grams[df >= min_df])
 
 
 def _df(grams: np.ndarray, group: np.ndarray) -> np.ndarray:

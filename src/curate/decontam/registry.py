@@ -121,7 +121,7 @@ def _from_source(name: str, source: Source) -> Benchmark:
         frame = pl.DataFrame(schema=_SCHEMA)  # an empty benchmark matches nothing
     mapping = source.mapping
     fields = f"{mapping.get('problem', 'problem')}; {mapping.get('answer', 'answer')}"
-    return Benchmark(name, source.fingerprint(), frame, fields, str(source.path), source.path)
+    return Benchmark(name, source.fingerprint(), frame, fields, source.location, source.path)
 
 
 def register_benchmark(

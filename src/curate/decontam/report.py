@@ -14,7 +14,7 @@ how many of its items were hit. `Decontaminate` writes the numbers to the manife
 >>> decontam_report(recipe.run(d / "run")).select("benchmark", "items_hit", "rows_hit").row(0)
 ('amc23', 1, 1)
 >>> print(format_report(d / "run"))  # doctest: +NORMALIZE_WHITESPACE
-decontaminate: 1 of 2 rows hit a benchmark (rejected); index of 1,797 n-grams
+decontaminate: 1 of 2 rows hit a benchmark (rejected); index of 1,796 n-grams
   benchmark      items hit   rows hit  rules
   amc23               1/40          1  ngram=1
 """

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
 
+from curate.decontam import common as C
 from curate.decontam import hits as H
 from curate.decontam.ngram import NgramIndex, tokenize_many
 from curate.decontam.registry import Benchmark, resolve
@@ -61,36 +63,57 @@ class Decontaminate(BenchmarkFilter):
     - ``embedding`` (only with ``embedding_threshold``, as DeepDistill: 0.9): the
       cosine of their MiniLM embeddings reaches the threshold (re-worded copies).
 
-    N-grams in more than ``max_df`` benchmark items, or inside an answer-format
-    instruction, are boilerplate and never match. One shared 10-gram is weak evidence
-    in math ("Express your answer as a common fraction", Asymptote code, templates
-    with other numbers), so a candidate counts when its *coverage* (the share of the
-    item's tokens inside shared n-grams; 1 for a whole item) is at least
-    ``min_coverage``. With ``answer_aware`` the gold answers weigh in: answers that
-    agree halve the coverage needed (not a mere multiple-choice letter: one in five
-    agree by chance), and answers that differ (`curate.verify`)
-    clear the row unless it holds the whole of a long item (a sibling problem with
-    other numbers is not the benchmark problem). Pools that rewrite answers (DAPO's
-    integer answers) want ``answer_aware=False``.
+    N-grams that carry no identity never match (`curate.decontam.common`): those inside
+    an answer-format instruction, those in more than ``max_df`` benchmark items (5: a
+    phrase five unrelated items share is a template), and those common in a *reference
+    corpus* of ordinary problems: ``reference="bundled"`` (the default) uses a list
+    shipped with curate (10-grams in at least 3 of the 4,500 MATH test problems outside
+    MATH-500: "Enter the letter of the correct option", "in rectangular coordinates to
+    polar coordinates", ...); the path of a file of problems uses yours (an n-gram in at
+    least ``reference_df`` = 5 of its distinct problems is common; pass a pool of the
+    same kind as the one checked, not the pool itself if it may hold many copies of one
+    item); None uses none. Asymptote code (``[asy]...[/asy]``) is one token, a digest of
+    the numbers in the block (`curate.decontam.ngram`): the same figure matches as a
+    whole, and drawing code no longer makes up most of an item.
+
+    One shared 10-gram is weak evidence in math ("Express your answer as a common
+    fraction", templates with other numbers), so a candidate counts when its *coverage*
+    (the share of the item's matchable tokens inside shared n-grams; 1 for a whole item)
+    is at least ``min_coverage``. With ``number_aware`` a row with *other numbers* (it
+    lacks a number or figure of the item and has one the item lacks: "5 balls in 3
+    boxes" for "5 balls in 2 boxes") is a sibling problem and counts only if it holds
+    the whole of a long item. With ``answer_aware`` the gold answers weigh in: answers
+    that agree halve the coverage needed (not a mere multiple-choice letter: one in five
+    agree by chance), and answers that differ (`curate.verify`) clear the row unless it
+    holds the whole of a long item (a sibling problem with other numbers is not the
+    benchmark problem). Pools that rewrite answers (DAPO's integer answers) want
+    ``answer_aware=False``; ``number_aware`` needs no answers.
 
     Every row gets ``contamination``: its hits, strongest first (benchmark, item id,
-    rule, the shared text, its length, coverage, similarity, same_answer); empty when
-    clean. ``mode="drop"`` rejects flagged rows (reason ``contamination``, the
-    strongest hit as JSON detail); ``mode="annotate"`` only adds the column. The
-    manifest gets, per benchmark, rows hit and items hit (`curate.decontam.report`).
+    rule, the shared text, its length, coverage, similarity, same_answer,
+    same_numbers); empty when clean. ``mode="drop"`` rejects flagged rows (reason
+    ``contamination``, the strongest hit as JSON detail); ``mode="annotate"`` only adds
+    the column. The manifest gets, per benchmark, rows hit and items hit
+    (`curate.decontam.report`).
 
     >>> Decontaminate(benchmarks=["aime24", "math500"]).config()["ngram"]
     10
     """
 
     keeps_state: ClassVar[bool] = True  # its benchmark index, between batches
+    #: 2: common n-grams of a reference corpus, Asymptote blocks as one token, the
+    #: numbers rule and the ``same_numbers`` field of a hit.
+    version: ClassVar[str] = "2"
 
     benchmarks: str | Sequence[str] = "all"
     ngram: int = 10
     min_tokens: int = 3
     max_df: int = 5
+    reference: str | None = "bundled"
+    reference_df: int = 5  # for a reference file; the bundled list used 3 of 4,500
     min_coverage: float = 0.5
     answer_aware: bool = True
+    number_aware: bool = True
     embedding_threshold: float | None = None
     embedding_model: str = "all-MiniLM-L6-v2"
     mode: Literal["drop", "annotate"] = "drop"
@@ -107,6 +130,13 @@ class Decontaminate(BenchmarkFilter):
             )
         if self.max_df < 1:
             raise ConfigError(f"max_df={self.max_df}; expected at least 1")
+        if self.reference_df < 2:
+            raise ConfigError(f"reference_df={self.reference_df}; expected at least 2")
+        if self.reference not in (None, C.BUNDLED) and not Path(self.reference).is_file():
+            raise ConfigError(
+                f"reference={self.reference!r}: no such file; expected 'bundled', None or "
+                "the path of a file of problems"
+            )
         if not 0 <= self.min_coverage <= 1:
             raise ConfigError(f"min_coverage={self.min_coverage}; expected 0 .. 1")
         thr = self.embedding_threshold
@@ -125,13 +155,16 @@ class Decontaminate(BenchmarkFilter):
     def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
         """Each row's benchmark hits, against an index built once per process."""
         benches = resolve(self._spec())
-        index, items, _ = _index(benches, self.ngram, self.min_tokens, self.max_df)
+        index, items, _ = self._index(benches)
         texts = batch[self.column].cast(pl.String)
-        found = [H.ngram_hits(index, tokenize_many(texts))]
+        tokens = tokenize_many(texts)
+        found = [H.ngram_hits(index, tokens)]
         if self.embedding_threshold is not None:
             found.append(self._embedding_hits(texts, items, ctx))
+        hits = pl.concat(found)
+        hits = hits.with_columns(H.same_numbers(hits, tokens, index))
         cands = H.candidates(
-            pl.concat(found), batch["answer"], items, compare=self._compare, workers=ctx.workers
+            hits, batch["answer"], items, compare=self._compare, workers=ctx.workers
         )
         column = H.hit_column(self.decide(cands), batch.height)
         out = batch.select("id").with_columns(column)
@@ -148,7 +181,7 @@ class Decontaminate(BenchmarkFilter):
     def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
         """The manifest's counts, per benchmark and rule, from every row's hits."""
         benches = resolve(self._spec())
-        index, _, built = _index(benches, self.ngram, self.min_tokens, self.max_df)
+        index, _, built = self._index(benches)
         fired = (
             table.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "contamination")
             .explode("contamination")
@@ -158,6 +191,25 @@ class Decontaminate(BenchmarkFilter):
         )
         ctx.stats["decontam"] = _stats(fired, benches, table.height, self, len(index), built)
         return table.select("id")
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration, each benchmark's version and the reference corpus's."""
+        out = super().describe()
+        if self.reference == C.BUNDLED:
+            out["reference_version"] = C.bundled_version()
+        elif self.reference is not None:
+            out["reference_version"] = C.file_version(self.reference)
+        return out
+
+    def _index(self, benches: Sequence[Benchmark]) -> tuple[NgramIndex, pl.DataFrame, float]:
+        return _index(
+            benches,
+            self.ngram,
+            self.min_tokens,
+            self.max_df,
+            reference=self.reference,
+            reference_df=self.reference_df,
+        )
 
     def _compare(self, cands: pl.DataFrame) -> pl.Series:
         """Candidates whose answers can matter (the others are not compared: it is slow)."""
@@ -169,7 +221,7 @@ class Decontaminate(BenchmarkFilter):
     def decide(self, cands: pl.DataFrame) -> pl.DataFrame:
         """The candidates that count (see the class docstring), in the same order."""
         cov, same, rule = pl.col("coverage"), pl.col("same_answer"), pl.col("rule")
-        need = pl.lit(self.min_coverage)
+        need: pl.Expr = pl.lit(self.min_coverage)
         if self.answer_aware:
             differ = same.not_().fill_null(False)
             need = (
@@ -179,6 +231,15 @@ class Decontaminate(BenchmarkFilter):
                 .then(pl.lit(1.0))
                 .when(differ)
                 .then(pl.lit(2.0))  # never: a short item or an embedding neighbour
+                .otherwise(need)
+            )
+        if self.number_aware:
+            other = pl.col("same_numbers").not_().fill_null(False)
+            need = (
+                pl.when(other & (rule == "ngram"))
+                .then(pl.lit(1.0))
+                .when(other)
+                .then(pl.lit(2.0))  # never: an embedding neighbour with other numbers
                 .otherwise(need)
             )
         return cands.filter(cov.fill_null(1.0) >= need - 1e-9)
@@ -206,11 +267,27 @@ _INDEXES: dict[tuple[Any, ...], tuple[NgramIndex, pl.DataFrame, float]] = {}
 
 
 def _index(
-    benches: Sequence[Benchmark], n: int, min_tokens: int, max_df: int
+    benches: Sequence[Benchmark],
+    n: int,
+    min_tokens: int,
+    max_df: int,
+    *,
+    reference: str | None = None,
+    reference_df: int = 5,
 ) -> tuple[NgramIndex, pl.DataFrame, float]:
     """The n-gram index of the benchmarks' items, the items, and the seconds it took to
-    build: once per process (per worker, on Ray) for the same benchmarks and options."""
-    key = (tuple((b.name, b.version) for b in benches), n, min_tokens, max_df)
+    build: once per process (per worker, on Ray) for the same benchmarks and options.
+    ``reference``: None, ``"bundled"`` or the path of a reference corpus
+    (`curate.decontam.common`)."""
+    ref_key = reference if reference in (None, C.BUNDLED) else C.file_version(str(reference))
+    key = (
+        tuple((b.name, b.version) for b in benches),
+        n,
+        min_tokens,
+        max_df,
+        ref_key,
+        reference_df,
+    )
     if key not in _INDEXES:
         while len(_INDEXES) >= 4:
             _INDEXES.pop(next(iter(_INDEXES)))
@@ -222,7 +299,9 @@ def _index(
             min_tokens=min_tokens,
             max_df=max_df,
             groups=items["group"].to_list(),
-            ignore=BOILERPLATE,
+            ignore=BOILERPLATE + (C.bundled_phrases() if reference == C.BUNDLED else ()),
+            reference=C.reference_texts(reference) if reference not in (None, C.BUNDLED) else (),
+            reference_df=reference_df,
         )
         _INDEXES[key] = index, items, time.perf_counter() - started
     return _INDEXES[key]

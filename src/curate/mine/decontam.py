@@ -47,6 +47,7 @@ class SegmentDecontaminate(BenchmarkFilter):
     CMATH and AGIEval; default every bundled benchmark)."""
 
     keeps_state: ClassVar[bool] = True  # the benchmark index, between batches
+    version: ClassVar[str] = "2"  # 2: an [asy] block is one token (curate.decontam.ngram)
 
     benchmarks: str | Sequence[str] = "all"
     ngram: int = 10

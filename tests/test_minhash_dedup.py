@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from test_stages import ROWS, assert_conserved
 
 import curate
+from curate.dedup.clusters import keeper_of
 from curate.dedup.minhash import MinHashDedup
 from curate.dedup.sketch import optimal_bands, signatures
 from curate.hashing import gram_hash
@@ -280,7 +281,7 @@ def test_minhash_dedup_conserves_rows(
     assert_conserved(rows, kept, rejects)
     assert set(rejects["reason"]) <= {"duplicate"}
     # rejects name their keeper, which is kept
-    assert set(rejects["detail"]) <= set(kept["id"])
+    assert set(map(keeper_of, rejects["detail"])) <= set(kept["id"])
 
 
 def partition(stage: MinHashDedup, rows: pl.DataFrame) -> set[frozenset[str]]:
@@ -341,7 +342,7 @@ def test_all_rows_identical() -> None:
     kept, rejects = apply_stage(MinHashDedup(), rows)
     assert kept["id"].to_list() == [rows["id"][0]]
     assert kept["minhash_cluster_size"].to_list() == [40]
-    assert set(rejects["detail"]) == {rows["id"][0]}
+    assert set(rejects["detail"]) == {f"{rows['id'][0]} (jaccard 1.00)"}
 
 
 def test_texts_shorter_than_the_shingle_size() -> None:
@@ -371,7 +372,8 @@ def test_a_one_megabyte_text() -> None:
     assert len(big) > 1_000_000
     rows = problems_frame([(big, None), ("other", None), (edited, None)])
     _, rejects = apply_stage(MinHashDedup(verify="exact"), rows)
-    assert rejects["detail"].to_list() == [rows["id"][0]]
+    assert list(map(keeper_of, rejects["detail"])) == [rows["id"][0]]
+    assert 0.7 <= float(rejects["detail"][0].split()[-1][:-1]) <= 1  # the exact Jaccard
 
 
 # ---- keep rules, answer conflicts, stats ----------------------------------------------------
@@ -406,7 +408,7 @@ def test_keep_rules(stage: MinHashDedup, keeper: int) -> None:
     kept, rejects = apply_stage(stage, rows)
     ids = rows["id"].to_list()
     assert kept["id"].to_list() == sorted([ids[keeper], ids[3]], key=ids.index)
-    assert set(rejects["detail"]) == {ids[keeper]}
+    assert set(map(keeper_of, rejects["detail"])) == {ids[keeper]}
     assert rejects.height == 2
 
 
@@ -443,7 +445,7 @@ def test_reference_parquet(tmp_path: Path) -> None:
         ]
     )
     kept, rejects = apply_stage(MinHashDedup(reference=str(tmp_path / "ref.parquet")), rows)
-    assert dict(zip(rejects["reason"], rejects["detail"], strict=True)) == {
+    assert dict(zip(rejects["reason"], map(keeper_of, rejects["detail"]), strict=True)) == {
         "duplicate_of_reference": "r1",
         "duplicate": rows["id"][2],
     }

@@ -50,7 +50,11 @@ _SENTENCE_END = (".", "?")  # "!" stays: it is also the factorial
 # A sentence holding one of these (and no number) is an answer-format instruction such as
 # "Put your final answer in \boxed{}." or "Let's think step by step.": it is left out of the
 # shingles, so a problem with or without such a sentence is the same problem.
-_MARKERS = (("\\boxed",), ("your", "answer"), ("final", "answer"), ("step", "by", "step"))
+_MARKERS = (
+    *(("\\boxed",), ("your", "answer"), ("final", "answer"), ("step", "by", "step")),
+    # the answer-format sentences that DAPO-17k and other re-transcriptions add
+    *(("please",), ("provide",), ("original", "answer"), ("give", "the", "value"), ("fill", "in")),
+)
 # Unicode look-alikes that NFKC keeps: Cyrillic letters shaped like Latin ones, and math
 # symbols written as characters instead of LaTeX commands.
 _MATH_SYMBOLS = {
@@ -74,6 +78,128 @@ _TOKEN = re.compile(r"\\[a-z]+|[a-z]+|[0-9]+|[^\x00-\x7f]|[!-\[\]-~]")
 
 def _prepare(text: str) -> str:
     return normalize_text(text).translate(_LOOKALIKES)
+
+
+# ---------------------------------------------------------------------------------------------
+# What is not the statement of a problem. Transcriptions of one problem differ most in what goes
+# around it: one source has the code of its figure (Asymptote, TikZ), another a picture's file
+# name or nothing; one keeps the multiple-choice options, another drops them; one numbers the
+# conditions of a list, another writes them inline; a wiki copy carries links, signatures and
+# LaTeX spacing. `dedup_text` takes these out before tokenizing (regular expressions that
+# Python's `re` and Polars' Rust engine read alike: no look-around, no (?i), no \s or \S).
+
+_FIGURE = (
+    r"(?s)\[[aA][sS][yY]\].*?(?:\[/[aA][sS][yY]\]|$)|<asy>.*?(?:</asy>|$)"
+    r"|\\begin\{(?:asy|tikzpicture)\}.*?(?:\\end\{(?:asy|tikzpicture)\}|$)"
+)
+_LABEL = r'label[ \t\n]*\([ \t\n]*"([^"]*)"'
+_PICTURE = r"\.(?:[pP][nN][gG]|[jJ][pP][eE]?[gG]|[gG][iI][fF]|[sS][vV][gG])\b"
+_NOISE = "|".join(
+    (
+        rf"(?m)^[ \t]*[A-Za-z0-9_ \t-]*{_PICTURE}[ \t]*$",  # a file name line: "AIME 1989 15.png"
+        rf"[^ \t\n\r\f\v]+{_PICTURE}",  # a file name: "1988-1.png"
+        r"https?://[^ \t\n\r\f\v]+",  # a link
+        r"^[^\n]*\(talk\)[^\n]*$",  # a wiki signature: "Diagram by X (talk) 18:52, 15 ..."
+        r"(?:^|[ \t])~[ \t]?[A-Za-z_][A-Za-z0-9_.]*",  # a wiki signature: "~MRENTHUSIASM"
+        # LaTeX spacing by a length: \kern 0.1em, \hspace{3pt}, \\[4pt]
+        r"\\(?:kern|mkern|hspace\*?|vspace\*?|hskip|vskip)[ \t]*\{?[ \t]*-?[0-9.]+[ \t]*"
+        r"(?:em|ex|pt|mu|cm|mm|in|bp)[ \t]*\}?",
+        r"\\\\[ \t]*\[[ \t]*-?[0-9.]+[ \t]*(?:em|ex|pt|mm|cm)[ \t]*\]",
+        # the column specification of an array: {c@{\hspace{3pt}}c}
+        r"\\begin\{(?:array|tabular)\}[ \t]*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}",
+    )
+)
+_CHOICE_A = r"\(A\)|\\left\(A\\right\)"
+_CHOICES = r"(?s)(?:\(A\)|\\left\(A\\right\)).*(?:\(B\)|\\left\(B\\right\)).*$"
+# "Which of the following ...": the options are the question
+_ABOUT_CHOICES = r"[oO][fF][ \t\n]+[tT][hH][eE][ \t\n]+[fF][oO][lL][lL][oO][wW][iI][nN][gG]"
+_ENUMERATION = r"(?m)^[ \t]*\$?(?:\(|\\left\()?[0-9]{1,2}(?:[.)]|\\right\))\$?[ \t]"
+_DIGIT, _DIGITS = "[0-9]", "[0-9]+"
+_RE_FIGURE, _RE_LABEL, _RE_NOISE, _RE_CHOICES, _RE_ENUMERATION, _RE_DIGIT, _RE_DIGITS = map(
+    re.compile, (_FIGURE, _LABEL, _NOISE, _CHOICES, _ENUMERATION, _DIGIT, _DIGITS)
+)
+# cheap tests for texts that may hold any of the above (each needed by what it guards)
+_NOISY = (
+    r"\.[pPjJgGsS]|://|\(talk\)|~|\\m?kern|\\[hv]s(?:pace|kip)|\\\\[ \t]*\["
+    r"|\\begin\{(?:array|tabular)\}"
+)
+# a list: lines that open with "1." (or "(1)") and "2."
+_LISTED_1, _LISTED_2 = (rf"(?m)^[ \t]*\$?(?:\(|\\left\()?{n}(?:[.)]|\\right\))" for n in (1, 2))
+_MAYBE = rf"[aA][sS][yY]|tikz|{_CHOICE_A}|{_NOISY}|{_LISTED_1}"
+_RE_NOISY, _RE_CHOICE_A, _RE_ABOUT_CHOICES, _RE_LISTED_1, _RE_LISTED_2 = map(
+    re.compile, (_NOISY, _CHOICE_A, _ABOUT_CHOICES, _LISTED_1, _LISTED_2)
+)
+
+
+def dedup_text(text: str) -> str:
+    r"""The statement of a problem, as near-duplicate detection compares it.
+
+    An Asymptote figure (``[asy]...[/asy]``) is replaced by those of its ``label`` strings
+    that show a number the text does not state, put at the end: its drawing code is not
+    the problem, and point names or repeated lengths say nothing new (when nothing else in
+    the problem has a digit, the figure is the data: all its numbers are kept). Picture file
+    names (``1988-1.png``, or a line such as ``AIME 1989 Problem 15.png``) and
+    multiple-choice options (from ``(A)``, when a ``(B)`` follows, to the end; kept when the
+    question is about them: "which *of the following*") are dropped, and so are the numbers
+    of an enumerated list (``1.``, ``(2)`` ... at the start of a line, where lines open
+    with both ``1`` and ``2``). `math_tokens` (and so
+    `shingles`, `numbers`, `number_keys`) read this text.
+
+    >>> dedup_text('If $y=2$, find $x$. [asy]label("$30^\\circ$");label("$2$");label("B");[/asy]')
+    'If $y=2$, find $x$.   $30^\\circ$'
+    >>> math_tokens(r"What is $2+3$? $\textbf{(A)}\ 4 \qquad \textbf{(B)}\ 5$")
+    ['what', 'is', '2', '+', '3']
+    """
+    lower = text.lower()
+    figures = _RE_FIGURE.findall(text) if "asy" in lower or "tikz" in lower else []
+    if figures:
+        text = _RE_FIGURE.sub(" ", text)
+    if _RE_NOISY.search(text):
+        text = _RE_NOISE.sub(" ", text)
+    if _RE_CHOICE_A.search(text) and not _RE_ABOUT_CHOICES.search(text):
+        text = _RE_CHOICES.sub(" ", text)
+    if _RE_LISTED_1.search(text) and _RE_LISTED_2.search(text):
+        text = _RE_ENUMERATION.sub(" ", text)
+    return _with_labels(text, " ".join(figures)) if figures else text
+
+
+def _with_labels(text: str, drawn: str) -> str:
+    """``text`` and the labels of its figures that show a number it does not state (point
+    names and repeated lengths say nothing new); all the figures' numbers if it has none."""
+    stated = set(_RE_DIGITS.findall(text))
+    labels = [s for s in _RE_LABEL.findall(drawn) if not set(_RE_DIGITS.findall(s)) <= stated]
+    if not stated and not labels:  # the figure is the data
+        labels = _RE_DIGITS.findall(drawn)
+    return " ".join((text, *labels))
+
+
+def _dedup_texts(texts: pl.Series) -> pl.Series:
+    """`dedup_text` of many texts, in Polars (the labels a figure keeps: in Python)."""
+    at = np.flatnonzero(texts.str.contains(_MAYBE).fill_null(False).to_numpy())
+    if not len(at):
+        return texts
+    out = texts.clone()
+    drawn = at[out.gather(at).str.contains(_FIGURE).fill_null(False).to_numpy()]
+    figures = texts.gather(drawn).str.extract_all(_FIGURE).list.join(" ").to_list()
+    out.scatter(drawn, texts.gather(drawn).str.replace_all(_FIGURE, " "))
+
+    def replace(hit: pl.Series, pattern: str, every: bool = True) -> None:
+        mask = hit.fill_null(False).to_numpy()
+        if mask.any():
+            done = out.gather(at).filter(mask)
+            done = done.str.replace_all(pattern, " ") if every else done.str.replace(pattern, " ")
+            out.scatter(at[mask], done)
+
+    replace(out.gather(at).str.contains(_NOISY), _NOISE)
+    part = out.gather(at)
+    about = part.str.contains(_ABOUT_CHOICES)
+    replace(part.str.contains(_CHOICE_A) & ~about, _CHOICES, every=False)
+    part = out.gather(at)
+    replace(part.str.contains(_LISTED_1) & part.str.contains(_LISTED_2), _ENUMERATION)
+    if len(drawn):
+        bodies = out.gather(drawn).to_list()
+        out.scatter(drawn, [_with_labels(b, f) for b, f in zip(bodies, figures, strict=True)])
+    return out
 
 
 def _strip_instructions(tokens: list[str]) -> list[str]:
@@ -110,7 +236,7 @@ def math_tokens(text: str) -> list[str]:
     True
     """
     out = []
-    for tok in _TOKEN.findall(_prepare(text)):
+    for tok in _TOKEN.findall(_prepare(dedup_text(text))):
         tok = _TOKEN_SAME.get(tok, tok)
         if tok is not None:
             out.append(tok)
@@ -292,6 +418,7 @@ def _texts_bytes(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """UTF-8 bytes of the texts, each followed by a newline; their byte offsets; and which
     texts still need the byte path's share of normalize_text (the others went through
     `_prepare` whole)."""
+    texts = _dedup_texts(texts)
     values = texts.clone()  # scatter below writes to the copy, never to the caller's texts
     fast = np.ones(len(texts), dtype=bool)
     other = np.flatnonzero(~texts.str.contains(_PLAIN).to_numpy())

@@ -13,7 +13,9 @@ threshold), then calls `mark_clusters`, which
    on keepers), ``<prefix>_cluster_size`` and ``<prefix>_answer_conflict``
    (rows of the cluster have different non-null gold answers after
    normalization), and rejects every non-keeper with reason ``duplicate`` and
-   the keeper's ``id`` as detail.
+   the keeper's ``id`` as detail, followed by how similar the row is to its
+   keeper when the stage can say (``"<keeper id> (jaccard 0.87)"``, ``"(cosine
+   0.93)"``; `keeper_of` reads the id back).
 
 Cluster *membership* depends only on the pairs, never on the order rows arrive
 in; with ``keep="first"`` the keeper is the earliest row, so it follows the
@@ -22,13 +24,16 @@ recipe's source order.
 >>> import numpy as np
 >>> components(5, np.array([0, 3]), np.array([1, 1])).tolist()
 [0, 0, 2, 0, 4]
+>>> keeper_of("t:0:ab12 (jaccard 0.87)"), keeper_of("t:0:ab12"), keeper_of("x (cosine -0.10)")
+('t:0:ab12', 't:0:ab12', 'x')
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +54,31 @@ KeepRule = Literal["first", "last", "longest_solution", "has_answer", "source_or
 - ``source_order``: the row whose ``source`` comes first in ``source_order``
   (sources not listed come after those listed).
 """
+
+
+Similarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``similarity(rows, keepers)``: for two equal-length arrays of row positions, how similar
+each pair of rows is (a float per pair: estimated Jaccard, cosine ...), for the reject detail."""
+
+
+def detail_text(ids: Sequence[str], sims: np.ndarray | None, measure: str) -> list[str]:
+    """The reject details ``"<id> (<measure> 0.87)"`` (just the ids without ``sims``).
+
+    >>> detail_text(["a", "b"], np.array([0.871, 1.0]), "jaccard")
+    ['a (jaccard 0.87)', 'b (jaccard 1.00)']
+    """
+    if sims is None:
+        return list(ids)
+    return [f"{i} ({measure} {s:.2f})" for i, s in zip(ids, sims.tolist(), strict=True)]
+
+
+_SIMILARITY = re.compile(r" \([a-z]+ -?[0-9]+\.[0-9]+\)$")
+
+
+def keeper_of(detail: str) -> str:
+    """The keeper's (or reference row's) ``id`` in a near-duplicate reject's ``detail``
+    (the detail without its ``" (<measure> 0.87)"`` ending)."""
+    return _SIMILARITY.sub("", detail)
 
 
 def components(n: int, left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> np.ndarray:
@@ -114,12 +144,18 @@ def mark_clusters(
     prefix: str,
     keep: KeepRule = "first",
     source_order: Sequence[str] = (),
+    similarity: Similarity | None = None,
+    measure: str = "similarity",
 ) -> pl.LazyFrame:
     """Cluster ``frame``'s rows by the duplicate pairs (row positions), keep one per cluster.
 
     Adds the ``<prefix>_*`` columns described in the module docstring, rejects
     non-keepers with reason ``duplicate``, and records ``clusters``,
-    ``duplicates`` and ``conflicting_clusters`` in ``ctx.stats``.
+    ``duplicates`` and ``conflicting_clusters`` in ``ctx.stats``. With
+    ``similarity`` (see `Similarity`), each reject's detail also says how similar
+    the row is to its keeper, as ``"<keeper id> (<measure> 0.87)"`` (a row that
+    joined the cluster through another row may be less similar to the keeper than
+    the stage's threshold).
     """
     n = frame.height
     roots = components(n, left, right)
@@ -158,23 +194,52 @@ def mark_clusters(
     ctx.stats["conflicting_clusters"] = (
         multi.filter(f"{prefix}_answer_conflict").select(pl.col("__root").n_unique()).item()
     )
-    marked = stage.mark(work.lazy(), is_dup, "duplicate", pl.col(f"{prefix}_cluster"))
-    return marked.drop("__root", "__pos", "__answer")
+    detail = pl.col(f"{prefix}_cluster")
+    if similarity is not None:
+        keeper_pos = pl.col("__pos").sort_by(order).first().over("__root")
+        dups = work.select("__pos", keeper_pos.alias("__keeper"), detail, is_dup.alias("__dup"))
+        dups = dups.filter("__dup")
+        sims = np.asarray(
+            similarity(dups["__pos"].to_numpy(), dups["__keeper"].to_numpy()), dtype=np.float64
+        )
+        text = detail_text(dups[f"{prefix}_cluster"].to_list(), sims, measure)
+        column = pl.Series("__detail", [None] * n, pl.String)
+        column.scatter(dups["__pos"].to_numpy(), pl.Series(text, dtype=pl.String))
+        work = work.with_columns(column)
+        detail = pl.col("__detail")
+    marked = stage.mark(work.lazy(), is_dup, "duplicate", detail)
+    return marked.drop("__root", "__pos", "__answer", *(["__detail"] if similarity else []))
 
 
 def mark_reference(
-    stage: Filter, rows: pl.LazyFrame, matches: Sequence[str | None], *, prefix: str
+    stage: Filter,
+    rows: pl.LazyFrame,
+    matches: Sequence[str | None],
+    *,
+    prefix: str,
+    sims: Sequence[float | None] | None = None,
+    measure: str = "similarity",
 ) -> pl.LazyFrame:
     """Cross-dataset mode: reject rows that duplicate a row of a reference corpus.
 
     ``matches[i]`` is the reference ``id`` that row ``i`` duplicates, or None.
     Adds ``<prefix>_reference_match`` and rejects matched rows with reason
-    ``duplicate_of_reference`` and the reference ``id`` as detail (a reason
+    ``duplicate_of_reference`` and the reference ``id`` as detail, followed by
+    ``sims[i]`` when given (``"<id> (<measure> 0.91)"``, as `mark_clusters`; a reason
     already given by an earlier `Filter.mark` in the same stage is kept).
     """
     column = f"{prefix}_reference_match"
     rows = rows.with_columns(pl.Series(column, list(matches), pl.String))
-    return stage.mark(rows, pl.col(column).is_not_null(), "duplicate_of_reference", pl.col(column))
+    detail = pl.col(column)
+    if sims is not None:
+        text = [
+            None if m is None or s is None else f"{m} ({measure} {s:.2f})"
+            for m, s in zip(matches, sims, strict=True)
+        ]
+        rows = rows.with_columns(pl.Series("__detail", text, pl.String))
+        detail = pl.col("__detail")
+    marked = stage.mark(rows, pl.col(column).is_not_null(), "duplicate_of_reference", detail)
+    return marked.drop("__detail") if sims is not None else marked
 
 
 Reference = str | tuple[str, ...] | None

@@ -45,6 +45,7 @@ from curate._progress import progress_bar
 from curate.dedup.clusters import (
     KeepRule,
     Reference,
+    Similarity,
     components,
     load_reference,
     mark_clusters,
@@ -60,6 +61,7 @@ from curate.dedup.sketch import (
     signatures,
 )
 from curate.errors import ConfigError
+from curate.shingles import shingles
 from curate.stage import Filter, StageContext
 
 # the per-row step's columns for the global step (not kept)
@@ -74,6 +76,25 @@ _CHOICES = {
 }
 
 
+def exact_jaccard(
+    texts: pl.Series, a: np.ndarray, b: np.ndarray, ngram: int, kind: Literal["word", "char"]
+) -> np.ndarray:
+    """Exact Jaccard similarity of the shingle sets of ``texts[a[i]]`` and ``texts[b[i]]``.
+
+    >>> t = pl.Series(["Find x if 2x = 6.", "find x if 2x=6", "Find y if 2x = 6."])
+    >>> exact_jaccard(t, np.array([0, 0]), np.array([1, 2]), 3, "word").round(2).tolist()
+    [1.0, 0.43]
+    """
+    rows, inverse = np.unique(np.concatenate((a, b)), return_inverse=True)
+    sh = shingles(texts.gather(rows), ngram, kind)
+    sets = [set(sh.hashes[sh.offsets[i] : sh.offsets[i + 1]].tolist()) for i in range(len(rows))]
+    out = np.zeros(len(a), np.float64)
+    for k, (i, j) in enumerate(zip(inverse[: len(a)], inverse[len(a) :], strict=True)):
+        x, y = sets[i], sets[j]
+        out[k] = len(x & y) / len(x | y) if x or y else 0.0
+    return out
+
+
 @dataclass(frozen=True)
 class MinHashDedup(Filter):
     """Reject near-duplicate problems: MinHash signatures, LSH buckets, verified pairs, clusters.
@@ -84,11 +105,15 @@ class MinHashDedup(Filter):
     with ``verify="exact"``) and, with ``numbers="match"``, they have the same numbers
     (`curate.shingles.numbers`). Duplicates form clusters (connected components); one row per
     cluster is kept by ``keep`` (see `curate.dedup.clusters.KeepRule`; ties go to the earliest
-    row), the others are rejected with reason ``duplicate`` and the keeper's ``id``. Every row gets
-    ``minhash_cluster`` (the keeper's id, null when the row has no duplicate),
+    row), the others are rejected with reason ``duplicate`` and a detail naming the keeper and
+    their Jaccard similarity (``"<keeper id> (jaccard 0.84)"``: estimated from the signatures,
+    exact with ``verify="exact"``; `curate.dedup.clusters.keeper_of` reads the id back). Every
+    row gets ``minhash_cluster`` (the keeper's id, null when the row has no duplicate),
     ``minhash_dup_of``, ``minhash_cluster_size`` and ``minhash_answer_conflict`` (the
     cluster's gold answers differ); the manifest counts candidate and verified pairs,
     clusters, duplicates and conflicting clusters. An empty or null text is never a duplicate.
+    Texts are compared by their statement (`curate.shingles.dedup_text`: figure code, picture
+    file names, answer options, list numbers, wiki links and signatures left out).
 
     The parameters follow datasketch: ``num_perm`` signature values, ``threshold``, and LSH
     ``bands`` x ``rows`` chosen as datasketch's ``MinHashLSH(threshold, num_perm, weights)``
@@ -130,7 +155,7 @@ class MinHashDedup(Filter):
     column: str = "problem"
     sketch: Sketch = "oph"
 
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: `curate.shingles.dedup_text`; similarity in the detail
 
     def __post_init__(self) -> None:
         if isinstance(self.source_order, str) or not isinstance(self.source_order, Sequence):
@@ -226,10 +251,17 @@ class MinHashDedup(Filter):
                 texts = pl.concat([ref["problem"], texts])
         edges = self._duplicate_pairs(texts, sig, n_ref, ctx)
         roots = components(n_ref + n, edges[:, 0], edges[:, 1])[n_ref:]
+        similarity = self._similarity(sig, texts)
         if ref is not None:
             ref_ids = ref["id"].to_list()
             matches = [ref_ids[r] if r < n_ref else None for r in roots.tolist()]
-            frame = mark_reference(self, frame.lazy(), matches, prefix="minhash").collect()
+            matched = np.flatnonzero(roots < n_ref)
+            sims: list[float | None] = [None] * n
+            for i, s in zip(matched, similarity(matched + n_ref, roots[matched]), strict=True):
+                sims[int(i)] = float(s)
+            frame = mark_reference(
+                self, frame.lazy(), matches, prefix="minhash", sims=sims, measure="jaccard"
+            ).collect()
             ctx.stats["reference_rows"] = n_ref
             ctx.stats["reference_matches"] = int((roots < n_ref).sum())
             inside = (edges >= n_ref).all(axis=1)
@@ -244,7 +276,24 @@ class MinHashDedup(Filter):
             prefix="minhash",
             keep=self.keep,
             source_order=self.source_order,
+            similarity=lambda rows, keepers: similarity(rows + n_ref, keepers + n_ref),
+            measure="jaccard",
         )
+
+    def _similarity(self, sig: Signatures, texts: pl.Series | None) -> Similarity:
+        """Jaccard similarity of pairs of positions (reference rows first): estimated from
+        the signatures, or exact with ``verify="exact"``; for the reject details."""
+
+        def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            if texts is not None:
+                return exact_jaccard(texts, a, b, self.ngram, self.shingle)
+            out, step = np.zeros(len(a), np.float64), 32768  # bounded memory
+            for lo in range(0, len(a), step):
+                x, y = sig.values[a[lo : lo + step]], sig.values[b[lo : lo + step]]
+                out[lo : lo + step] = (x == y).mean(axis=1)
+            return out
+
+        return similarity
 
     def _signatures(self, texts: pl.Series, ctx: StageContext) -> Signatures:
         # a bar only for long inputs: below 20 batches (160K texts) this takes a few seconds

@@ -228,7 +228,9 @@ class SemanticDedup(Filter):
     source_order: tuple[str, ...] = ()
     reference: Reference = None
 
-    version: ClassVar[str] = "2"  # per-batch embeddings (v1: the whole table in memory)
+    # 2: per-batch embeddings (v1: the whole table in memory)
+    # 3: the numbers rule reads `curate.shingles.dedup_text`; details give the cosine
+    version: ClassVar[str] = "3"
     batch_rows: ClassVar[int] = 8_192  # a few minutes of MiniLM on 2 CPU cores: the resume unit
     keeps_state: ClassVar[bool] = True  # the loaded model, between batches (Ray: actors)
 
@@ -353,13 +355,20 @@ class SemanticDedup(Filter):
         encoded_ref = cached_ref = 0
         if self.reference is not None:
             cache = EmbeddingCache(ctx.cache_dir, self.model)
-            matches = self._reference_matches(vectors, numbers, row_text, cache, ctx)
-            frame = mark_reference(self, frame.lazy(), matches, prefix="semantic").collect()
+            matches, sims = self._reference_matches(vectors, numbers, row_text, cache, ctx)
+            frame = mark_reference(
+                self, frame.lazy(), matches, prefix="semantic", sims=sims, measure="cosine"
+            ).collect()
             encoded_ref, cached_ref = cache.encoded, cache.cached
         ctx.stats.update(
             encoded=encoded + encoded_ref,
             cached=max(0, int(first_row.size) - encoded) + cached_ref,
         )
+
+        def cosine(rows: np.ndarray, keepers: np.ndarray) -> np.ndarray:
+            a, b = vectors[row_text[rows]], vectors[row_text[keepers]]
+            return np.asarray(np.einsum("ij,ij->i", a, b))
+
         return mark_clusters(
             self,
             frame,
@@ -369,6 +378,8 @@ class SemanticDedup(Filter):
             prefix="semantic",
             keep=self.keep,
             source_order=self.source_order,
+            similarity=cosine,
+            measure="cosine",
         )
 
     def _reference_matches(
@@ -378,15 +389,16 @@ class SemanticDedup(Filter):
         row_text: np.ndarray,
         cache: EmbeddingCache,
         ctx: StageContext,
-    ) -> list[str | None]:
-        """For each row, the id of the most similar matching reference row, or None."""
+    ) -> tuple[list[str | None], list[float | None]]:
+        """For each row, the id of the most similar matching reference row (or None) and
+        its cosine."""
         reference = load_reference(self.reference)
         ctx.stats["reference_rows"] = reference.height
         ref_texts = self._texts(reference["problem"].to_list())
         ref_unique, ref_row = self._unique(ref_texts)
         if not vectors.shape[0] or not ref_unique:
             ctx.stats["reference_matches"] = 0
-            return [None] * row_text.size
+            return [None] * row_text.size, [None] * row_text.size
         first_id: dict[int, str] = {}
         for ref_id, r in zip(reference["id"].to_list(), ref_row.tolist(), strict=True):
             if r >= 0:
@@ -398,9 +410,9 @@ class SemanticDedup(Filter):
         if self.numbers_must_match and q.size:
             ok = numbers[q] == number_keys(ref_unique)[b]
             q, b, s = q[ok], b[ok], s[ok]
-        best: dict[int, str] = {}
+        best: dict[int, tuple[str, float]] = {}
         for i in np.lexsort((b, -s, q)):  # per query: highest similarity, then earliest reference
-            best.setdefault(int(q[i]), first_id[int(b[i])])
-        matches = [None if t < 0 else best.get(int(t)) for t in row_text]
-        ctx.stats["reference_matches"] = sum(m is not None for m in matches)
-        return matches
+            best.setdefault(int(q[i]), (first_id[int(b[i])], float(s[i])))
+        found = [None if t < 0 else best.get(int(t)) for t in row_text]
+        ctx.stats["reference_matches"] = sum(m is not None for m in found)
+        return [m and m[0] for m in found], [m and m[1] for m in found]

@@ -282,6 +282,7 @@ class _Job:
 
 _UNCHECKED = ("gold_unparseable",)  # the gold's fault, not the response's: left out
 _RECHECK = ("timeout", "error")  # checked again when the stage runs again
+REGRADE_BATCH = 16_384  # responses graded and rewritten at a time: memory stays flat
 
 
 def grader_key(options: VerifyOptions) -> str:
@@ -333,6 +334,18 @@ def _regrade(
     gold = dict(zip(frame["id"].to_list(), frame["answer"].to_list(), strict=True))
     parts: list[tuple[Path, list[dict[str, Any]]]] = []
     stale: list[dict[str, Any]] = []
+    done = 0
+
+    def flush() -> int:
+        if stale:
+            _judge(stale, stage, workers)
+        for part, rows in parts:
+            out.write(rows, part)
+        n = len(stale)
+        parts.clear()
+        stale.clear()
+        return n
+
     for part in out.parts():
         if out.gen_key_of(part) not in keys:
             continue
@@ -353,11 +366,9 @@ def _regrade(
         if mine:
             parts.append((part, rows))
             stale += mine
-    if stale:
-        _judge(stale, stage, workers)
-    for part, rows in parts:
-        out.write(rows, part)
-    return len(stale)
+        if len(stale) >= REGRADE_BATCH:
+            done += flush()
+    return done + flush()
 
 
 def _samples(responses: pl.LazyFrame, ids: pl.Series, wanted: list[tuple[str, str]]) -> pl.Series:

@@ -392,7 +392,6 @@ class _Rows:
             con.execute("SET threads = 1")  # a sort on more threads needs more memory
             if self.spill is not None:
                 con.execute(f"SET temp_directory = {sql_string(self.spill)}")
-            con.register("problems", problems.to_arrow())
             parts = []
             if wanted is not None and wanted.height:
                 # absolute: read_parquet reads each path as a pattern ("~x/run" would expand)
@@ -415,16 +414,19 @@ class _Rows:
                            CAST(NULL AS BIGINT) AS n_tokens, true AS _solution{order}
                     FROM solutions
                 """)
+            # only the completions are sorted: rows that carry their problem's columns into
+            # the sort ran DuckDB out of its memory at 2M responses; each sorted batch gets
+            # them here (inner, as a SQL join: every completion's problem is in the table)
             query = f"""
-                SELECT c.*, p.* EXCLUDE (id)
-                FROM ({" UNION ALL ".join(parts)}) AS c
-                JOIN problems AS p ON p.id = c.problem_id
-                ORDER BY {"c._order, " if shuffle else ""}c.problem_id, c.model, c.sample
+                SELECT * FROM ({" UNION ALL ".join(parts)})
+                ORDER BY {"_order, " if shuffle else ""}problem_id, model, sample
             """
             for batch in con.sql(query).to_arrow_reader(4096):
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)
-                yield frame
+                yield frame.join(
+                    problems, left_on="problem_id", right_on="id", maintain_order="left"
+                )
         finally:
             con.close()
 

@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Literal, get_args
 
 import polars as pl
 
-from curate._torch import torch_threads
-from curate.errors import ConfigError, MissingExtraError
+from curate._torch import load_causal_lm, torch_threads
+from curate.errors import ConfigError
 from curate.stage import Filter, StageContext
 
 PERPLEXITY = "perplexity"
@@ -176,27 +176,10 @@ class Perplexity(Filter):
         if _LOADED and _LOADED[0].key == key:
             return _LOADED[0]
         _LOADED.clear()  # one model per process: drop the last stage's before loading
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as e:
-            raise MissingExtraError("transformers", "hf") from e
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype: Any = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
-        if self.dtype == "auto" and device == "cpu":
-            dtype = torch.float32
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model)
-            model: Any = AutoModelForCausalLM.from_pretrained(self.model, dtype=dtype)
-        except (OSError, ValueError) as e:
-            raise ConfigError(
-                f"Perplexity could not load {self.model!r}: {e}; expected a folder with a "
-                "transformers causal LM (config.json, weights, tokenizer)"
-            ) from e
-        model.to(device).eval()
-        loaded = _Loaded(key, model, tokenizer, torch.device(device))
+        model, tokenizer, device = load_causal_lm(
+            self.model, device=self.device, dtype=self.dtype, who="Perplexity"
+        )
+        loaded = _Loaded(key, model, tokenizer, device)
         _LOADED.append(loaded)
         return loaded
 

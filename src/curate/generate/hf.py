@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from curate._torch import torch_threads
-from curate.errors import ConfigError, MissingExtraError
+from curate._torch import load_causal_lm, torch_threads
+from curate.errors import ConfigError
 from curate.generate.base import Completion, Prompt, Request, Sampling, as_messages
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -204,29 +204,13 @@ class HFGenerator:
         return engine
 
     def _load(self) -> _Engine:
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as e:
-            raise MissingExtraError("transformers", "hf") from e
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype: Any = getattr(torch, self.dtype) if self.dtype != "auto" else "auto"
-        if self.dtype == "auto" and device == "cpu":
-            dtype = torch.float32  # half precision on CPU is slow and not what GPUs compute
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_path, revision=self.revision)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                self.model_path, revision=self.revision, dtype=dtype
-            )
-        except (OSError, ValueError) as e:
-            raise ConfigError(
-                f"HFGenerator could not load {self.model_path!r}: {e}; expected a local "
-                "directory with config.json and weights, or a hub model name (with network "
-                "access or a filled cache)"
-            ) from e
-        model.to(device).eval()
+        model, tokenizer, device = load_causal_lm(
+            self.model_path,
+            device=self.device,
+            dtype=self.dtype,
+            revision=self.revision,
+            who="HFGenerator",
+        )
         eos_ids = model.generation_config.eos_token_id
         eos_set = set(eos_ids if isinstance(eos_ids, list) else [eos_ids]) - {None}
         if tokenizer.eos_token_id is not None:
@@ -234,7 +218,7 @@ class HFGenerator:
         pad = tokenizer.pad_token_id
         pad = pad if pad is not None else min(eos_set) if eos_set else 0
         context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-        return _Engine(model, tokenizer, torch.device(device), frozenset(eos_set), pad, context)
+        return _Engine(model, tokenizer, device, frozenset(eos_set), pad, context)
 
     def _encode(self, engine: _Engine, prompt: Prompt) -> list[int]:
         ids = encode_prompt(

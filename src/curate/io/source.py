@@ -17,7 +17,15 @@ import polars as pl
 
 from curate.errors import ConfigError, InputError
 from curate.io.canon import _DOC_MAPPED, _MAPPED, Where, _Canon
-from curate.io.files import DataFile, LocalFS, Located, has_magic, locate, split_suffix
+from curate.io.files import (
+    DATA_SUFFIXES,
+    DataFile,
+    LocalFS,
+    Located,
+    has_magic,
+    locate,
+    split_suffix,
+)
 from curate.io.formats import _READERS
 from curate.io.remote import filesystem, hub_url, is_hub_id, is_url, labeller, stamp
 
@@ -27,17 +35,6 @@ READER_VERSION = "2"
 
 Format = Literal["jsonl", "json", "parquet", "csv", "hf", "warc"]
 Kind = Literal["problems", "documents"]
-_SUFFIXES: dict[str, Format] = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".parquet": "parquet",
-    ".csv": "csv",
-    ".warc": "warc",
-    ".wet": "warc",
-    ".warc.gz": "warc",
-    ".wet.gz": "warc",
-}
 _HF_MARKERS = ("dataset_info.json", "state.json")
 _NAME_OK = re.compile(r"[A-Za-z0-9_.\-/]+")
 
@@ -477,7 +474,7 @@ def read(
     if format is None and fmt is None:
         raise ConfigError(
             f"cannot tell the format of {p} from its suffix {p.suffix!r}; "
-            f"expected one of {sorted(_SUFFIXES)}, optionally compressed (.gz, .bz2, .zst, "
+            f"expected one of {sorted(DATA_SUFFIXES)}, optionally compressed (.gz, .bz2, .zst, "
             ".xz), or pass format="
         )
     located = locate(LocalFS(), str(p), format, None)

@@ -14,9 +14,12 @@ import curate.embed as embed
 from curate.embed import (
     DEFAULT_MODEL,
     EmbeddingCache,
+    backend_key,
+    choose_backend,
     embed_texts,
     load_model,
     model_key,
+    onnx_model,
     resolve_model,
     text_key,
 )
@@ -33,8 +36,9 @@ TEXTS = [
 
 def test_imports_stay_light() -> None:
     code = (
-        "import sys, curate, curate.embed, curate.dedup.semantic\n"
-        "heavy = {'torch', 'faiss', 'sentence_transformers', 'transformers'} & set(sys.modules)\n"
+        "import sys, curate, curate.embed, curate._onnx_embed, curate.dedup.semantic\n"
+        "heavy = {'torch', 'faiss', 'sentence_transformers', 'transformers', 'onnxruntime',\n"
+        "         'onnx', 'tokenizers'} & set(sys.modules)\n"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -129,3 +133,68 @@ def test_encoding_uses_every_core_then_restores(capsys: pytest.CaptureFixture[st
     assert torch.get_num_threads() == 1
     embed_texts(["Show a progress bar for this one."], progress=True)
     assert "embedding" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Converted models for the module: each backend is converted once."""
+    return tmp_path_factory.mktemp("onnx-models")
+
+
+def test_onnx_backend_converts_once_caches_apart_and_matches_float32(
+    models: Path, tmp_path: Path
+) -> None:
+    cache = EmbeddingCache(tmp_path, backend="onnx", models_dir=models)
+    vectors = cache.embed(TEXTS)
+    folder = models / backend_key(backend="onnx")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "curate.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
+    assert [p.name for p in models.iterdir()] == [folder.name]  # no temporary folder left
+    reference = embed_texts(TEXTS)
+    assert vectors.dtype == np.float32 and np.abs(vectors - reference).max() < 1e-4
+    assert cache.key == folder.name != model_key()  # its vectors are kept apart from torch's
+    assert (tmp_path / "embeddings" / cache.key).is_dir()
+    assert not (tmp_path / "embeddings" / model_key()).exists()
+    made = (folder / "model.onnx").stat().st_mtime_ns
+    again = EmbeddingCache(tmp_path, backend="onnx", models_dir=models)
+    assert np.array_equal(again.embed(TEXTS), vectors) and again.encoded == 0
+    assert onnx_model(backend="onnx", root=models) == folder  # found, not converted again
+    assert (folder / "model.onnx").stat().st_mtime_ns == made
+    assert EmbeddingCache(None, backend="onnx", models_dir=models).embed([]).shape == (0, 384)
+
+
+def test_int8_backend_stays_close_to_float32(models: Path) -> None:
+    vectors = EmbeddingCache(None, backend="onnx-int8", models_dir=models).embed(TEXTS)
+    reference = embed_texts(TEXTS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.abs((vectors * reference).sum(axis=1) - 1).max() < 0.03
+    cosines, float_cosines = vectors @ vectors.T, reference @ reference.T
+    assert np.abs(cosines - float_cosines).max() < 0.05
+    assert float(vectors[0] @ vectors[1]) > 0.8 > 0.2 > float(vectors[0] @ vectors[3])
+
+
+def test_auto_backend_is_openvino_on_a_cpu_and_torch_on_a_gpu() -> None:
+    assert EmbeddingCache(None, backend="auto", device="cpu").backend == "openvino-bf16"
+    assert choose_backend("auto", device="cuda:0") == "torch"
+    assert choose_backend("onnx-int8") == "onnx-int8"
+
+
+def test_unknown_backends_are_refused() -> None:
+    with pytest.raises(ConfigError, match="backend='tensorrt': expected 'auto' or one of"):
+        EmbeddingCache(None, backend="tensorrt")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="nothing to convert"):
+        onnx_model(backend="torch")
+
+
+def test_openvino_backends_share_one_conversion_and_stay_close(models: Path) -> None:
+    full = EmbeddingCache(None, backend="openvino", models_dir=models)
+    bf16 = EmbeddingCache(None, backend="openvino-bf16", models_dir=models)
+    reference = embed_texts(TEXTS)
+    assert np.abs(full.embed(TEXTS) - reference).max() < 1e-4
+    vectors = bf16.embed(TEXTS)  # bfloat16 where the CPU has it, else float32
+    assert np.abs(vectors @ vectors.T - reference @ reference.T).max() < 0.01
+    assert full.key != bf16.key  # vectors kept apart, one converted model
+    assert [p.name for p in models.glob("*openvino*")] == [backend_key(backend="openvino")]

@@ -14,8 +14,21 @@ not seen. When the texts are `curate.text.normalize_text` outputs (as in
 The model key is a digest of the model's files (configs in full, weights
 sampled), so a different or fine-tuned model never reads another's vectors.
 
-Heavy imports (torch, sentence-transformers) happen inside the functions that
-need them; ``import curate.embed`` is light.
+``backend`` picks the runtime: ``"torch"`` (sentence-transformers, float32, on a
+GPU when there is one; the default), or on the CPU the same model converted once:
+``"openvino"`` (OpenVINO, float32: the same vectors to ~1e-6, faster),
+``"openvino-bf16"`` (OpenVINO computing in bfloat16 where the CPU has it: faster
+still, cosines within ~0.003), ``"onnx"`` (onnxruntime with fused attention,
+float32) and ``"onnx-int8"`` (onnxruntime, int8 matrix products: cosines within
+~0.07); ``"auto"`` is torch on a GPU, else openvino-bf16. benchmarks/bench_embed_speed.py
+measures each. The converted model is made locally from the model's own files on
+first use (`onnx_model`, `curate._onnx_embed`) and kept for later runs under
+``$XDG_CACHE_HOME/curate/models/<key>/`` (else ``~/.cache/curate/models``).
+Vectors of each backend are kept apart: torch's under the model key, the others
+under `backend_key` (model key + backend).
+
+Heavy imports (torch, sentence-transformers, onnxruntime) happen inside the
+functions that need them; ``import curate.embed`` is light.
 
 >>> key = text_key("What is $1+1$?")
 >>> len(key), key == text_key("What is $1+1$?")
@@ -26,15 +39,17 @@ need them; ``import curate.embed`` is light.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
+import importlib.util
 import os
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -45,6 +60,8 @@ from curate.errors import ConfigError, MissingExtraError
 from curate.io import write_parquet
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-bf16"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
 _DEFAULT_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 _CHUNK_BATCHES = 16  # batches per encode call: the progress bar's step
 _FLUSH_TEXTS = 8192  # vectors written to the cache at least this often, so a killed run resumes
@@ -99,6 +116,85 @@ def model_key(model: str = DEFAULT_MODEL) -> str:
                 h.update(f.read(_SAMPLE))
     name = DEFAULT_MODEL if model in _DEFAULT_NAMES or _is_default(folder) else folder.name
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{h.hexdigest()}"
+
+
+def _has_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    return bool(importlib.import_module("torch").cuda.is_available())
+
+
+def backend_key(model: str = DEFAULT_MODEL, backend: Backend = "torch") -> str:
+    """The cache key of ``model``'s vectors made by ``backend``: `model_key` for torch.
+
+    >>> backend_key(backend="onnx").endswith("-onnx1")  # doctest: +SKIP
+    True
+    """
+    check_backend(backend)
+    key = model_key(model)
+    if backend == "torch":
+        return key
+    from curate._onnx_embed import FORMAT
+
+    kind, _, precision = backend.partition("-")
+    return f"{key}-{kind}{FORMAT}" + (f"-{precision}" if precision else "")
+
+
+def check_backend(backend: str) -> None:
+    """A `ConfigError` unless ``backend`` is one of `BACKENDS`.
+
+    >>> check_backend("tf")
+    Traceback (most recent call last):
+    ...
+    curate.errors.ConfigError: backend='tf': expected 'auto' or one of 'torch', 'onnx', 'onnx-int8', 'openvino', 'openvino-bf16'
+    """  # noqa: E501
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"backend={backend!r}: expected 'auto' or one of "
+            + ", ".join(repr(b) for b in BACKENDS)
+        )
+
+
+def choose_backend(backend: str = "auto", device: str | None = None) -> Backend:
+    """``backend`` checked, or for ``"auto"``: torch on a GPU (``device`` not "cpu" and
+    one is there), else OpenVINO in bfloat16 when it is installed, else torch.
+
+    On a CPU openvino-bf16 encodes ~5x as fast as torch with the same precision and
+    recall in `curate.dedup.semantic.SemanticDedup` (benchmarks/bench_embed_speed.py);
+    a CPU without bfloat16 runs it in float32 (~3x).
+
+    >>> choose_backend("onnx"), choose_backend("auto", device="cuda")
+    ('onnx', 'torch')
+    """
+    if backend != "auto":
+        check_backend(backend)
+        return backend  # type: ignore[return-value]
+    if device is not None and device != "cpu":
+        return "torch"
+    if device is None and _has_cuda():
+        return "torch"
+    return "openvino-bf16" if importlib.util.find_spec("openvino") is not None else "torch"
+
+
+def onnx_model(
+    model: str = DEFAULT_MODEL, backend: Backend = "onnx", root: str | Path | None = None
+) -> Path:
+    """The folder of ``model`` converted for ``backend`` under ``root``, made if missing
+    (the two openvino backends share one: they differ in how it is run).
+
+    ``root`` defaults to ``$XDG_CACHE_HOME/curate/models`` (else ``~/.cache/curate/
+    models``), beside curate's toy models. The conversion (half a minute on two
+    cores) happens once; later calls find the folder.
+    """
+    if backend == "torch":
+        raise ConfigError("backend='torch' runs the model as it is: there is nothing to convert")
+    from curate._onnx_embed import convert
+
+    if root is None:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "curate/models"
+    kind = "openvino" if backend.startswith("openvino") else backend
+    dest = Path(root) / backend_key(model, kind)
+    return convert(resolve_model(model), dest, kind)  # type: ignore[arg-type]
 
 
 def _is_default(folder: Path) -> bool:
@@ -172,9 +268,12 @@ class VectorCache:
 
 
 class EmbeddingCache(VectorCache):
-    """Embeddings of one model, kept under ``cache_dir/embeddings/<model-key>/``.
+    """Embeddings of one model and backend, kept under ``cache_dir/embeddings/<key>/``
+    (``<key>``: `backend_key`, the model key for the default torch backend).
 
-    ``cache_dir=None`` keeps nothing (every text is encoded). `embed` counts what
+    ``cache_dir=None`` keeps nothing (every text is encoded). ``device`` is for the
+    torch backend; the onnx ones run on the CPU, their converted model kept under
+    ``models_dir`` (None: the default folder of `onnx_model`). `embed` counts what
     it encoded and what it found in ``encoded`` and ``cached`` (over all calls).
 
     >>> import tempfile
@@ -191,9 +290,13 @@ class EmbeddingCache(VectorCache):
         model: str = DEFAULT_MODEL,
         *,
         device: str | None = None,
+        backend: Backend | Literal["auto"] = "torch",
+        models_dir: str | Path | None = None,
     ) -> None:
         self.model, self.device = model, device
-        self.key = model_key(model)
+        self.backend = choose_backend(backend, device)
+        self.key = backend_key(model, self.backend)
+        self.models = models_dir
         super().__init__(None if cache_dir is None else Path(cache_dir) / "embeddings" / self.key)
         self.encoded = 0
         self.cached = 0
@@ -222,25 +325,31 @@ class EmbeddingCache(VectorCache):
     def _dim(self, have: dict[str, np.ndarray]) -> int:
         if have:
             return int(next(iter(have.values())).shape[0])
+        if self.backend != "torch":
+            return int(self._onnx().dim)
         return int(load_model(self.model, self.device).get_embedding_dimension())
+
+    def _onnx(self) -> Any:
+        from curate._onnx_embed import cores, encoder
+
+        folder = onnx_model(self.model, self.backend, self.models)
+        return encoder(str(folder), cores(), "bf16" if self.backend.endswith("bf16") else "f32")
 
     def _encode(
         self, keys: list[str], texts: list[str], batch_size: int, progress: bool
     ) -> dict[str, np.ndarray]:
-        model = load_model(self.model, self.device)
+        threads: AbstractContextManager[None] = contextlib.nullcontext()
+        if self.backend == "torch":
+            encode, threads = self._torch_encode(batch_size), _all_cores()
+        else:  # onnxruntime: its own threads, one per core
+            encode = functools.partial(self._onnx().encode, batch_size=batch_size)
         out: dict[str, np.ndarray] = {}
         chunk = batch_size * _CHUNK_BATCHES
         pending: list[str] = []
         bar = progress_bar(len(texts), "embedding", enabled=progress, unit="texts")
-        with _all_cores(), bar:
+        with threads, bar:
             for start in range(0, len(texts), chunk):
-                vectors = model.encode(
-                    texts[start : start + chunk],
-                    batch_size=batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                vectors = encode(texts[start : start + chunk])
                 part = keys[start : start + chunk]
                 out.update(zip(part, np.asarray(vectors, dtype=np.float32), strict=True))
                 pending += part
@@ -249,6 +358,16 @@ class EmbeddingCache(VectorCache):
                     self.store(pending, np.stack([out[k] for k in pending]))
                     pending = []
         return out
+
+    def _torch_encode(self, batch_size: int) -> Any:
+        model = load_model(self.model, self.device)
+        return functools.partial(
+            model.encode,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
 
 def embed_texts(
@@ -259,14 +378,15 @@ def embed_texts(
     batch_size: int = 64,
     progress: bool = False,
     device: str | None = None,
+    backend: Backend | Literal["auto"] = "torch",
 ) -> np.ndarray:
     """L2-normalised float32 embeddings of ``texts``, cached under ``cache_dir`` if given.
 
-    See `EmbeddingCache` for the cache and its counters.
+    See `EmbeddingCache` for the cache, its counters and the backends.
 
     >>> vectors = embed_texts(["Find $x$.", "Determine $x$."])  # doctest: +SKIP
     >>> vectors.shape, vectors.dtype  # doctest: +SKIP
     ((2, 384), dtype('float32'))
     """
-    cache = EmbeddingCache(cache_dir, model, device=device)
+    cache = EmbeddingCache(cache_dir, model, device=device, backend=backend)
     return cache.embed(texts, batch_size=batch_size, progress=progress)

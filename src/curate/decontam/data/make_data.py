@@ -517,7 +517,7 @@ def _readme(catalog: dict[str, Any]) -> str:
         "the college_math items from textbooks under non-commercial or GFDL terms.",
         "",
         "`common_ngrams.json` is not a benchmark: the common phrases of ordinary problems",
-        "that `Decontaminate(reference=\"bundled\")` never matches (10-grams in at least 3",
+        'that `Decontaminate(reference="bundled")` never matches (10-grams in at least 3',
         "of the 4,500 MATH test problems outside MATH-500, from `hendrycks_math/test.jsonl`",
         "of the shared data: aiwaves-cn/agents at commit",
         "`e8c4e3c2d19739d3dff59e577d1c97090cc15f59`, Apache-2.0; MATH itself is MIT). Built",

@@ -66,6 +66,8 @@ def test_stages_give_the_same_bytes_on_ray(source: curate.Source, tmp_path: Path
         CountWords(),
         curate.SQLFilter("length(problem) < 15", reason="long"),
         curate.ExactDedup(),
+        curate.MinHashDedup(),  # its LSH bands run as Ray tasks (StageContext.map)
+        curate.Mix(total=20, stratify="level"),
     ]
     recipe = curate.Recipe("r", [source], stages)
     local = recipe.run(tmp_path / "local", progress=False)

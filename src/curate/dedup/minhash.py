@@ -327,6 +327,7 @@ class MinHashDedup(Filter):
             numbers=self.numbers,
             ngram=self.ngram,
             shingle=self.shingle,
+            map=ctx.map,  # the bands' buckets: tasks on the run's engine
         )
         ctx.stats.update(bands=bands, rows=rows, **counts)
         return pairs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, NamedTuple
 
@@ -246,7 +246,12 @@ def _content_keys(sig: Signatures) -> np.ndarray:
 
 
 def candidate_pairs(
-    keys: np.ndarray, order: np.ndarray, side: np.ndarray, same: np.ndarray | None = None
+    keys: np.ndarray,
+    order: np.ndarray,
+    side: np.ndarray,
+    same: np.ndarray | None = None,
+    *,
+    map: Map | None = None,
 ) -> np.ndarray:
     """Pairs of rows (int64, shape (pairs, 2), sorted) that share an LSH bucket.
 
@@ -259,20 +264,37 @@ def candidate_pairs(
     dropped band by band, they never pile up (templated problems that differ only in their
     numbers share most buckets).
 
+    Each band is a task (buckets never span bands) that ``map(fn, items, shared=...)``
+    runs (`curate.stage.StageContext.map`: Ray tasks on ``engine="ray"``; default: one
+    band after another here). The result does not depend on where or in which order.
+
     >>> keys = np.array([[1, 5], [1, 6], [2, 6], [3, 7]], dtype=np.uint64)
     >>> candidate_pairs(keys, np.arange(4, dtype=np.uint64), np.ones(4, bool)).tolist()
     [[0, 1], [1, 2]]
     """
     n, bands = keys.shape
     sort_key = (side.astype(np.uint64) << _U64(63)) | (order >> _U64(1))
-    salt = np.arange(bands, dtype=np.uint64) * _U64(0x9E3779B97F4A7C15)
-    codes = [np.zeros(0, np.int64)]
-    # one band at a time (buckets never span bands): the (band, key, row) table of every
-    # band at once cost ~2.5 KB per row at 16 bands; one band's is a sixteenth of it
-    for band in range(bands):
-        codes.append(_bucket_pairs(keys[:, band] ^ salt[band], sort_key, n, same))
+    # one band at a time: the (band, key, row) table of every band at once cost ~2.5 KB per
+    # row at 16 bands; one band's is a sixteenth of it
+    run = map or _here
+    codes = [np.zeros(0, np.int64), *run(_band_pairs, range(bands), shared=(keys, sort_key, same))]
     code = pl.Series(np.concatenate(codes)).unique().sort().to_numpy()  # once each
     return np.stack(np.divmod(code, n), axis=1)
+
+
+Map = Callable[..., list[Any]]
+"""``map(fn, items, shared=...)``: `curate.stage.StageContext.map`."""
+
+
+def _here(fn: Callable[[Any, Any], Any], items: Iterable[Any], *, shared: Any = None) -> list[Any]:
+    return [fn(shared, item) for item in items]
+
+
+def _band_pairs(shared: tuple[np.ndarray, np.ndarray, np.ndarray | None], band: int) -> np.ndarray:
+    """One band's task of `candidate_pairs`: its bucket pairs as codes ``left * n + right``."""
+    keys, sort_key, same = shared
+    salt = (np.arange(band + 1, dtype=np.uint64) * _U64(0x9E3779B97F4A7C15))[band]
+    return _bucket_pairs(keys[:, band] ^ salt, sort_key, keys.shape[0], same)
 
 
 def _bucket_pairs(
@@ -375,6 +397,7 @@ def duplicate_pairs(
     numbers: Literal["match", "ignore"] = "match",
     ngram: int = 3,
     shingle: Literal["word", "char"] = "word",
+    map: Map | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts.
     (``texts`` may be None unless ``verify="exact"``: the signatures are enough.)
@@ -383,7 +406,7 @@ def duplicate_pairs(
     never paired together. A candidate (sharing an LSH bucket of ``bands`` x ``rows``) is a
     duplicate when its estimated (or, with ``verify="exact"``, exact) Jaccard similarity is
     at least ``threshold`` and, with ``numbers="match"``, both texts have the same
-    `curate.shingles.numbers`.
+    `curate.shingles.numbers`. ``map`` runs the LSH bands as tasks (`candidate_pairs`).
 
     >>> texts = pl.Series(["What is $1+1$?", "what is 1 + 1 ?", "What is 1+2?"])
     >>> pairs, counts = duplicate_pairs(texts, signatures(texts), threshold=0.7, bands=16, rows=8)
@@ -402,7 +425,7 @@ def duplicate_pairs(
     np.logical_or.at(side, group, live >= n_ref)  # a group with a row to dedup is one
     keys = _band_keys(sig.values, bands, rows)[live[first]]  # not a copy of the signatures
     same = sig.numbers[live[first]] if numbers == "match" else None
-    lsh = candidate_pairs(keys, content[first], side, same)
+    lsh = candidate_pairs(keys, content[first], side, same, map=map)
     pairs = np.concatenate(
         (live[first[lsh]], np.stack((live[first[group[twins]]], live[twins]), axis=1))
     )

@@ -229,6 +229,19 @@ def tables(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def describe_machine(extra: str = "") -> str:
+    """Date, CPU, cores, versions and load average, for the header of a results table."""
+    from importlib.metadata import version
+
+    info = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model n")]
+    cpu = info[0].split(":", 1)[1].strip() if info else platform.processor()
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, polars {version('polars')}, curate "
+        f"{version('curate')}, load average {os.getloadavg()[0]:.1f}{extra}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="250000,1000000,2000000,5000000", help="sizes N")
@@ -252,15 +265,7 @@ def main() -> None:
 
     sizes = [20_000, 50_000] if args.quick else [int(s) for s in args.rows.split(",")]
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    from importlib.metadata import version
-
-    info = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model n")]
-    cpu = info[0].split(":", 1)[1].strip() if info else platform.processor()
-    machine = (
-        f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, python "
-        f"{platform.python_version()}, polars {version('polars')}, curate {version('curate')}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
+    machine = describe_machine()
     print(machine, flush=True)
     results = [measure(args, n, stages) for n in sorted(sizes)]
     print(f"\nbaseline RSS after imports: {results[0]['baseline_gb']:.2f} GB\n")

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -56,7 +55,7 @@ import polars as pl
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_stream import Watch, tree_rss_kb  # noqa: E402  (the same memory sampling)
+from bench_stream import Watch, describe_machine, tree_rss_kb  # noqa: E402  (the same sampling)
 
 DATA_VERSION = 1  # bump when `build` changes what it writes
 CHUNK = 2048  # problems per responses part (Distill(chunk=...))
@@ -350,16 +349,8 @@ def main() -> None:
 
     sizes = [16_000, 40_000] if args.quick else [int(s) for s in args.responses.split(",")]
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    from importlib.metadata import version
-
-    info = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model n")]
-    cpu = info[0].split(":", 1)[1].strip() if info else platform.processor()
-    machine = (
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, {os.cpu_count()} cores, "
-        f"python {platform.python_version()}, polars {version('polars')}, curate "
-        f"{version('curate')}, load average {os.getloadavg()[0]:.1f}, k = {args.k}, "
-        f"{'pregraded' if args.pregraded else 'ungraded'}"
-    )
+    graded = "pregraded" if args.pregraded else "ungraded"
+    machine = describe_machine(f", k = {args.k}, {graded}")
     print(machine, flush=True)
     results = []
     for r in sorted(sizes):

@@ -63,7 +63,7 @@ import json
 import linecache
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -76,6 +76,17 @@ from curate.schema import CANONICAL_COLUMNS
 
 REASON = "_reject_reason"
 DETAIL = "_reject_detail"
+
+
+TaskMap = Callable[..., list[Any]]
+"""``map(fn, items, shared=...)``: run ``fn(shared, item)`` for each item, results in order
+(`StageContext.map`, or `run_here`)."""
+
+
+def run_here(fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None) -> list[Any]:
+    """``[fn(shared, item) for item in items]``: tasks run one after another in this process
+    (the default of a function that takes a `TaskMap`, and the local engine's way)."""
+    return [fn(shared, item) for item in items]
 
 
 class TaskRunner(Protocol):
@@ -121,7 +132,7 @@ class StageContext:
         back in the order of ``items`` whatever the engine, so the step stays
         deterministic."""
         if self.tasks is None or len(items) < 2:
-            return [fn(shared, item) for item in items]
+            return run_here(fn, items, shared)
         return self.tasks.map_tasks(fn, items, shared)
 
     @property

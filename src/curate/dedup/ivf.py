@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from curate.errors import MissingExtraError
+from curate.stage import TaskMap, run_here
 
 GROUP_ROWS = 32_768
 """About how many stored vectors one task holds (more groups for more vectors)."""
@@ -40,8 +40,6 @@ MIN_GROUPS = 32
 _BLOCK = 4096
 _EPS = 1e-6
 
-Map = Callable[..., list[Any]]
-"""``map(fn, items, shared=...)``: `curate.stage.StageContext.map`."""
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -65,7 +63,7 @@ def partitioned_pairs(
     *,
     nprobe: int = 16,
     seed: int = 0,
-    map: Map | None = None,
+    map: TaskMap | None = None,
 ) -> Pairs:
     """Pairs ``i < j`` of L2-normalised ``vectors`` with cosine >= ``threshold``, searched
     by partition (module docstring). ``map(fn, items)`` runs the tasks (default: here, in
@@ -95,7 +93,7 @@ def partitioned_pairs(
             # each query scans only the lists it probes in this group (-1: skipped)
             mine = np.where(probed_group[queries] == g, probes[queries], -1)
             tasks.append((queries, mine, base, stored[base], threshold))
-    found = (map or _run_here)(_search_group, tasks, shared=(vectors, centroids))
+    found = (map or run_here)(_search_group, tasks, shared=(vectors, centroids))
     if not found:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
@@ -106,12 +104,6 @@ def partitioned_pairs(
     distinct = lo != hi
     pair, first = np.unique(lo[distinct] * n + hi[distinct], return_index=True)
     return pair // n, pair % n, s[distinct][first]
-
-
-def _run_here(
-    fn: Callable[[Any, Any], Any], items: Sequence[Any], *, shared: Any = None
-) -> list[Any]:
-    return [fn(shared, item) for item in items]
 
 
 def _search_group(

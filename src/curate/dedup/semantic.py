@@ -31,7 +31,7 @@ from curate.dedup.clusters import (
     mark_reference,
     reference_digest,
 )
-from curate.dedup.ivf import Map, faiss_module, nlist_for, partitioned_pairs
+from curate.dedup.ivf import faiss_module, nlist_for, partitioned_pairs
 from curate.embed import (
     DEFAULT_MODEL,
     Backend,
@@ -42,7 +42,7 @@ from curate.embed import (
 )
 from curate.errors import ConfigError
 from curate.shingles import number_keys
-from curate.stage import Filter, StageContext
+from curate.stage import Filter, StageContext, TaskMap
 from curate.text import normalize_text
 
 IndexKind = Literal["auto", "flat", "ivf", "hnsw"]
@@ -128,7 +128,7 @@ def neighbour_pairs(
     index: IndexKind = "auto",
     k: int = 10,
     seed: int = 0,
-    map: Map | None = None,
+    map: TaskMap | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Pairs ``i < j`` of L2-normalised ``vectors`` with cosine >= ``threshold``.
 
@@ -309,8 +309,8 @@ class SemanticDedup(Filter):
         """Each row's vector (through the run's embedding cache), text key and numbers key.
 
         Only the texts of this batch that are not in the cache are encoded (a text met in
-        an earlier batch is read back, not encoded again); the batch's count of encoded
-        texts rides on its first row, for the global step's stats."""
+        an earlier batch is read back, not encoded again); how many were is counted in
+        ``ctx.stats`` (summed over the batches for the global step's stats)."""
         self._check()
         if self.column not in batch.columns:
             raise ConfigError(f"column={self.column!r} is not a column; have {batch.columns}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, NamedTuple
 
@@ -21,6 +21,7 @@ import polars as pl
 
 from curate.hashing import constants, fmix64
 from curate.shingles import shingles, text_series
+from curate.stage import TaskMap, run_here
 
 Sketch = Literal["oph", "classic"]
 
@@ -251,7 +252,7 @@ def candidate_pairs(
     side: np.ndarray,
     same: np.ndarray | None = None,
     *,
-    map: Map | None = None,
+    map: TaskMap | None = None,
 ) -> np.ndarray:
     """Pairs of rows (int64, shape (pairs, 2), sorted) that share an LSH bucket.
 
@@ -276,18 +277,10 @@ def candidate_pairs(
     sort_key = (side.astype(np.uint64) << _U64(63)) | (order >> _U64(1))
     # one band at a time: the (band, key, row) table of every band at once cost ~2.5 KB per
     # row at 16 bands; one band's is a sixteenth of it
-    run = map or _here
+    run = map or run_here
     codes = [np.zeros(0, np.int64), *run(_band_pairs, range(bands), shared=(keys, sort_key, same))]
     code = pl.Series(np.concatenate(codes)).unique().sort().to_numpy()  # once each
     return np.stack(np.divmod(code, n), axis=1)
-
-
-Map = Callable[..., list[Any]]
-"""``map(fn, items, shared=...)``: `curate.stage.StageContext.map`."""
-
-
-def _here(fn: Callable[[Any, Any], Any], items: Iterable[Any], *, shared: Any = None) -> list[Any]:
-    return [fn(shared, item) for item in items]
 
 
 def _band_pairs(shared: tuple[np.ndarray, np.ndarray, np.ndarray | None], band: int) -> np.ndarray:
@@ -397,7 +390,7 @@ def duplicate_pairs(
     numbers: Literal["match", "ignore"] = "match",
     ngram: int = 3,
     shingle: Literal["word", "char"] = "word",
-    map: Map | None = None,
+    map: TaskMap | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts.
     (``texts`` may be None unless ``verify="exact"``: the signatures are enough.)

@@ -9,7 +9,7 @@ from typing import Any
 
 from curate._progress import progress_bar
 from curate.engines.batches import BatchPlan, run_batch
-from curate.stage import Stage, StageContext
+from curate.stage import Stage, StageContext, run_here
 
 
 class LocalEngine:
@@ -31,7 +31,7 @@ class LocalEngine:
     def map_tasks(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
     ) -> list[Any]:
-        return [fn(shared, item) for item in items]
+        return run_here(fn, items, shared)
 
     def close(self) -> None:
         pass

@@ -22,6 +22,17 @@ class Laps:
         self._start = now
 
 
+def toy_generator(engine: str, model: str) -> Any:
+    """The generator the overhead benchmarks time: vLLM (a fifth of the GPU) or transformers."""
+    if engine == "vllm":
+        from curate.generate.vllm import VLLMGenerator
+
+        return VLLMGenerator(model, label="toy", gpu_memory_utilization=0.2)
+    from curate.generate.hf import HFGenerator
+
+    return HFGenerator(model, label="toy")
+
+
 def vllm_direct(generator: Any, messages: list[Any], n: int, sampling: Any) -> tuple[float, int]:
     """The engine alone: one ``LLM.generate`` over every chat-templated prompt, ``n`` samples
     each (seed ``i`` for prompt ``i``); returns the seconds and the tokens generated."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from _timing import vllm_direct
+from _timing import toy_generator, vllm_direct
 
 
 def problems(count: int) -> pl.DataFrame:
@@ -48,7 +48,7 @@ def problems(count: int) -> pl.DataFrame:
             "solution": [None] * len(rows),
             "source": ["toy"] * len(rows),
             "subject": [None] * len(rows),
-            "level": [r["level"] for r in rows],
+            "level": [float(r["level"]) for r in rows],
             "meta": ["{}"] * len(rows),
         },
         schema=PROBLEM_DTYPES,
@@ -124,16 +124,8 @@ def main() -> None:
 
     model = args.model or str(toy_model())
     sampling = Sampling(temperature=0.6, top_p=0.95, max_tokens=args.max_tokens)
-    if args.engine == "vllm":
-        from curate.generate.vllm import VLLMGenerator
-
-        generator: Any = VLLMGenerator(model, label="toy", gpu_memory_utilization=0.2)
-        direct = direct_vllm
-    else:
-        from curate.generate.hf import HFGenerator
-
-        generator = HFGenerator(model, label="toy")
-        direct = direct_backend
+    generator = toy_generator(args.engine, model)
+    direct = direct_vllm if args.engine == "vllm" else direct_backend
     started = time.perf_counter()
     generator.generate([Request("warm up", n=1, seed=0)], Sampling(max_tokens=4))
     load = time.perf_counter() - started

@@ -84,7 +84,7 @@ from statistics import median
 from typing import Any
 
 import polars as pl
-from _timing import vllm_direct
+from _timing import toy_generator, vllm_direct
 
 TEXTS_PATH = Path("data/demo/math_texts.jsonl")
 TEMPLATE = (
@@ -262,16 +262,8 @@ def overhead(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     model = args.model or str(toy_model(steps=600))
     sampling = Sampling(temperature=1.0, top_p=1.0, max_tokens=args.max_tokens)
-    if args.engine == "vllm":
-        from curate.generate.vllm import VLLMGenerator
-
-        generator: Any = VLLMGenerator(model, label="toy", gpu_memory_utilization=0.2)
-        direct = direct_vllm
-    else:
-        from curate.generate.hf import HFGenerator
-
-        generator = HFGenerator(model, label="toy")
-        direct = direct_backend
+    generator = toy_generator(args.engine, model)
+    direct = direct_vllm if args.engine == "vllm" else direct_backend
     texts = texts_file(args.texts, work)
     messages = chat_prompts(synthesizer(texts, generator, args.n, sampling, args.chunk))
     started = time.perf_counter()

@@ -192,7 +192,8 @@ class Distill(Stage):
         regraded = _regrade(self, out, table, {key for _, key in wanted}, ctx.workers)
         if regraded:
             ctx.stats["regraded"] = regraded
-        return table.select("id").with_columns(_samples(out.scan(), table["id"], wanted))
+        mine = out.scan(pl.col("gen_key").is_in([key for _, key in wanted]))
+        return table.select("id").with_columns(_samples(mine, table["id"], wanted))
 
 
 def _gpus(generator: Generator) -> int:
@@ -328,8 +329,10 @@ def _regrade(
     stage: Distill, out: ResponsesTable, frame: pl.DataFrame, keys: set[str], workers: int | None
 ) -> int:
     """Grade again the stored responses of ``keys`` that another grader judged, or whose
-    check timed out or failed (the grader may do better now), in one call; each part with
-    such rows is rewritten whole (atomically). Returns how many responses were re-graded."""
+    check timed out or failed (the grader may do better now), `REGRADE_BATCH` at a time;
+    each part with such rows is rewritten whole (atomically). A part whose verdicts are all
+    current is not read past its grader and verdict columns. Returns how many responses
+    were re-graded."""
     grader = grader_key(stage.grading)
     gold = dict(zip(frame["id"].to_list(), frame["answer"].to_list(), strict=True))
     parts: list[tuple[Path, list[dict[str, Any]]]] = []
@@ -349,13 +352,11 @@ def _regrade(
     for part in out.parts():
         if out.gen_key_of(part) not in keys:
             continue
-        table = pl.read_parquet(part)
-        if (
-            "grader" in table.columns
-            and (table["grader"].eq_missing(grader) & ~table["verdict"].is_in(_RECHECK)).all()
-        ):
-            continue
-        rows = table.to_dicts()
+        if "grader" in pl.read_parquet_schema(part):
+            judged = pl.read_parquet(part, columns=["grader", "verdict"])
+            if (judged["grader"].eq_missing(grader) & ~judged["verdict"].is_in(_RECHECK)).all():
+                continue
+        rows = pl.read_parquet(part).to_dicts()
         mine = [  # responses of problems no longer in the stage's input stay as they are
             r
             for r in rows

@@ -13,37 +13,32 @@ Memory is bounded by a batch and the compact columns. A stage that implements on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from curate.engines.batches import BatchPlan, add_stats
 from curate.io import ParquetSink
-from curate.stage import DETAIL, REASON, Stage, StageContext, attach, merge_added
+from curate.stage import DETAIL, REASON, Stage, StageContext, TaskRunner, attach, merge_added
 
 MERGE_ROWS = 65_536
 """Rows per batch of the merge (and per row group of the files it writes)."""
 
 
-class Engine(Protocol):
+class Engine(TaskRunner, Protocol):
     """Runs the batches of a stage's per-row step (`curate.engines.LocalEngine`,
-    `curate.engines.RayEngine`)."""
+    `curate.engines.RayEngine`), and a global step's independent tasks (`map_tasks`, see
+    `curate.stage.StageContext.map`)."""
 
     name: str
 
     def map_batches(
         self, stage: Stage, plan: BatchPlan, pending: list[int], ctx: StageContext
     ) -> None: ...
-
-    def map_tasks(
-        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
-    ) -> list[Any]:
-        """A global step's independent tasks (`curate.stage.StageContext.map`), in order."""
-        ...
 
     def close(self) -> None: ...
 

@@ -208,6 +208,12 @@ class Stage:
         value the input has is never changed."""
         return ()
 
+    def added_by(self, output: pl.DataFrame) -> list[str]:
+        """The columns of a step's ``output`` that count as added: every non-canonical
+        one, and the canonical ones the stage `fills`."""
+        fills = self.fills()
+        return [c for c in output.columns if c not in CANONICAL_COLUMNS or c in fills]
+
     def optional_reads(self) -> tuple[str, ...]:
         """Columns among those read that may be missing from the input (a documents table
         has no ``answer``): given when the input has them, and the stage copes without."""
@@ -243,7 +249,7 @@ class Stage:
         if mapped:
             out = self.map_batch(table, ctx)
             out = out.collect() if isinstance(out, pl.LazyFrame) else out
-            added = [c for c in out.columns if c not in CANONICAL_COLUMNS or c in self.fills()]
+            added = self.added_by(out)
             table = merge_added(table, out, self)
         if step:
             base = frame.select(self.columns(frame.columns, step="global"))
@@ -346,7 +352,7 @@ def merge_added(
             "mark rows with Filter.mark instead of dropping them)"
         )
     fills = stage.fills()
-    added = [c for c in out.columns if c not in CANONICAL_COLUMNS or c in fills]
+    added = stage.added_by(out)
     declared = stage.adds()
     if final and declared is not None:
         missing = [c for c in declared if c not in out.columns]

@@ -311,3 +311,40 @@ def test_queryable_with_sql(tmp_path: Path) -> None:
     assert joined["n"][0] == 2 * len(PROBLEMS)
     again = recipe.run(tmp_path / "run")
     assert again.stages[1].seconds == run.stages[1].seconds  # unchanged: skipped
+
+
+def test_samples_are_the_same_in_any_number_of_buckets(tmp_path: Path) -> None:
+    """`_samples` gathers the responses in buckets of a hash of the problem id: the column
+    (order, values, which copy of a key stored twice) does not depend on how many."""
+    from curate.distill import _samples
+    from curate.responses import ResponsesTable
+
+    rows = problems_frame([*PROBLEMS, ("FAIL 1 + 1", "2"), ("What is 6 + 6?", "12")])
+    weak, strong = Scripted("weak", 0.3), Scripted("strong", 0.8)
+    stage = Distill((weak, strong), n=3)
+    kept, _ = apply_stage(stage, rows, ctx_for(tmp_path))
+    table = ResponsesTable(tmp_path / "responses")
+    wanted = [(g.model, stage.gen_key(g)) for g in (weak, strong)]
+    keys = [k for _, k in wanted]
+    assert _samples(table, keys, rows["id"], wanted, buckets=3).equals(kept["samples"])
+    stored = table.read()
+    # keys stored twice, in a part named after the others: a good copy of a failed response
+    # (the copy kept) and another verdict for a response that did not fail (not kept)
+    failed = stored.filter(pl.col("finish_reason") == "error").head(1)
+    good = stored.filter(pl.col("finish_reason") == "stop").head(1)
+    copies = pl.concat(
+        [
+            failed.with_columns(finish_reason=pl.lit("stop"), verdict=pl.lit("wrong")),
+            good.with_columns(verdict=pl.lit("copy")),
+        ]
+    )
+    gen_key = stage.gen_key(weak if failed["model"][0] == "weak" else strong)
+    assert set(copies["gen_key"]) == {gen_key}
+    table.write(copies.to_dicts(), table.part(gen_key, "z" * 16))
+    ids = pl.concat([rows["id"], pl.Series(["no-such-problem"])])  # null samples
+    one = _samples(table, keys, ids, wanted)
+    assert one.len() == ids.len() and one.null_count() == 1
+    for buckets in (2, 3, 7):
+        assert _samples(table, keys, ids, wanted, buckets=buckets).equals(one)
+    verdicts = one.explode().struct.field("verdict").to_list()
+    assert "wrong" in verdicts and "copy" not in verdicts

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import polars as pl
 
 import curate
-from curate.stage import Filter, StageContext
+from curate.stage import Filter, StageContext, open_array
 
 CRASH_AT: list[int] = []  # row numbers whose batch raises KeyboardInterrupt (not config)
 
@@ -63,6 +64,48 @@ class CountWords(curate.Stage):
         assert set(table.columns) == {"id", "problem", "words", "scratch"}
         ctx.stats["longest"] = int(table["scratch"].max())  # type: ignore[arg-type]
         return table.with_columns(pl.col("scratch").rank("ordinal").alias("rank"))
+
+
+@dataclass(frozen=True)
+class VectorRank(curate.Stage):
+    """A per-row vector kept on disk for the global step (`curate.Stage.arrays`), read there
+    memory-mapped and in tasks: each row ranked by its vector's sum."""
+
+    batch_rows: ClassVar[int] = 5
+    seen: ClassVar[list[object]] = []  # what the global step got as ctx.arrays["vec"]
+
+    def reads(self) -> tuple[str, ...]:
+        return ("problem",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("vec_rank",)
+
+    def arrays(self) -> tuple[str, ...]:
+        return ("vec", "codes")
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        chars = batch["problem"].str.len_chars().cast(pl.UInt32).to_numpy()
+        vec = np.stack([chars, chars % 7, np.full_like(chars, 3)], axis=1)
+        codes = batch["problem"].str.len_bytes().cast(pl.Int64).to_numpy() * 10
+        return batch.select("id").with_columns(pl.Series("vec", vec), pl.Series("codes", codes))
+
+    def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        assert set(table.columns) == {"id", "problem"}, table.columns
+        type(self).seen.append(ctx.arrays["vec"])
+        vec, codes = ctx.array("vec"), ctx.array("codes")
+        assert vec.shape == (table.height, 3) and codes.shape == (table.height,)
+        sums = ctx.map(
+            _vector_sums,
+            [(0, table.height // 2), (table.height // 2, table.height)],
+            shared=ctx.arrays["vec"],
+        )
+        total = np.concatenate(sums) + codes
+        return table.select("id").with_columns(pl.Series("vec_rank", total).rank("ordinal"))
+
+
+def _vector_sums(vec: object, bounds: tuple[int, int]) -> np.ndarray:
+    rows = open_array(vec)[bounds[0] : bounds[1]]
+    return np.asarray(rows, np.int64).sum(axis=1)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from _stages import CRASH_AT, CountWords, EvenDigits
+from _stages import CRASH_AT, CountWords, EvenDigits, VectorRank
 
 import curate
 from curate.engines import execute as execute_mod
@@ -55,6 +55,22 @@ def test_batched_stages_match_the_in_memory_result(
     assert run.manifest["stages"][1]["stats"]["answer_kinds"] == {"not_an_answer": 8, "number": 35}
     assert run.manifest["stages"][2]["rejected"] == {"odd": 19}
     assert not list((run.path / "stages").glob(".parts-*"))
+
+
+def test_array_columns_reach_the_global_step_from_disk(
+    source: curate.Source, tmp_path: Path
+) -> None:
+    """`Stage.arrays`: kept out of the global step's table, given as .npy files opened
+    memory-mapped (the array itself in memory), and the result is the same."""
+    VectorRank.seen.clear()
+    stage = VectorRank()
+    run = curate.Recipe("r", [source], [stage]).run(tmp_path / "run", progress=False)
+    on_disk = pl.read_parquet(run.path / run.manifest["stages"][1]["dir"] / "kept.parquet")
+    kept, _ = apply_stage(stage, source.frame())
+    assert on_disk.equals(kept) and "vec" not in kept.columns
+    path, array = VectorRank.seen
+    assert isinstance(path, str) and path.endswith("vec.npy") and not Path(path).exists()
+    assert not isinstance(array, str) and array.shape == (len(ROWS), 3)
 
 
 def test_an_interrupted_stage_resumes_from_its_finished_batches(

@@ -89,6 +89,16 @@ def run_here(fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = 
     return [fn(shared, item) for item in items]
 
 
+def open_array(ref: Any) -> Any:
+    """An array handed over as ``StageContext.arrays[name]``: a ``.npy`` path is opened
+    memory-mapped (read-only), an array is returned as it is."""
+    if isinstance(ref, str):
+        import numpy as np
+
+        return np.load(ref, mmap_mode="r")
+    return ref
+
+
 class TaskRunner(Protocol):
     """Runs a global step's independent tasks (`StageContext.map`): an engine."""
 
@@ -121,6 +131,15 @@ class StageContext:
     stats: dict[str, Any] = field(default_factory=dict)
     tasks: TaskRunner | None = None
     """Where `map` runs tasks (set by the runner for a global step; None: in this process)."""
+    arrays: dict[str, Any] = field(default_factory=dict)
+    """The global step's `Stage.arrays`: name -> the path of a ``.npy`` file (from the
+    runner) or the array itself (`Stage.apply`); `array` opens either."""
+
+    def array(self, name: str) -> Any:
+        """The `Stage.arrays` column ``name`` as a NumPy array (memory-mapped when it is on
+        disk: rows are read when touched). A task of `map` takes ``ctx.arrays[name]``
+        instead and opens it with `open_array`: a path travels, a mapping does not."""
+        return open_array(self.arrays[name])
 
     def map(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], *, shared: Any = None
@@ -214,6 +233,14 @@ class Stage:
         fills = self.fills()
         return [c for c in output.columns if c not in CANONICAL_COLUMNS or c in fills]
 
+    def arrays(self) -> tuple[str, ...]:
+        """Columns ``map_batch`` adds that ``global_step`` reads as NumPy arrays instead of
+        table columns: fixed-width numbers (MinHash signatures, embeddings), large per row.
+        The runner keeps each on disk, one ``.npy`` file in row order, and the step opens
+        it memory-mapped (`StageContext.array`), so its size does not count against the
+        step's memory; the step's tasks open it where they run (`open_array`)."""
+        return ()
+
     def optional_reads(self) -> tuple[str, ...]:
         """Columns among those read that may be missing from the input (a documents table
         has no ``answer``): given when the input has them, and the stage copes without."""
@@ -249,6 +276,10 @@ class Stage:
         if mapped:
             out = self.map_batch(table, ctx)
             out = out.collect() if isinstance(out, pl.LazyFrame) else out
+            if self.arrays() and step:
+                arrays = {c: out[c].to_numpy() for c in self.arrays()}
+                ctx = dataclasses.replace(ctx, arrays={**ctx.arrays, **arrays})
+                out = out.drop(*arrays)
             added = self.added_by(out)
             table = merge_added(table, out, self)
         if step:

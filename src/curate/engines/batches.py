@@ -75,15 +75,47 @@ class BatchPlan:
                 add_stats(total, json.loads(path.read_text()))
         return total
 
-    def added(self) -> pl.DataFrame:
-        """Every batch's added columns, in row order (each batch must be done)."""
+    def added(self, *, without: tuple[str, ...] = ()) -> pl.DataFrame:
+        """Every batch's added columns but ``without``, in row order (each batch must be
+        done)."""
+        self._check_done()
+        if self.count == 0:
+            return pl.DataFrame()
+        names = [c for c in pl.read_parquet_schema(self.part(0)) if c not in without]
+        frames = [pl.read_parquet(self.part(i), columns=names) for i in range(self.count)]
+        return pl.concat(frames, how="vertical_relaxed", rechunk=True)  # contiguous: numpy views
+
+    def array(self, column: str) -> Path:
+        """The added ``column`` of every batch as one ``.npy`` file in row order (rows x
+        its width), for a global step to open memory-mapped (`curate.stage.Stage.arrays`);
+        written once, a batch at a time, atomically (its presence means it is whole)."""
+        import numpy as np
+
+        self._check_done()
+        path = self.parts / f"{column}.npy"
+        if path.exists():
+            return path
+        if self.count == 0:
+            raise RunError(f"{self.parts}: no batches to make {column}.npy from")
+        first = _numbers(self.part(0), column)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(first.dtype),  # type: ignore[no-untyped-call]
+            "fortran_order": False,
+            "shape": (self.rows, *first.shape[1:]),
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("wb") as f:  # plain writes: a mapping would keep its pages resident
+            np.lib.format.write_array_header_2_0(f, header)  # type: ignore[no-untyped-call]
+            for i in range(self.count):
+                values = first if i == 0 else _numbers(self.part(i), column)
+                f.write(np.ascontiguousarray(values, dtype=first.dtype).tobytes())
+        tmp.replace(path)
+        return path
+
+    def _check_done(self) -> None:
         missing = [i for i in range(self.count) if not self.part(i).exists()]
         if missing:
             raise RunError(f"{self.parts}: batches {missing[:5]} are not done")
-        if self.count == 0:
-            return pl.DataFrame()
-        frames = [pl.read_parquet(self.part(i)) for i in range(self.count)]
-        return pl.concat(frames, how="vertical_relaxed", rechunk=True)  # contiguous: numpy views
 
 
 def run_batch(stage: Stage, plan: BatchPlan, index: int, ctx: StageContext) -> int:
@@ -122,6 +154,19 @@ def add_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         elif key not in total:
             total[key] = value
     return total
+
+
+def _numbers(part: Path, column: str) -> Any:
+    """One part's ``column`` as a NumPy array (a fixed-size list column: rows x width)."""
+    series = pl.read_parquet(part, columns=[column]).to_series()
+    if series.dtype == pl.List:  # a part written by a list column: widths must agree
+        widths = series.list.len().unique()
+        if len(widths) > 1:
+            raise RunError(f"{part}: column {column} has lists of lengths {widths.to_list()}")
+        series = series.list.to_array(int(widths[0]) if len(widths) else 0)
+    if series.null_count():
+        raise RunError(f"{part}: column {column} has nulls; an array column needs a value per row")
+    return series.to_numpy()
 
 
 def _number(value: Any) -> bool:

@@ -86,7 +86,10 @@ def _added(
         plan = BatchPlan(source, columns, rows_in, stage.batch_rows, parts)
         engine.map_batches(stage, plan, plan.prepare(), ctx)
         add_stats(ctx.stats, plan.stats())  # what the batches counted, summed
-        table = plan.added()
+        arrays = stage.arrays() if step else ()
+        if arrays:  # on disk, memory-mapped by the global step
+            ctx = replace(ctx, arrays={c: str(plan.array(c)) for c in arrays})
+        table = plan.added(without=arrays)
     if step:
         base = pl.read_parquet(source, columns=stage.columns(available, step="global"))
         if table is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _stages import CountWords, DiesOnce, DiesOnceOnAnActor, EvenDigits
+from _stages import CountWords, DiesOnce, DiesOnceOnAnActor, EvenDigits, VectorRank
 
 import curate
 from curate.engines import RayEngine
@@ -66,7 +66,8 @@ def test_stages_give_the_same_bytes_on_ray(source: curate.Source, tmp_path: Path
         CountWords(),
         curate.SQLFilter("length(problem) < 15", reason="long"),
         curate.ExactDedup(),
-        curate.MinHashDedup(),  # its LSH bands run as Ray tasks (StageContext.map)
+        curate.MinHashDedup(),  # bands and verification: Ray tasks reading the .npy arrays
+        VectorRank(),  # Stage.arrays read in a Ray task
         curate.Mix(total=20, stratify="level"),
     ]
     recipe = curate.Recipe("r", [source], stages)

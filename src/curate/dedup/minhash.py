@@ -56,16 +56,23 @@ from curate.dedup.sketch import (
     BATCH,
     Signatures,
     Sketch,
-    duplicate_pairs,
+    Sketches,
+    Stacked,
+    band_keys,
+    content_keys,
+    find_duplicates,
     optimal_bands,
+    pair_similarity,
     signatures,
 )
 from curate.errors import ConfigError
 from curate.shingles import shingles
 from curate.stage import Filter, StageContext
 
-# the per-row step's columns for the global step (not kept)
+# the per-row step's columns for the global step (not kept): signatures and band keys
+# stay on disk (`Stage.arrays`), the rest is in memory (17 bytes per row)
 _SIG, _NUM, _EMPTY = "_minhash_signature", "_minhash_numbers", "_minhash_empty"
+_CONTENT, _BAND = "_minhash_content", "_minhash_band_"
 
 _CHOICES = {
     "shingle": ("word", "char"),
@@ -223,35 +230,63 @@ class MinHashDedup(Filter):
         ref = ("reference_match",) if self.reference is not None else ()
         return tuple(f"minhash_{c}" for c in (*added, *ref))
 
+    def arrays(self) -> tuple[str, ...]:
+        """Signatures (``num_perm`` x 4 bytes per row) and band keys (8 bytes per band):
+        on disk, read by the global step's tasks."""
+        return (_SIG, *(f"{_BAND}{b}" for b in range(self.lsh_params()[0])))
+
     def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
-        """Each row's signature, numbers key and emptiness (for the global step)."""
+        """Each row's signature, band keys, numbers key, content key and emptiness (for the
+        global step)."""
         sig = self._signatures(batch[self.column].cast(pl.String), ctx)
-        return batch.select("id").with_columns(
-            pl.Series(_SIG, sig.values), pl.Series(_NUM, sig.numbers), pl.Series(_EMPTY, sig.empty)
-        )
+        return batch.select("id").with_columns(self._columns(sig))
+
+    def _columns(self, sig: Signatures) -> list[pl.Series]:
+        bands, rows = self.lsh_params()
+        keys = band_keys(sig.values, bands, rows)
+        return [
+            pl.Series(_SIG, sig.values),
+            pl.Series(_NUM, sig.numbers),
+            pl.Series(_EMPTY, sig.empty),
+            pl.Series(_CONTENT, content_keys(sig.values, sig.numbers)),
+            *(pl.Series(f"{_BAND}{b}", keys[:, b]) for b in range(bands)),
+        ]
 
     def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
-        """LSH buckets, verified pairs and clusters over the signatures of every row."""
+        """LSH buckets, verified pairs and clusters: tasks over the signatures and band keys
+        on disk, the compact columns here."""
         if "answer" not in table.columns:
             table = table.with_columns(pl.lit(None, pl.String).alias("answer"))
         n = table.height
-        sig = Signatures(
-            table[_SIG].to_numpy().reshape(n, self.num_perm),
-            table[_NUM].to_numpy(),
-            table[_EMPTY].to_numpy(),
+        compact = (_NUM, _EMPTY, _CONTENT)
+        sketches = Sketches(
+            Stacked((ctx.arrays[_SIG],)),
+            [Stacked((ctx.arrays[f"{_BAND}{b}"],)) for b in range(self.lsh_params()[0])],
+            *(table[c].to_numpy() for c in compact),
         )
         texts = table[self.column].cast(pl.String) if self.verify == "exact" else None
-        frame = table.drop(_SIG, _NUM, _EMPTY)
+        frame = table.drop(*compact)
         ref = load_reference(self.reference) if self.reference is not None else None
         n_ref = 0 if ref is None else ref.height
-        if ref is not None:
-            ref_sig = self._signatures(ref["problem"], ctx)
-            sig = Signatures(*(np.concatenate(p) for p in zip(ref_sig, sig, strict=True)))
+        if ref is not None:  # reference rows first: their sketches in memory
+            cols = self._columns(self._signatures(ref["problem"], ctx))
+            mine = pl.DataFrame(cols)
+            sketches = Sketches(
+                Stacked((mine[_SIG].to_numpy(), *sketches.values.pieces)),
+                [
+                    Stacked((mine[f"{_BAND}{b}"].to_numpy(), *s.pieces))
+                    for b, s in enumerate(sketches.bands)
+                ],
+                *(
+                    np.concatenate((mine[c].to_numpy(), a))
+                    for c, a in zip(compact, sketches[2:], strict=True)
+                ),
+            )
             if texts is not None:
                 texts = pl.concat([ref["problem"], texts])
-        edges = self._duplicate_pairs(texts, sig, n_ref, ctx)
+        edges = self._duplicate_pairs(texts, sketches, n_ref, ctx)
         roots = components(n_ref + n, edges[:, 0], edges[:, 1])[n_ref:]
-        similarity = self._similarity(sig, texts)
+        similarity = self._similarity(sketches.values, texts)
         if ref is not None:
             ref_ids = ref["id"].to_list()
             matches = [ref_ids[r] if r < n_ref else None for r in roots.tolist()]
@@ -280,18 +315,14 @@ class MinHashDedup(Filter):
             measure="jaccard",
         )
 
-    def _similarity(self, sig: Signatures, texts: pl.Series | None) -> Similarity:
+    def _similarity(self, values: Stacked, texts: pl.Series | None) -> Similarity:
         """Jaccard similarity of pairs of positions (reference rows first): estimated from
         the signatures, or exact with ``verify="exact"``; for the reject details."""
 
         def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             if texts is not None:
                 return exact_jaccard(texts, a, b, self.ngram, self.shingle)
-            out, step = np.zeros(len(a), np.float64), 32768  # bounded memory
-            for lo in range(0, len(a), step):
-                x, y = sig.values[a[lo : lo + step]], sig.values[b[lo : lo + step]]
-                out[lo : lo + step] = (x == y).mean(axis=1)
-            return out
+            return pair_similarity(values, a, b)
 
         return similarity
 
@@ -312,22 +343,20 @@ class MinHashDedup(Filter):
             )
 
     def _duplicate_pairs(
-        self, texts: pl.Series | None, sig: Signatures, n_ref: int, ctx: StageContext
+        self, texts: pl.Series | None, sketches: Sketches, n_ref: int, ctx: StageContext
     ) -> np.ndarray:
         """Verified duplicate pairs of positions in ``texts`` (reference rows first)."""
         bands, rows = self.lsh_params()
-        pairs, counts = duplicate_pairs(
+        pairs, counts = find_duplicates(
             texts,
-            sig,
+            sketches,
             threshold=self.threshold,
-            bands=bands,
-            rows=rows,
             n_ref=n_ref,
             verify=self.verify,
             numbers=self.numbers,
             ngram=self.ngram,
             shingle=self.shingle,
-            map=ctx.map,  # the bands' buckets: tasks on the run's engine
+            map=ctx.map,  # the bands' buckets and the verification: tasks on the run's engine
         )
         ctx.stats.update(bands=bands, rows=rows, **counts)
         return pairs

@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -21,7 +22,7 @@ import polars as pl
 
 from curate.hashing import constants, fmix64
 from curate.shingles import shingles, text_series
-from curate.stage import TaskMap, run_here
+from curate.stage import TaskMap, open_array, run_here
 
 Sketch = Literal["oph", "classic"]
 
@@ -225,25 +226,88 @@ def signatures(
 _MIX = constants("minhash.mix", 1024) | _U64(1)
 
 
-def _band_keys(values: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One uint64 key per (text, band): the band's ``rows`` values hashed together."""
+def band_keys(values: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One uint64 key per (text, band): the band's ``rows`` values hashed together.
+
+    >>> v = np.array([[1, 2, 3, 4], [1, 2, 9, 9]], dtype=np.uint32)
+    >>> k = band_keys(v, 2, 2)
+    >>> bool(k[0, 0] == k[1, 0]), bool(k[0, 1] == k[1, 1])
+    (True, False)
+    """
     keys = np.empty((len(values), bands), np.uint64)
     for lo in range(0, len(values), BATCH):  # in chunks: the uint64 copy stays in cache
-        chunk = values[lo : lo + BATCH].astype(np.uint64)
+        chunk = np.asarray(values[lo : lo + BATCH]).astype(np.uint64)
         for band in range(bands):
             block = chunk[:, band * rows : (band + 1) * rows]
             keys[lo : lo + BATCH, band] = fmix64(block @ _MIX[:rows] + _U64(band))  # linear
     return keys
 
 
-def _content_keys(sig: Signatures) -> np.ndarray:
+def content_keys(values: np.ndarray, numbers: np.ndarray) -> np.ndarray:
     """A hash of each text's whole signature and numbers: identical texts share it, and it
     orders the members of an LSH bucket."""
-    out = np.empty(len(sig.values), np.uint64)
+    out = np.empty(len(values), np.uint64)
     for lo in range(0, len(out), BATCH):
-        chunk = sig.values[lo : lo + BATCH].astype(np.uint64)
-        out[lo : lo + BATCH] = chunk @ _MIX[: chunk.shape[1]] ^ sig.numbers[lo : lo + BATCH]
+        chunk = np.asarray(values[lo : lo + BATCH]).astype(np.uint64)
+        out[lo : lo + BATCH] = chunk @ _MIX[: chunk.shape[1]] ^ numbers[lo : lo + BATCH]
     return fmix64(out)
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """Rows of several arrays one after another, each in memory or a ``.npy`` path that is
+    opened memory-mapped only while rows are taken (`curate.stage.open_array`), so reading
+    rows does not keep the file's pages resident. Plain data: a task on another machine
+    reads it there (the paths must be visible there: one machine, or shared storage).
+
+    >>> s = Stacked((np.array([10, 11]), np.array([12, 13, 14])))
+    >>> len(s), s.take(np.array([4, 0, 2])).tolist(), s.take().tolist()
+    (5, [14, 10, 12], [10, 11, 12, 13, 14])
+    """
+
+    pieces: tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return sum(len(open_array(p)) for p in self.pieces)
+
+    def take(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """The rows at ``positions`` (all rows when None), in that order."""
+        arrays = [open_array(p) for p in self.pieces]
+        if positions is None:
+            return np.concatenate(arrays) if len(arrays) > 1 else np.array(arrays[0])
+        sizes = np.array([len(a) for a in arrays], np.int64)
+        starts = np.cumsum(sizes) - sizes
+        piece = np.searchsorted(starts, positions, side="right") - 1
+        out = np.empty((len(positions), *arrays[0].shape[1:]), arrays[0].dtype)
+        for k, array in enumerate(arrays):
+            mine = np.flatnonzero(piece == k)
+            if len(mine):
+                out[mine] = array[positions[mine] - starts[k]]
+        return out
+
+
+class Sketches(NamedTuple):
+    """What LSH and verification need of many texts (`find_duplicates`): their signature
+    rows and each band's keys (`Stacked`: in memory or on disk), and, in memory, the
+    compact columns (a few bytes per text)."""
+
+    values: Stacked  # uint32 signature rows
+    bands: Sequence[Stacked]  # per band: `band_keys` of every text
+    numbers: np.ndarray  # uint64 numbers key per text
+    empty: np.ndarray  # bool per text: no shingle
+    content: np.ndarray  # `content_keys` per text
+
+    @classmethod
+    def of(cls, sig: Signatures, bands: int, rows: int) -> Sketches:
+        """The sketches of signatures in memory."""
+        keys = band_keys(sig.values, bands, rows)
+        return cls(
+            Stacked((sig.values,)),
+            [Stacked((np.ascontiguousarray(keys[:, b]),)) for b in range(bands)],
+            sig.numbers,
+            sig.empty,
+            content_keys(sig.values, sig.numbers),
+        )
 
 
 def candidate_pairs(
@@ -256,7 +320,7 @@ def candidate_pairs(
 ) -> np.ndarray:
     """Pairs of rows (int64, shape (pairs, 2), sorted) that share an LSH bucket.
 
-    ``keys`` are `_band_keys` (rows with no signature left out by the caller), ``order`` a
+    ``keys`` are `band_keys` (rows with no signature left out by the caller), ``order`` a
     content key per row, ``side`` 0 for reference rows and 1 for rows being deduplicated.
     Polars groups and sorts the (band, key, row) table; in each bucket with a side-1 row,
     every side-1 row is then paired with the first `_LEADERS` rows of each side (by
@@ -273,21 +337,39 @@ def candidate_pairs(
     >>> candidate_pairs(keys, np.arange(4, dtype=np.uint64), np.ones(4, bool)).tolist()
     [[0, 1], [1, 2]]
     """
-    n, bands = keys.shape
+    columns = [Stacked((np.ascontiguousarray(keys[:, b]),)) for b in range(keys.shape[1])]
+    return _candidates(columns, None, order, side, same, map or run_here)
+
+
+def _candidates(
+    columns: Sequence[Stacked],
+    select: np.ndarray | None,
+    order: np.ndarray,
+    side: np.ndarray,
+    same: np.ndarray | None,
+    map: TaskMap,
+) -> np.ndarray:
+    """`candidate_pairs` over band key columns read where the tasks run: rows ``select``
+    of each (all when None), numbered 0.. in that order."""
+    n = len(order)
     sort_key = (side.astype(np.uint64) << _U64(63)) | (order >> _U64(1))
     # one band at a time: the (band, key, row) table of every band at once cost ~2.5 KB per
     # row at 16 bands; one band's is a sixteenth of it
-    run = map or run_here
-    codes = [np.zeros(0, np.int64), *run(_band_pairs, range(bands), shared=(keys, sort_key, same))]
+    shared = (tuple(columns), select, sort_key, same)
+    codes = [np.zeros(0, np.int64), *map(_band_pairs, range(len(columns)), shared=shared)]
     code = pl.Series(np.concatenate(codes)).unique().sort().to_numpy()  # once each
     return np.stack(np.divmod(code, n), axis=1)
 
 
-def _band_pairs(shared: tuple[np.ndarray, np.ndarray, np.ndarray | None], band: int) -> np.ndarray:
+def _band_pairs(
+    shared: tuple[tuple[Stacked, ...], np.ndarray | None, np.ndarray, np.ndarray | None],
+    band: int,
+) -> np.ndarray:
     """One band's task of `candidate_pairs`: its bucket pairs as codes ``left * n + right``."""
-    keys, sort_key, same = shared
+    columns, select, sort_key, same = shared
+    keys = columns[band].take(select)
     salt = (np.arange(band + 1, dtype=np.uint64) * _U64(0x9E3779B97F4A7C15))[band]
-    return _bucket_pairs(keys[:, band] ^ salt, sort_key, keys.shape[0], same)
+    return _bucket_pairs(keys ^ salt, sort_key, len(keys), same)
 
 
 def _bucket_pairs(
@@ -334,13 +416,45 @@ def _bucket_pairs(
     return codes
 
 
-def _estimated(values: np.ndarray, pairs: np.ndarray, threshold: float) -> np.ndarray:
-    need = math.ceil(threshold * values.shape[1] - 1e-9)
-    out = np.zeros(len(pairs), bool)
-    for lo in range(0, len(pairs), 16384):
-        a, b = pairs[lo : lo + 16384].T
-        out[lo : lo + 16384] = (values[a] == values[b]).sum(axis=1) >= need
-    return out
+_VERIFY_TASK = 1 << 20  # candidate pairs per verification task
+_GATHER = 16384  # pairs whose signature rows are read at once
+
+
+def _estimated(values: Stacked, pairs: np.ndarray, threshold: float, map: TaskMap) -> np.ndarray:
+    """Whether each pair's estimated Jaccard similarity is at least ``threshold``: tasks of
+    `_VERIFY_TASK` pairs, each reading the rows it needs `_GATHER` pairs at a time."""
+    starts = range(0, len(pairs), _VERIFY_TASK)
+    done = map(_verify_task, starts, shared=(values, pairs, threshold))
+    return np.concatenate([np.zeros(0, bool), *done])
+
+
+def _verify_task(shared: tuple[Stacked, np.ndarray, float], start: int) -> np.ndarray:
+    values, pairs, threshold = shared
+    mine = pairs[start : start + _VERIFY_TASK]
+    equal, width = _equal_values(values, mine[:, 0], mine[:, 1])
+    return equal >= math.ceil(threshold * width - 1e-9)
+
+
+def pair_similarity(values: Stacked, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The share of equal signature values of rows ``a[i]`` and ``b[i]``: their estimated
+    Jaccard similarity.
+
+    >>> v = Stacked((np.array([[1, 2, 3, 4], [1, 2, 3, 5], [9, 9, 9, 9]], np.uint32),))
+    >>> pair_similarity(v, np.array([0, 0]), np.array([1, 2])).tolist()
+    [0.75, 0.0]
+    """
+    equal, width = _equal_values(values, a, b)
+    return equal / max(width, 1)
+
+
+def _equal_values(values: Stacked, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Equal signature values of each pair, and the signature width; rows are read
+    `_GATHER` pairs at a time."""
+    out, width = np.zeros(len(a), np.int64), 0
+    for lo in range(0, len(a), _GATHER):
+        x, y = values.take(a[lo : lo + _GATHER]), values.take(b[lo : lo + _GATHER])
+        out[lo : lo + _GATHER], width = (x == y).sum(axis=1), x.shape[1]
+    return out, width
 
 
 def _exact(
@@ -392,22 +506,54 @@ def duplicate_pairs(
     shingle: Literal["word", "char"] = "word",
     map: TaskMap | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts.
-    (``texts`` may be None unless ``verify="exact"``: the signatures are enough.)
-
-    ``sig`` are the texts' `signatures`. The first ``n_ref`` texts are a reference: they are
-    never paired together. A candidate (sharing an LSH bucket of ``bands`` x ``rows``) is a
-    duplicate when its estimated (or, with ``verify="exact"``, exact) Jaccard similarity is
-    at least ``threshold`` and, with ``numbers="match"``, both texts have the same
-    `curate.shingles.numbers`. ``map`` runs the LSH bands as tasks (`candidate_pairs`).
+    """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts
+    (`find_duplicates` over signatures in memory).
 
     >>> texts = pl.Series(["What is $1+1$?", "what is 1 + 1 ?", "What is 1+2?"])
     >>> pairs, counts = duplicate_pairs(texts, signatures(texts), threshold=0.7, bands=16, rows=8)
     >>> pairs.tolist(), counts["verified_pairs"]
     ([[0, 1]], 1)
     """
-    live = np.flatnonzero(~sig.empty)
-    content = _content_keys(sig)[live]
+    return find_duplicates(
+        texts,
+        Sketches.of(sig, bands, rows),
+        threshold=threshold,
+        n_ref=n_ref,
+        verify=verify,
+        numbers=numbers,
+        ngram=ngram,
+        shingle=shingle,
+        map=map,
+    )
+
+
+def find_duplicates(
+    texts: pl.Series | None,
+    sketches: Sketches,
+    *,
+    threshold: float,
+    n_ref: int = 0,
+    verify: Literal["estimate", "exact"] = "estimate",
+    numbers: Literal["match", "ignore"] = "match",
+    ngram: int = 3,
+    shingle: Literal["word", "char"] = "word",
+    map: TaskMap | None = None,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts.
+    (``texts`` may be None unless ``verify="exact"``: the signatures are enough.)
+
+    The first ``n_ref`` texts are a reference: they are never paired together. A
+    candidate (sharing an LSH bucket of one of ``sketches.bands``) is a duplicate when its
+    estimated (or, with ``verify="exact"``, exact) Jaccard similarity is at least
+    ``threshold`` and, with ``numbers="match"``, both texts have the same
+    `curate.shingles.numbers`. ``map`` runs the LSH bands and the verification as tasks
+    (`curate.stage.StageContext.map`), each reading the band keys or signature rows it
+    needs where it runs: here, only the compact columns (``numbers``, ``empty``,
+    ``content``: 17 bytes per text) and the pairs are in memory.
+    """
+    run = map or run_here
+    live = np.flatnonzero(~sketches.empty)
+    content = sketches.content[live]
     # Texts with the same signature (and numbers) are one text to LSH: only one of them,
     # the first, goes in the buckets, the others are paired with it directly. Formatting
     # variants of one problem usually have the same tokens, so this saves most of the work.
@@ -416,24 +562,23 @@ def duplicate_pairs(
     twins = np.flatnonzero(first[group] != np.arange(len(live)))
     side = np.zeros(len(first), bool)
     np.logical_or.at(side, group, live >= n_ref)  # a group with a row to dedup is one
-    keys = _band_keys(sig.values, bands, rows)[live[first]]  # not a copy of the signatures
-    same = sig.numbers[live[first]] if numbers == "match" else None
-    lsh = candidate_pairs(keys, content[first], side, same, map=map)
+    same = sketches.numbers[live[first]] if numbers == "match" else None
+    lsh = _candidates(sketches.bands, live[first], content[first], side, same, run)
     pairs = np.concatenate(
         (live[first[lsh]], np.stack((live[first[group[twins]]], live[twins]), axis=1))
     )
     if n_ref:  # reference rows are never paired together
         pairs = pairs[(pairs >= n_ref).any(axis=1)]
     if numbers == "match":
-        pairs = pairs[sig.numbers[pairs[:, 0]] == sig.numbers[pairs[:, 1]]]
+        pairs = pairs[sketches.numbers[pairs[:, 0]] == sketches.numbers[pairs[:, 1]]]
     if verify == "exact":
         if texts is None:
             raise ValueError("verify='exact' needs the texts")
         good = _exact(texts, pairs, threshold, ngram, shingle)
     else:
-        good = _estimated(sig.values, pairs, threshold)
+        good = _estimated(sketches.values, pairs, threshold, run)
     counts = {
-        "empty_texts": int(sig.empty[n_ref:].sum()),
+        "empty_texts": int(sketches.empty[n_ref:].sum()),
         "candidate_pairs": len(pairs),
         "verified_pairs": int(good.sum()),
     }

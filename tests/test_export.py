@@ -786,3 +786,55 @@ def test_shuffled_sft_rows(selected_run: curate.Run, tmp: Path) -> None:
     ids = _ids(solutions)
     assert all(i.endswith("/reference/0") for i in ids) and ids != sorted(ids)
     assert sorted(ids) == _ids(export_run(run, tmp / "sft-solutions-id", format="sft"))
+
+
+# --- bounded memory: buckets and digests -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["selected_run", "graded_run"])
+@pytest.mark.parametrize("order", ["id", "shuffle"])
+def test_the_responses_found_in_buckets_give_the_same_shards(
+    name: str, order: str, request: pytest.FixtureRequest, tmp: Path, monkeypatch: Any
+) -> None:
+    """`_wanted_responses` finds the responses in buckets of a hash of the problem id (one
+    per `EXPORT_BUCKET` stored responses): any number of buckets gives the same bytes."""
+    from curate.export import shards
+
+    run: curate.Run = request.getfixturevalue(name)
+    options: dict[str, Any] = {"format": "sft", "test_fraction": 0.3, "order": order}
+    one = export_run(run, tmp / f"buckets-{name}-{order}-1", **options)
+    monkeypatch.setattr(shards, "EXPORT_BUCKET", 7)  # 96 or more responses: 14+ buckets
+    many = export_run(run, tmp / f"buckets-{name}-{order}-n", **options)
+    assert sum(one.rows.values()) > 0 and one.rows == many.rows
+    assert one.duplicates == many.duplicates
+    assert _shards(one.out) == _shards(many.out)
+    parts = curate.responses.ResponsesTable.of_run(run.path).parts()
+    export_options = shards.ExportOptions(**options)
+    problems = run.table("problems")
+    wanted = [
+        shards._wanted_responses(run, parts, problems, export_options, buckets=b) for b in (1, 3)
+    ]
+    assert wanted[0].sort("_part", "_row").equals(wanted[1].sort("_part", "_row"))
+
+
+def test_first_seen_keeps_the_first_of_each_digest_across_chunks() -> None:
+    import hashlib
+
+    import numpy as np
+
+    from curate.export.shards import _DIGEST, _first_seen
+
+    texts = [f"pair {i % 37}" for i in range(300)]
+    digests = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
+    digests[5] = digests[6] = bytes(16)  # trailing zero bytes are digest bytes too
+    seen_set: set[bytes] = set()
+    expected = []
+    for d in digests:
+        expected.append(d not in seen_set)
+        seen_set.add(d)
+    seen, got = np.empty(0, dtype=_DIGEST), []
+    for start in range(0, len(digests), 64):
+        first, seen = _first_seen(np.array(digests[start : start + 64], dtype=_DIGEST), seen)
+        got += first.tolist()
+    assert got == expected and seen.size == len(seen_set)
+    assert (seen[:-1] < seen[1:]).all()

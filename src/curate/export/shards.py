@@ -60,6 +60,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -266,30 +267,36 @@ class _Rows:
     """The rows of an export, shaped and validated a chunk at a time, split by split.
 
     Problems (``rl``/``verl``) are read whole (one row per problem); responses (``sft``/
-    ``trl``, often long) are located by their keys first, then read, joined with their
-    problem's columns (and, as ``completions=`` says, the reference solutions) and sorted by
-    DuckDB, which spills to ``spill`` rather than hold every text in memory at once.
+    ``trl``, often long) are located by their keys first (`_wanted_responses`, in buckets),
+    then read, joined with their problem's columns (the only ones read) and, as
+    ``completions=`` says, the reference solutions, and sorted by DuckDB, which spills to
+    ``spill`` rather than hold every text in memory at once.
     """
 
     def __init__(self, run: Run, options: ExportOptions, spill: Path | None = None) -> None:
         self.options, self.spill = options, spill
-        self.problems = run.table("problems").collect()
-        self.fields = fields_for(options.format, self.problems.columns)
+        table = run.table("problems")
+        columns = table.collect_schema().names()
+        self.fields = fields_for(options.format, columns)
         self.schema = arrow_schema(self.fields)
         self.expressions = _expressions(options)
         self.pairs = options.format in _PAIRS  # else one row per problem
+        if self.pairs:  # the columns a completion's row carries; samples are read by bucket
+            table = table.select(c for c in (*_PROBLEM_COLUMNS, "solution") if c in columns)
+        self.problems = table.collect()
         self.source: str | None = None  # where the completions come from
         self.without_solution: int | None = None  # problems left out for want of one
         self.duplicates = 0  # (prompt, completion) pairs dropped as seen before
         self.counts = {"responses": 0, "solutions": 0}  # rows written, by completion
-        self._seen: set[bytes] = set()  # digests of the pairs written
+        self._seen = np.empty(0, dtype=_DIGEST)  # digests of the pairs written, sorted
         self.parts: list[Path] = []  # the responses table's files
         self.wanted: pl.DataFrame | None = None  # the responses to export: part, row, key
         self.solutions: pl.DataFrame | None = None  # the solutions to export: id, text
         if self.pairs:
             self.source, self.parts = _completion_source(run, self.problems, options)
             if self.source in ("responses", "both"):
-                self.wanted = _wanted_responses(run, self.parts, self.problems, options)
+                problems = run.table("problems")
+                self.wanted = _wanted_responses(run, self.parts, problems, options)
             if self.source in ("solutions", "both"):
                 self.solutions = _solutions(self.problems, options)
                 self.without_solution = self.problems.height - self.solutions.height
@@ -344,12 +351,12 @@ class _Rows:
             role, pl.lit("\x00"), content.str.len_bytes().cast(pl.String), pl.lit("\x00"), content
         )
         keys = shaped.select(messages.list.eval(each).list.join("")).to_series()
-        first = []
-        for key in keys.to_list():
-            digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-            first.append(digest not in self._seen)
-            self._seen.add(digest)
-        self.duplicates += first.count(False)
+        digests = np.array(
+            [hashlib.blake2b(k.encode(), digest_size=16).digest() for k in keys.to_list()],
+            dtype=_DIGEST,
+        )
+        first, self._seen = _first_seen(digests, self._seen)
+        self.duplicates += int((~first).sum())
         return pl.Series(first, dtype=pl.Boolean)
 
     def _pairs(self, split: str) -> Iterator[pl.DataFrame]:
@@ -429,6 +436,27 @@ class _Rows:
                 )
         finally:
             con.close()
+
+
+def _first_seen(digests: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which ``digests`` are neither in the sorted array ``seen`` nor earlier in
+    ``digests``, and ``seen`` with them merged in (still sorted): 16 bytes per pair kept.
+
+    >>> seen = np.array([b"b"], dtype=_DIGEST)
+    >>> first, seen = _first_seen(np.array([b"a", b"b", b"a", b"c"], dtype=_DIGEST), seen)
+    >>> first.tolist(), seen.tolist()
+    ([True, False, False, True], [b'a', b'b', b'c'])
+    """
+    first = np.zeros(digests.shape, dtype=bool)
+    first[np.unique(digests, return_index=True)[1]] = True
+    at = np.searchsorted(seen, digests)
+    known = seen[np.minimum(at, seen.size - 1)] == digests if seen.size else first & False
+    first &= ~known
+    new = np.sort(digests[first])
+    return first, np.insert(seen, np.searchsorted(seen, new), new)
+
+
+_DIGEST = np.dtype("S16")  # a (prompt, completion) pair's BLAKE2b digest, as 16 raw bytes
 
 
 SORT_MEMORY = "1GB"
@@ -578,15 +606,66 @@ def _no_reference_model(wanted: pl.DataFrame) -> None:
 
 
 def _wanted_responses(
-    run: Run, parts: list[Path], problems: pl.DataFrame, options: ExportOptions
+    run: Run,
+    parts: list[Path],
+    problems: pl.LazyFrame,
+    options: ExportOptions,
+    *,
+    buckets: int | None = None,
 ) -> pl.DataFrame:
     """Where in the responses ``parts`` the responses to export are: part, row, key, split.
 
     Read from the key columns only (no text): per (problem, model, sample), the response
     of the run's own settings (`_current`; where a key was stored twice, the copy
     `curate.distill.read_responses` keeps), and of those the ``selected`` ones, or else the
-    correct, finished ones.
+    correct, finished ones. Found in ``buckets`` (by default one per `EXPORT_BUCKET`
+    stored responses) of a hash of the problem id, one at a time: a key's copies, and the
+    ``samples`` that describe it, share its problem, so each bucket decides alone.
     """
+    columns = problems.collect_schema().names()
+    if buckets is None:
+        rows = pl.scan_parquet(parts).select(pl.len()).collect().item() if parts else 0
+        buckets = max(1, -(-rows // EXPORT_BUCKET))
+    if "samples" in columns and "gen_key" not in _sample_fields(problems.collect_schema()):
+        buckets = 1  # runs of before ``gen_key``: `_current` votes over every key at once
+    frames, missing = [], []
+    for bucket in range(buckets):
+        keys, absent = _wanted_in(run, parts, problems, _in_bucket(bucket, buckets))
+        frames.append(keys)
+        missing.append(absent)
+    gone = pl.concat(missing)
+    if gone.height:
+        raise RunError(
+            f"{run.path}: {gone.height} selected response(s) are not in the responses "
+            f"table, e.g. {gone.row(0, named=True)}; the run is inconsistent: re-run "
+            "the recipe to regenerate them"
+        )
+    wanted = pl.concat(frames)
+    return wanted.with_columns(_split_column(wanted["problem_id"], options))
+
+
+EXPORT_BUCKET = 250_000
+"""Stored responses per bucket in which `_wanted_responses` finds the responses to export
+(each bucket scans every part's key columns: fewer read less, more hold less at once)."""
+
+
+def _in_bucket(bucket: int, buckets: int) -> Callable[[str], pl.Expr]:
+    """A filter on an id column: its rows in ``bucket`` of ``buckets`` (all with one)."""
+
+    def where(column: str) -> pl.Expr:
+        if buckets == 1:
+            return pl.lit(True)
+        return pl.col(column).cast(pl.String).hash() % buckets == bucket
+
+    return where
+
+
+def _wanted_in(
+    run: Run, parts: list[Path], problems: pl.LazyFrame, where: Callable[[str], pl.Expr]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_wanted_responses` of the problems ``where`` selects (``_split`` aside), and the
+    ``selected`` responses of those that the responses table lacks."""
+    columns = problems.collect_schema().names()
     scans = [
         pl.scan_parquet(p)
         .select(*RESPONSE_KEYS, *_SAMPLE_MATCH, "correct")
@@ -595,26 +674,22 @@ def _wanted_responses(
         for i, p in enumerate(parts)
     ]
     keys = one_per_key(
-        pl.concat(scans, how="diagonal_relaxed").with_columns(
-            pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64)
-        )
+        pl.concat(scans, how="diagonal_relaxed")
+        .filter(where("problem_id"))
+        .with_columns(pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64))
     ).collect()
-    keys = _current(keys, problems)
-    if "selected" in problems.columns:
-        chosen = _per_sample(problems, "selected")
+    read = [c for c in ("id", "samples", "selected") if c in columns]
+    mine = problems.select(read).filter(where("id")).collect()
+    keys = _current(keys, mine)
+    missing = pl.DataFrame()
+    if "selected" in columns:
+        chosen = _per_sample(mine, "selected")
         missing = chosen.join(keys, on=_KEYS, how="anti")
-        if missing.height:
-            raise RunError(
-                f"{run.path}: {missing.height} selected response(s) are not in the responses "
-                f"table, e.g. {missing.row(0, named=True)}; the run is inconsistent: re-run "
-                "the recipe to regenerate them"
-            )
         keys = keys.join(chosen, on=_KEYS, how="semi")
     else:
         keys = keys.filter(pl.col("correct").fill_null(False), pl.col("finish_reason") == "stop")
-    keys = keys.join(problems.select(pl.col("id").alias("problem_id")), on="problem_id", how="semi")
-    wanted = keys.select("_part", "_row", *_KEYS)
-    return wanted.with_columns(_split_column(wanted["problem_id"], options))
+    keys = keys.join(mine.select(pl.col("id").alias("problem_id")), on="problem_id", how="semi")
+    return keys.select("_part", "_row", *_KEYS), missing
 
 
 def _per_sample(problems: pl.DataFrame, column: str) -> pl.DataFrame:
@@ -629,8 +704,8 @@ def _per_sample(problems: pl.DataFrame, column: str) -> pl.DataFrame:
     )
 
 
-def _sample_fields(problems: pl.DataFrame) -> list[str]:
-    dtype = problems.schema["samples"]
+def _sample_fields(schema: pl.Schema) -> list[str]:
+    dtype = schema["samples"]
     inner = dtype.inner if isinstance(dtype, pl.List) else None
     return [f.name for f in inner.fields] if isinstance(inner, pl.Struct) else []
 
@@ -644,7 +719,7 @@ def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
     that: per model, the ``gen_key`` whose responses match the problems' ``samples``
     (finish reason, tokens, answer, verdict) most often.)
     """
-    exact = "samples" in problems.columns and "gen_key" in _sample_fields(problems)
+    exact = "samples" in problems.columns and "gen_key" in _sample_fields(problems.schema)
     if exact:
         described = _per_sample(problems, "samples").select(RESPONSE_KEYS)
         keys = keys.join(described, on=list(RESPONSE_KEYS), how="semi")

@@ -109,6 +109,32 @@ def _vector_sums(vec: object, bounds: tuple[int, int]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class WithState(curate.Stage):
+    """Built once per run (`curate.Stage.prepare`, logged to ``log``), used by every batch:
+    adds ``looked_up``, the state's table value at each problem's length."""
+
+    log: str = ""
+    batch_rows: ClassVar[int] = 6
+
+    def reads(self) -> tuple[str, ...]:
+        return ("problem",)
+
+    def adds(self) -> tuple[str, ...]:
+        return ("looked_up",)
+
+    def prepare(self, ctx: StageContext) -> dict[str, object]:
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return {"table": np.arange(1000, dtype=np.int64) * 3}
+
+    def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
+        assert ctx.state is not None, "map_batch ran without the prepared state"
+        table = ctx.state["table"]
+        lengths = batch["problem"].str.len_chars().to_numpy()
+        return batch.select("id").with_columns(pl.Series("looked_up", table[lengths]))
+
+
+@dataclass(frozen=True)
 class DiesOnce(curate.Stage):
     """Kills its own worker process (``os._exit``) the first time it sees row ``row``: a
     worker lost in the middle of a stage. ``marker`` records that it died."""

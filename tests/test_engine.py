@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from _stages import CRASH_AT, CountWords, EvenDigits, VectorRank
+from _stages import CRASH_AT, CountWords, EvenDigits, VectorRank, WithState
 
 import curate
 from curate.engines import execute as execute_mod
@@ -71,6 +71,15 @@ def test_array_columns_reach_the_global_step_from_disk(
     path, array = VectorRank.seen
     assert isinstance(path, str) and path.endswith("vec.npy") and not Path(path).exists()
     assert not isinstance(array, str) and array.shape == (len(ROWS), 3)
+
+
+def test_prepared_state_is_built_once_per_run(source: curate.Source, tmp_path: Path) -> None:
+    log = tmp_path / "prepared.log"
+    stage = WithState(log=str(log))
+    run = curate.Recipe("r", [source], [stage]).run(tmp_path / "run", progress=False)
+    assert len(log.read_text().splitlines()) == 1  # 8 batches, one state
+    kept = pl.read_parquet(run.path / run.manifest["stages"][1]["dir"] / "kept.parquet")
+    assert kept.equals(apply_stage(stage, source.frame())[0])
 
 
 def test_an_interrupted_stage_resumes_from_its_finished_batches(

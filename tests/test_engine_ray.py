@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _stages import CountWords, DiesOnce, DiesOnceOnAnActor, EvenDigits, VectorRank
+from _stages import CountWords, DiesOnce, DiesOnceOnAnActor, EvenDigits, VectorRank, WithState
 
 import curate
 from curate.engines import RayEngine
@@ -68,6 +68,7 @@ def test_stages_give_the_same_bytes_on_ray(source: curate.Source, tmp_path: Path
         curate.ExactDedup(),
         curate.MinHashDedup(),  # bands and verification: Ray tasks reading the .npy arrays
         VectorRank(),  # Stage.arrays read in a Ray task
+        WithState(log=str(tmp_path / "prepared.log")),  # state through the object store
         curate.Mix(total=20, stratify="level"),
     ]
     recipe = curate.Recipe("r", [source], stages)
@@ -75,6 +76,8 @@ def test_stages_give_the_same_bytes_on_ray(source: curate.Source, tmp_path: Path
     on_ray = recipe.run(tmp_path / "ray", progress=False, engine="ray")
     _same_stages(local, on_ray)
     assert on_ray.manifest["status"] == "complete"
+    driver = str(os.getpid())
+    assert (tmp_path / "prepared.log").read_text().split() == [driver, driver]  # once per run
 
 
 @pytest.mark.parametrize("kind", [DiesOnce, DiesOnceOnAnActor])

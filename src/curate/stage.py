@@ -131,6 +131,8 @@ class StageContext:
     stats: dict[str, Any] = field(default_factory=dict)
     tasks: TaskRunner | None = None
     """Where `map` runs tasks (set by the runner for a global step; None: in this process)."""
+    state: Any = None
+    """What `Stage.prepare` built for this run of the stage (None if nothing)."""
     arrays: dict[str, Any] = field(default_factory=dict)
     """The global step's `Stage.arrays`: name -> the path of a ``.npy`` file (from the
     runner) or the array itself (`Stage.apply`); `array` opens either."""
@@ -233,6 +235,15 @@ class Stage:
         fills = self.fills()
         return [c for c in output.columns if c not in CANONICAL_COLUMNS or c in fills]
 
+    def prepare(self, ctx: StageContext) -> Any:
+        """State that every batch needs and that is worth building once per run of the
+        stage (a benchmark index): built here, in the runner's process, before the
+        batches, and given to ``map_batch`` and ``global_step`` as ``ctx.state``. On Ray it
+        goes to the object store once and every worker reads it from there (NumPy arrays
+        without a copy), instead of each worker building its own. Plain data: it travels.
+        Default: None."""
+        return None
+
     def arrays(self) -> tuple[str, ...]:
         """Columns ``map_batch`` adds that ``global_step`` reads as NumPy arrays instead of
         table columns: fixed-width numbers (MinHash signatures, embeddings), large per row.
@@ -272,6 +283,8 @@ class Stage:
             )
         frame = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
         table = frame.select(self.columns(frame.columns))
+        if ctx.state is None:
+            ctx = dataclasses.replace(ctx, state=self.prepare(ctx))
         added: list[str] = []  # what map_batch returned (new columns or replacements)
         if mapped:
             out = self.map_batch(table, ctx)

@@ -152,10 +152,14 @@ class Decontaminate(BenchmarkFilter):
     def adds(self) -> tuple[str, ...]:
         return ("contamination",)
 
+    def prepare(self, ctx: StageContext) -> tuple[NgramIndex, pl.DataFrame, float]:
+        """The benchmarks' n-gram index, built once per run of the stage (on Ray: shared
+        by every worker through the object store)."""
+        return self._index(resolve(self._spec()))
+
     def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
-        """Each row's benchmark hits, against an index built once per process."""
-        benches = resolve(self._spec())
-        index, items, _ = self._index(benches)
+        """Each row's benchmark hits, against the index `prepare` built."""
+        index, items, _ = ctx.state or self.prepare(ctx)
         texts = batch[self.column].cast(pl.String)
         tokens = tokenize_many(texts)
         found = [H.ngram_hits(index, tokens)]
@@ -181,7 +185,7 @@ class Decontaminate(BenchmarkFilter):
     def global_step(self, table: pl.DataFrame, ctx: StageContext) -> pl.DataFrame:
         """The manifest's counts, per benchmark and rule, from every row's hits."""
         benches = resolve(self._spec())
-        index, _, built = self._index(benches)
+        index, _, built = ctx.state or self.prepare(ctx)
         fired = (
             table.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "contamination")
             .explode("contamination")

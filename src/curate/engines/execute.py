@@ -81,6 +81,7 @@ def _added(
         frame = pl.read_parquet(source).lazy()
         return merge_added(ids, stage.apply(frame, ctx), stage, final=True)
     table: pl.DataFrame | None = None
+    ctx = replace(ctx, state=stage.prepare(ctx))  # once, for every batch and the global step
     if mapped:
         columns = tuple(stage.columns(available))
         plan = BatchPlan(source, columns, rows_in, stage.batch_rows, parts)

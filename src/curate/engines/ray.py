@@ -57,11 +57,13 @@ class RayEngine:
         data = ray.data.DataContext.get_current()
         data.enable_progress_bars = ctx.progress and progress_mode() == "bars"
         data.print_on_execution_start = False
-        worker_ctx = replace(ctx, workers=1, progress=False, stats={}, tasks=None)
+        worker_ctx = replace(ctx, workers=1, progress=False, stats={}, tasks=None, state=None)
         indices = ray.data.from_items(
             [{"index": i} for i in pending], override_num_blocks=len(pending)
         )
-        args = {"stage": stage, "plan": plan, "ctx": worker_ctx}
+        # Stage.prepare's state: in the object store once, read there by every worker
+        state = None if ctx.state is None else ray.put(ctx.state)
+        args = {"stage": stage, "plan": plan, "ctx": worker_ctx, "state": state}
         if stage.keeps_state or stage.num_gpus:
             # a pool of actors: each loads the stage's model or index once for its batches
             resources = ray.cluster_resources()
@@ -114,11 +116,19 @@ class RayEngine:
             self._started = False
 
 
-def _run(batch: dict[str, Any], stage: Stage, plan: BatchPlan, ctx: StageContext) -> dict[str, Any]:
+def _run(
+    batch: dict[str, Any], stage: Stage, plan: BatchPlan, ctx: StageContext, state: Any = None
+) -> dict[str, Any]:
     """Run the batches; a curate error (a stage refusing its input, a broken contract) comes
     back as data, to be raised on the driver as it was: Ray's wrappers drop its type. Any
-    other failure is Ray's to report (a lost worker: Ray retries the task)."""
+    other failure is Ray's to report (a lost worker: Ray retries the task). ``state``: the
+    object-store reference of `Stage.prepare`'s state."""
     import numpy as np
+
+    if state is not None and ctx.state is None:
+        import ray
+
+        ctx = replace(ctx, state=ray.get(state))
 
     indices = [int(i) for i in batch["index"]]
     rows, error, kind = [], "", ""
@@ -141,7 +151,11 @@ def _run(batch: dict[str, Any], stage: Stage, plan: BatchPlan, ctx: StageContext
 class _Worker:
     """A Ray actor running one stage's batches (`curate.stage.Stage.keeps_state`)."""
 
-    def __init__(self, stage: Stage, plan: BatchPlan, ctx: StageContext) -> None:
+    def __init__(self, stage: Stage, plan: BatchPlan, ctx: StageContext, state: Any) -> None:
+        if state is not None:  # read from the object store once per actor
+            import ray
+
+            ctx = replace(ctx, state=ray.get(state))
         self.stage, self.plan, self.ctx = stage, plan, ctx
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

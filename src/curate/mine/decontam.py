@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import polars as pl
 
 from curate.decontam import hits as H
-from curate.decontam.ngram import tokenize_many
+from curate.decontam.ngram import NgramIndex, tokenize_many
 from curate.decontam.registry import resolve
 from curate.decontam.stage import BenchmarkFilter, _index
 from curate.stage import StageContext
@@ -64,8 +64,13 @@ class SegmentDecontaminate(BenchmarkFilter):
     def adds(self) -> tuple[str, ...]:
         return ("clean_text", "removed_spans", "removed_chars")
 
+    def prepare(self, ctx: StageContext) -> tuple[NgramIndex, pl.DataFrame, float]:
+        """The benchmarks' n-gram index, once per run of the stage (on Ray: shared by
+        every worker through the object store)."""
+        return _index(resolve(self._spec()), self.ngram, self.min_tokens, self.max_df)
+
     def map_batch(self, batch: pl.DataFrame, ctx: StageContext) -> pl.LazyFrame:
-        index, items, _ = _index(resolve(self._spec()), self.ngram, self.min_tokens, self.max_df)
+        index, items, _ = ctx.state or self.prepare(ctx)
         texts = [t or "" for t in batch[self.column].to_list()]
         segments = [
             (row, m.start(), m.end()) for row, t in enumerate(texts) for m in _SEGMENT.finditer(t)

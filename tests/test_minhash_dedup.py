@@ -534,3 +534,23 @@ def test_signatures_estimate_jaccard_without_bias(sketch: str) -> None:
         exact = len(a & b) / len(a | b) if a | b else 1.0
         errors.append(float((sig.values[2 * i] == sig.values[2 * i + 1]).mean()) - exact)
     assert abs(np.mean(errors)) < 0.01 and np.std(errors) < 0.06
+
+
+def test_components_from_stars_made_in_tasks_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`components` with a task map contracts shares of the edges to stars first (the path
+    a large run takes); the roots are the same as the plain union-find's."""
+    from curate.dedup import clusters
+    from curate.stage import run_here
+
+    rng = np.random.default_rng(3)
+    left, right = rng.integers(0, 5_000, 20_000), rng.integers(0, 5_000, 20_000)
+    plain = clusters.components(6_000, left, right)
+    monkeypatch.setattr(clusters, "EDGES_PER_TASK", 1_000)  # 20 tasks
+    calls: list[int] = []
+
+    def counted(fn: object, items: list[object], shared: object = None) -> list[object]:
+        calls.append(len(items))
+        return run_here(fn, items, shared)  # type: ignore[arg-type]
+
+    assert np.array_equal(clusters.components(6_000, left, right, map=counted), plain)
+    assert calls == [20] and plain[5_999] == 5_999  # a node with no edge is its own root

@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import ConfigError
-from curate.stage import Filter, StageContext
+from curate.stage import Filter, StageContext, TaskMap
 from curate.verification import normalize_answer
 
 KeepRule = Literal["first", "last", "longest_solution", "has_answer", "source_order"]
@@ -81,19 +81,65 @@ def keeper_of(detail: str) -> str:
     return _SIMILARITY.sub("", detail)
 
 
-def components(n: int, left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> np.ndarray:
+EDGES_PER_TASK = 1 << 22
+"""Edges per task when `components` contracts them on the run's engine."""
+
+
+def components(
+    n: int,
+    left: np.ndarray[Any, Any],
+    right: np.ndarray[Any, Any],
+    *,
+    map: TaskMap | None = None,
+) -> np.ndarray:
     """Connected components of ``n`` nodes joined by the edges ``left[i] -- right[i]``.
 
-    Returns, for every node, the smallest node index in its component
-    (vectorized union-find: hook roots to the smaller root, then pointer-jump).
+    Returns, for every node, the smallest node index in its component (vectorized
+    union-find: hook roots to the smaller root, then pointer-jump). With ``map``
+    (`curate.stage.StageContext.map`) and more than `EDGES_PER_TASK` edges, tasks first
+    contract their share of the edges to stars (each node joined to the smallest node of
+    its component within that share: the same components, at most one edge per node per
+    task, so a cluster with many pairs comes back as few edges), and the union-find runs
+    over the stars, on the nodes they touch.
+
+    >>> from curate.stage import run_here
+    >>> components(6, np.array([4, 0, 2]), np.array([5, 1, 1]), map=run_here).tolist()
+    [0, 0, 0, 3, 4, 4]
     """
-    parent = np.arange(n, dtype=np.int64)
     u = np.asarray(left, dtype=np.int64)
     v = np.asarray(right, dtype=np.int64)
     if n == 0 or u.size == 0:
-        return parent
+        return np.arange(n, dtype=np.int64)
     if u.shape != v.shape or u.min() < 0 or v.min() < 0 or max(u.max(), v.max()) >= n:
         raise ValueError(f"edges must be pairs of node indices in [0, {n})")
+    if map is not None and len(u) > EDGES_PER_TASK:
+        edges = np.stack((u, v), axis=1)
+        shares = [(lo, lo + EDGES_PER_TASK) for lo in range(0, len(u), EDGES_PER_TASK)]
+        stars = map(_stars, shares, shared=edges)
+        del edges
+        u = np.concatenate([a for a, _ in stars])
+        v = np.concatenate([b for _, b in stars])
+    nodes, local = np.unique(np.concatenate((u, v)), return_inverse=True)
+    roots = _union_find(len(nodes), local[: len(u)], local[len(u) :])
+    out = np.arange(n, dtype=np.int64)
+    out[nodes] = nodes[roots]
+    return out
+
+
+def _stars(edges: np.ndarray, share: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A task of `components`: its share of the edges as (node, smallest node of its
+    component in the share) for every node that is not that smallest one."""
+    mine = edges[share[0] : share[1]]
+    nodes, local = np.unique(mine, return_inverse=True)
+    local = local.reshape(-1, 2)
+    roots = _union_find(len(nodes), local[:, 0], local[:, 1])
+    moved = roots != np.arange(len(nodes))
+    return nodes[moved], nodes[roots[moved]]
+
+
+def _union_find(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Each of ``n`` nodes' smallest connected node (``u``, ``v``: valid edges)."""
+    parent = np.arange(n, dtype=np.int64)
     while True:
         pu, pv = parent[u], parent[v]
         unjoined = pu != pv
@@ -158,7 +204,7 @@ def mark_clusters(
     the stage's threshold).
     """
     n = frame.height
-    roots = components(n, left, right)
+    roots = components(n, left, right, map=ctx.map)
     order = _priority(frame, keep, source_order)
     work = frame.with_columns(
         pl.Series("__root", roots, pl.Int64),

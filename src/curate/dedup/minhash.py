@@ -285,7 +285,7 @@ class MinHashDedup(Filter):
             if texts is not None:
                 texts = pl.concat([ref["problem"], texts])
         edges = self._duplicate_pairs(texts, sketches, n_ref, ctx)
-        roots = components(n_ref + n, edges[:, 0], edges[:, 1])[n_ref:]
+        roots = components(n_ref + n, edges[:, 0], edges[:, 1], map=ctx.map)[n_ref:]
         similarity = self._similarity(sketches.values, texts)
         if ref is not None:
             ref_ids = ref["id"].to_list()

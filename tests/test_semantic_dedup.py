@@ -425,8 +425,11 @@ def test_partitioned_ivf_finds_exactly_what_faiss_ivf_finds() -> None:
     assert neighbour_pairs(v, 0.95, index="ivf")[3] == "ivf"
 
 
-def semantic_ivf_pairs(v: np.ndarray, threshold: float) -> set[tuple[int, int]]:
-    """The pairs faiss' own IVF index finds with the same lists, probes and seed."""
+def semantic_ivf_pairs(
+    v: np.ndarray, threshold: float, *, per_list: int = 256
+) -> set[tuple[int, int]]:
+    """The pairs faiss' own IVF index finds with the same lists, probes and seed (trained
+    on at most ``per_list`` vectors per list: faiss' ``max_points_per_centroid``)."""
     import faiss
 
     from curate.dedup.ivf import nlist_for
@@ -434,9 +437,99 @@ def semantic_ivf_pairs(v: np.ndarray, threshold: float) -> set[tuple[int, int]]:
     nlist = nlist_for(v.shape[0])
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(v.shape[1]), v.shape[1], nlist, 0)
     index.cp.seed = 0
+    index.cp.max_points_per_centroid = per_list
     index.train(v)
     index.add(v)
     index.nprobe = min(nlist, 16)
     lims, _, b = index.range_search(v, threshold)
     q = np.repeat(np.arange(v.shape[0]), np.diff(lims).astype(np.int64))
     return {(min(i, j), max(i, j)) for i, j in zip(q.tolist(), b.tolist(), strict=True) if i != j}
+
+
+def test_partitioned_ivf_reads_its_vectors_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors on disk (a `Stage.arrays` file): rows read a chunk at a time, the tasks get
+    the file's path, not vectors, and the pairs are those of the vectors in memory."""
+    from curate.dedup import ivf
+
+    monkeypatch.setattr(ivf, "_READ", 4096)  # several chunks at a small size
+    v = clustered_vectors(9_500, dim=16, seed=3)
+    np.save(tmp_path / "v.npy", v)
+    select = np.random.default_rng(0).permutation(v.shape[0])[:9_000]  # some rows, reordered
+    on_disk = ivf.Vectors(ivf.Stacked((str(tmp_path / "v.npy"),)), select)
+
+    def paths_only(fn: Callable[..., object], items: list[object], shared: tuple) -> list:
+        assert all(isinstance(p, str) for p in shared[0].source.pieces)  # no vectors travel
+        return [fn(shared, i) for i in items]
+
+    found = ivf.partitioned_pairs(on_disk, 0.95, seed=0, map=paths_only)
+    here = ivf.partitioned_pairs(v[select], 0.95, seed=0)
+    assert found[0].size and all(np.array_equal(a, b) for a, b in zip(found, here, strict=True))
+    pairs = set(zip(found[0].tolist(), found[1].tolist(), strict=True))
+    assert pairs == semantic_ivf_pairs(v[select], 0.95)
+    assert neighbour_pairs(on_disk, 0.95, index="flat")[0].size >= found[0].size
+
+
+def test_partitioned_ivf_trains_on_the_sample_faiss_draws() -> None:
+    """Above ``train_per_list`` rows per list the quantizer trains on a seeded sample: the
+    one faiss' k-means draws itself, so the lists (and pairs) are faiss' own."""
+    from curate.dedup.ivf import nlist_for, partitioned_pairs, training_rows
+
+    v = clustered_vectors(6_000)
+    nlist = nlist_for(v.shape[0])
+    rows = training_rows(v.shape[0], nlist, seed=0, per_list=30)
+    assert rows.size == 30 * nlist == np.unique(rows).size
+    left, right, _ = partitioned_pairs(v, 0.95, seed=0, train_per_list=30)
+    found = set(zip(left.tolist(), right.tolist(), strict=True))
+    assert found == semantic_ivf_pairs(v, 0.95, per_list=30)
+
+
+def test_the_global_step_reads_vectors_from_disk_as_from_memory(tmp_path: Path) -> None:
+    """The vectors as a `.npy` path (the runner), an array (`Stage.apply`) or a table column
+    (a direct caller): the same rows rejected, the same details."""
+    from curate.dedup.semantic import _KEY, _NUM, _VEC
+
+    v = clustered_vectors(3_000, dim=16, seed=4)
+    v = np.concatenate([v, v[:200]])  # the same texts again: rows of one text
+    keys = [f"t{i}" for i in range(3_000)] + [f"t{i}" for i in range(200)]
+    table = pl.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(len(keys))],
+            "answer": ["1"] * len(keys),
+            _KEY: keys,
+            _NUM: np.zeros(len(keys), np.uint64),
+        }
+    )
+    np.save(tmp_path / "v.npy", v)
+    stage = SemanticDedup(threshold=0.95, index="ivf")
+
+    def step(arrays: dict[str, object], frame: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+        ctx = StageContext.temporary(stage.name)
+        ctx.arrays = arrays
+        return stage.global_step(frame, ctx).collect(), ctx.stats
+
+    disk, stats = step({_VEC: str(tmp_path / "v.npy")}, table)
+    memory, _ = step({_VEC: v}, table)
+    column, _ = step({}, table.with_columns(pl.Series(_VEC, v, pl.Array(pl.Float32, 16))))
+    assert disk.equals(memory) and disk.equals(column)
+    assert stats["index"] == "ivf" and stats["texts"] == 3_000 and stats["pairs"] > 0
+    assert disk["semantic_dup_of"].null_count() < disk.height - 200
+
+
+def test_a_batch_of_blank_texts_in_a_run(cache: Path, tmp_path: Path) -> None:
+    """A batch whose texts are all blank has vectors as wide as the others' (one array)."""
+    solutions = ["Add 2 and 2.", "Sum 2 and 2.", "Add 3 and 3.", "Subtract 1.", *[None] * 4]
+    solutions += ["Add 2 and 2.", "Subtract 2."]
+    rows = [
+        {"problem": f"Problem {i}?", "solution": t, "answer": "1"} for i, t in enumerate(solutions)
+    ]
+    source = tmp_path / "pool.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stage = SmallBatches(column="solution")  # batches of 4: the second has no text
+    run = curate.Recipe("s", [curate.read(source)], [stage]).run(tmp_path / "run")
+    kept, rejects, _ = run_stage(
+        SemanticDedup(column="solution"), run.table("ingest").collect(), cache
+    )
+    assert run.table("problems").collect().equals(kept) and rejects.height >= 1
+    assert run.table("rejects").collect().drop("stage").equals(rejects.drop("stage"))

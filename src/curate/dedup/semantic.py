@@ -31,7 +31,8 @@ from curate.dedup.clusters import (
     mark_reference,
     reference_digest,
 )
-from curate.dedup.ivf import faiss_module, nlist_for, partitioned_pairs
+from curate.dedup.ivf import Vectors, faiss_module, nlist_for, partitioned_pairs
+from curate.dedup.sketch import Stacked
 from curate.embed import (
     DEFAULT_MODEL,
     Backend,
@@ -49,6 +50,9 @@ IndexKind = Literal["auto", "flat", "ivf", "hnsw"]
 FLAT_MAX = 50_000
 """``index="auto"`` searches exactly (flat) up to this many vectors, then uses IVF.
 
+A flat (or HNSW) index holds every vector in memory (1.5 KB per MiniLM vector: 75 MB
+here); IVF reads them from disk (`curate.dedup.ivf`).
+
 Measured in benchmarks/bench_semantic.py on 2 shared cores: flat and IVF cost the
 same at 10K vectors (~2 s); at 100K flat took ~220 s (it grows as n²) and IVF
 (4 sqrt(n) lists, 16 probed, range search) 60-105 s with recall 1.0000 against
@@ -57,6 +61,7 @@ is also ~1% of the time to encode that many texts."""
 SMALL = 1_000
 """Below this many vectors an approximate index is pointless: flat is used."""
 _BLOCK = 4096  # queries per range search: bounds the memory of one call
+_GATHER = 16_384  # row pairs whose vectors are read at once (reject details)
 _VEC, _KEY, _NUM = "_semantic_vector", "_semantic_key", "_semantic_numbers"
 _EPS = 1e-6
 
@@ -94,16 +99,17 @@ def _build(base: np.ndarray, kind: str, k: int, seed: int) -> Any:
 
 
 def _search(
-    index: Any, kind: str, queries: np.ndarray, threshold: float, k: int
+    index: Any, kind: str, queries: Vectors, threshold: float, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (query row, base row, similarity) with similarity >= threshold that the index finds.
 
     flat and ivf use range search (every neighbour above the threshold; ivf only in
-    the lists it probes); hnsw has no range search and returns the ``k`` nearest.
+    the lists it probes); hnsw has no range search and returns the ``k`` nearest. The
+    queries are read `_BLOCK` at a time.
     """
     qs, bs, ss = [], [], []
-    for start in range(0, queries.shape[0], _BLOCK):
-        block = np.ascontiguousarray(queries[start : start + _BLOCK])
+    for start in range(0, len(queries), _BLOCK):
+        block = queries.take(np.arange(start, min(start + _BLOCK, len(queries))))
         if kind == "hnsw":
             sims, ids = index.search(block, min(k, index.ntotal))
             q = np.repeat(np.arange(block.shape[0]), ids.shape[1])
@@ -122,7 +128,7 @@ def _search(
 
 
 def neighbour_pairs(
-    vectors: np.ndarray,
+    vectors: np.ndarray | Vectors,
     threshold: float,
     *,
     index: IndexKind = "auto",
@@ -134,17 +140,21 @@ def neighbour_pairs(
 
     Returns ``(left, right, similarity, index_used)``, sorted by ``(left, right)``. IVF
     searches by partition (`curate.dedup.ivf`), as tasks that ``map`` runs (a run's
-    engine: `curate.stage.StageContext.map`).
+    engine: `curate.stage.StageContext.map`), reading `Vectors` on disk where they run.
+    A flat or HNSW index loads every vector into memory: it is for small tables
+    (``index="auto"`` picks flat up to `FLAT_MAX` vectors only).
     """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = vectors.shape[0]
+    vecs = Vectors.of(vectors)
+    n = len(vecs)
     kind = choose_index(n, index)
     if n < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), kind
     if kind == "ivf":
-        return (*partitioned_pairs(vectors, threshold, seed=seed, map=map), kind)
-    q, b, s = _search(_build(vectors, kind, k + 1, seed), kind, vectors, threshold, k + 1)
+        return (*partitioned_pairs(vecs, threshold, seed=seed, map=map), kind)
+    loaded = vecs.take()  # flat / hnsw: in memory
+    found = _search(_build(loaded, kind, k + 1, seed), kind, Vectors.of(loaded), threshold, k + 1)
+    q, b, s = found
     lo, hi = np.minimum(q, b), np.maximum(q, b)
     pair = lo * n + hi
     pair, first = np.unique(pair[lo != hi], return_index=True)  # (i, j) and (j, i) are one
@@ -153,7 +163,7 @@ def neighbour_pairs(
 
 
 def cross_pairs(
-    queries: np.ndarray,
+    queries: np.ndarray | Vectors,
     base: np.ndarray,
     threshold: float,
     *,
@@ -161,14 +171,16 @@ def cross_pairs(
     k: int = 10,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Pairs (query row, base row) with cosine >= ``threshold``, the index built over ``base``."""
+    """Pairs (query row, base row) with cosine >= ``threshold``, the index built over ``base``
+    (in memory); the queries (`Vectors` may be on disk) are read a block at a time."""
     kind = choose_index(base.shape[0], index)
-    if queries.shape[0] == 0 or base.shape[0] == 0:
+    queries = Vectors.of(queries)
+    if len(queries) == 0 or base.shape[0] == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), kind
     base = np.ascontiguousarray(base, dtype=np.float32)
     built = _build(base, kind, k, seed)
-    q, b, s = _search(built, kind, np.asarray(queries, np.float32), threshold, k)
+    q, b, s = _search(built, kind, queries, threshold, k)
     return q, b, s, kind
 
 
@@ -218,7 +230,11 @@ class SemanticDedup(Filter):
 
     **Streaming.** Texts are embedded batch by batch (`batch_rows`; on Ray, on actors that
     load the model once); the global step sees only vectors, text keys and numbers keys,
-    never the texts (about 1.5 KB per row with MiniLM).
+    never the texts. The vectors (1.5 KB per row with MiniLM) are a `Stage.arrays` column:
+    on disk, memory-mapped, not in the step's table. IVF reads them there (training rows,
+    then a chunk at a time; its partition tasks read their own rows where they run), the
+    reference search and the reject details read the rows they need; a flat index (small
+    tables: up to `FLAT_MAX` distinct texts with ``index="auto"``) loads them.
 
     Stats: ``texts`` (unique texts), ``encoded`` and ``cached`` (texts of the rows
     and of the reference), ``index``,
@@ -292,6 +308,10 @@ class SemanticDedup(Filter):
     def reads(self) -> tuple[str, ...]:
         return (self.column,)
 
+    def arrays(self) -> tuple[str, ...]:
+        """The vectors: on disk for the global step (`Stage.arrays`)."""
+        return (_VEC,)
+
     def global_reads(self) -> tuple[str, ...]:
         """The answer (conflicts) and what ``keep`` ranks by: never the texts."""
         extra = {"longest_solution": ("solution",), "source_order": ("source",)}
@@ -318,7 +338,9 @@ class SemanticDedup(Filter):
         unique, row_text = self._unique(texts)
         cache = EmbeddingCache(ctx.cache_dir, self.model, backend=self.backend)
         vectors = self._embed(cache, unique, ctx)
-        dim = vectors.shape[1] if unique else 1
+        if not unique and len(texts):  # blank texts only: the model's width all the same,
+            vectors = cache.embed([])  # as every batch's vectors go in one array
+        dim = vectors.shape[1] if vectors.shape[0] or len(texts) else 1
         full = np.zeros((len(texts), dim), dtype=np.float32)
         has = row_text >= 0
         full[has] = vectors[row_text[has]]
@@ -339,8 +361,7 @@ class SemanticDedup(Filter):
         key = table[_KEY]
         first = (key.is_first_distinct() & key.is_not_null()).to_numpy()
         first_row = np.flatnonzero(first)  # each distinct text's first row, in row order
-        dim = table.schema[_VEC].shape[0] if table.height else 1  # type: ignore[attr-defined]
-        vectors = table[_VEC].to_numpy().reshape(table.height, dim)[first_row]
+        vectors = Vectors(Stacked((self._vectors(table, ctx),)), first_row)  # distinct texts
         numbers = table[_NUM].to_numpy()[first_row]
         position = pl.DataFrame({_KEY: key.gather(first_row), "__text": np.arange(first_row.size)})
         row_text = (
@@ -366,7 +387,7 @@ class SemanticDedup(Filter):
         valid = np.flatnonzero(row_text >= 0)
         row_left = np.concatenate([first_row[left], first_row[row_text[valid]]])
         row_right = np.concatenate([first_row[right], valid])
-        frame = table.drop(_VEC, _KEY, _NUM)
+        frame = table.drop(_KEY, _NUM, *([_VEC] if _VEC in table.columns else []))
         encoded_ref = cached_ref = 0
         if self.reference is not None:
             cache = EmbeddingCache(ctx.cache_dir, self.model, backend=self.backend)
@@ -381,8 +402,12 @@ class SemanticDedup(Filter):
         )
 
         def cosine(rows: np.ndarray, keepers: np.ndarray) -> np.ndarray:
-            a, b = vectors[row_text[rows]], vectors[row_text[keepers]]
-            return np.asarray(np.einsum("ij,ij->i", a, b))
+            out = np.zeros(len(rows), np.float32)
+            for lo in range(0, len(rows), _GATHER):  # only these rows, a chunk at a time
+                a = vectors.take(row_text[rows[lo : lo + _GATHER]])
+                b = vectors.take(row_text[keepers[lo : lo + _GATHER]])
+                out[lo : lo + _GATHER] = np.einsum("ij,ij->i", a, b)
+            return out
 
         return mark_clusters(
             self,
@@ -397,9 +422,19 @@ class SemanticDedup(Filter):
             measure="cosine",
         )
 
+    def _vectors(self, table: pl.DataFrame, ctx: StageContext) -> Any:
+        """Every row's vector: the `arrays` file (or array) the step was given; a table that
+        still has the column (a caller of ``global_step`` outside the runner) gives it."""
+        if _VEC in ctx.arrays:
+            return ctx.arrays[_VEC]
+        if _VEC not in table.columns:
+            raise ConfigError(f"stage {self.name}: no {_VEC} array (Stage.arrays) given")
+        dim = table.schema[_VEC].shape[0] if table.height else 1  # type: ignore[attr-defined]
+        return table[_VEC].to_numpy().reshape(table.height, dim)
+
     def _reference_matches(
         self,
-        vectors: np.ndarray,
+        vectors: Vectors,
         numbers: np.ndarray,
         row_text: np.ndarray,
         cache: EmbeddingCache,
@@ -411,7 +446,7 @@ class SemanticDedup(Filter):
         ctx.stats["reference_rows"] = reference.height
         ref_texts = self._texts(reference["problem"].to_list())
         ref_unique, ref_row = self._unique(ref_texts)
-        if not vectors.shape[0] or not ref_unique:
+        if not len(vectors) or not ref_unique:
             ctx.stats["reference_matches"] = 0
             return [None] * row_text.size, [None] * row_text.size
         first_id: dict[int, str] = {}

@@ -4,7 +4,8 @@ filesystem, resolved to a sorted list of data files, each opened with its compre
 - **Compression** comes from the last suffix (``.gz``, ``.bz2``, ``.zst``/``.zstd``, ``.xz``)
   and the format from the suffix before it (``train.jsonl.gz`` is gzip-compressed JSONL).
   Files are decompressed as a stream (gzip, bz2, xz by the standard library, zstd by
-  pyarrow's codec), never whole into memory (except a ``.json`` file, which is one document).
+  pyarrow's codec), never whole into memory (a ``.json`` file over 32 MiB is parsed as a
+  stream too; only an object of column lists is read whole).
 - **Folders of shards** (Hub-style ``data/train-00000-of-00002.parquet``, curate's own exports)
   and globs (``data/train-*.parquet``, ``**/*.jsonl``) read as one input, in sorted order of
   the files' paths. Hidden files and folders (``.x``, ``_x``) and metadata files

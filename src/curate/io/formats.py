@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import ijson  # type: ignore[import-untyped]
+import ijson
 import orjson
 
 from curate.errors import InputError

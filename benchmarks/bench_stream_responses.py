@@ -23,7 +23,9 @@ without a model, then measured in fresh processes, one per step:
   peak RSS (VmHWM, reset when a stage ends; `bench_stream.Watch`), and the largest sampled
   RSS of the process and its checker workers.
 - **sft**: ``curate.export_run(run, OUT, format="sft")`` (the correct, finished
-  responses), in its own process: seconds and peak RSS (VmHWM).
+  responses), in its own process: seconds and peak RSS (VmHWM), and a SHA-256 of the
+  shards (``shards_sha256`` in ``--json``: two exports of one run wrote the same bytes
+  when it is the same).
 
 A child whose process tree passes ``--max-gb`` of RSS is killed (the machine is shared),
 and one that fails is recorded: its row says so, and the next sizes still run. Run from the
@@ -31,12 +33,18 @@ repository root (``--quick``: R = 16K and 40K, to check the script)::
 
     .venv/bin/python benchmarks/bench_stream_responses.py [--responses 500000,1000000]
         [--k 8] [--pregraded] [--data-dir /tmp/curate-bench-responses] [--max-gb 12]
-        [--work DIR] [--keep] [--json out.json] [--quick]
+        [--work DIR] [--keep] [--reuse] [--json out.json] [--quick]
+
+``--reuse`` (with ``--work``) keeps each size's run in ``DIR/responses-v1-R-k8-...`` and,
+on a later call, measures only the export again: the run is built and graded once (its
+build and grade figures are those of the first time), and the shards are removed after
+each export unless ``--keep``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -230,8 +238,17 @@ def child_export(run_dir: Path, out: Path, result: Path) -> None:
     seconds = time.perf_counter() - start
     peak = status_gb("VmHWM")
     rows = sum(exported.rows.values())
+    digest = hashlib.sha256()  # of every shard, in order: the same bytes give the same
+    for path in sorted(p for paths in exported.files.values() for p in paths):
+        digest.update(path.name.encode() + b"\x00")
+        with path.open("rb") as f:
+            while block := f.read(2**20):
+                digest.update(block)
     result.write_text(
-        json.dumps({"seconds": seconds, "peak_gb": peak, "before_gb": before, "rows": rows})
+        json.dumps(
+            {"seconds": seconds, "peak_gb": peak, "before_gb": before, "rows": rows}
+            | {"shards_sha256": digest.hexdigest()}
+        )
     )
 
 
@@ -267,27 +284,52 @@ def guarded(cmd: list[str], max_gb: float, log: Path) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, r: int) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix=f"bench-responses-{r}-", dir=args.work))
+    if args.reuse:  # one folder per size and kind, kept: built and graded once
+        graded = "pregraded" if args.pregraded else "ungraded"
+        work = args.work / f"responses-v{DATA_VERSION}-{r}-k{args.k}-{graded}"
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f"bench-responses-{r}-", dir=args.work))
     try:
-        run_dir = work / "run"
-        out: dict[str, Any] = {"rows": r, **build_run(args, r, run_dir)}
+        return measure_in(args, r, work)
+    finally:
+        if not (args.keep or args.reuse):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_in(args: argparse.Namespace, r: int, work: Path) -> dict[str, Any]:
+    run_dir, built, graded = work / "run", work / "built.json", work / "grade.json"
+    reused = args.reuse and built.exists() and graded.exists()
+    if reused:  # the grade step's result of the first time (the run is as it left it)
+        out: dict[str, Any] = json.loads(built.read_text())
+        out["grade"] = json.loads(graded.read_text())
+        print(f"reused {work}", file=sys.stderr, flush=True)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        out = {"rows": r, **build_run(args, r, run_dir)}
         print(f"built {out}", file=sys.stderr, flush=True)
-        me = [sys.executable, __file__, "--run", str(run_dir), "--k", str(args.k)]
-        res = work / "grade.json"
+    me = [sys.executable, __file__, "--run", str(run_dir), "--k", str(args.k)]
+    if not reused:
+        res = work / "grade-child.json"
         cmd = [*me, "--child", "grade", "--result", str(res)]
         out["grade"] = guarded(cmd, args.max_gb, work / "grade.log")
         if out["grade"]["failed"]:
             return out
         out["grade"] |= json.loads(res.read_text())
+        if args.reuse:
+            graded.write_text(json.dumps(out["grade"]))
+            built.write_text(json.dumps({k: v for k, v in out.items() if k != "grade"}))
+    shutil.rmtree(work / "sft", ignore_errors=True)
+    try:
         res = work / "sft.json"
         cmd = [*me, "--child", "sft", "--result", str(res), "--out", str(work / "sft")]
         out["sft"] = guarded(cmd, args.max_gb, work / "sft.log")
         if not out["sft"]["failed"]:
             out["sft"] |= json.loads(res.read_text())
-        return out
     finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        if args.reuse and not args.keep:  # the shards: big, and rewritten next time
+            shutil.rmtree(work / "sft", ignore_errors=True)
+    return out
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -335,6 +377,12 @@ def main() -> None:
     parser.add_argument("--max-gb", type=float, default=12.0, help="kill a child past this")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the runs (in --work)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep each size's run in --work and, when it is there already, measure only "
+        "the export again (no build, no grade: their figures are those of the first time)",
+    )
     parser.add_argument("--child", choices=("grade", "sft"), help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -347,6 +395,8 @@ def main() -> None:
         child_export(args.run, args.out, args.result)
         return
 
+    if args.reuse and args.work is None:
+        parser.error("--reuse needs --work DIR (where the runs are kept)")
     sizes = [16_000, 40_000] if args.quick else [int(s) for s in args.responses.split(",")]
     args.data_dir.mkdir(parents=True, exist_ok=True)
     graded = "pregraded" if args.pregraded else "ungraded"

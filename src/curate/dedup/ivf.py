@@ -31,6 +31,7 @@ probes (``nprobe`` int32 per row).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class Vectors:
     def __len__(self) -> int:
         return len(self.source) if self.select is None else len(self.select)
 
-    @property
+    @functools.cached_property
     def dim(self) -> int:
         """The width of a vector."""
         return int(self.source.take(np.zeros(0, np.int64)).shape[1])

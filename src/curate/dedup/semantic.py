@@ -152,9 +152,8 @@ def neighbour_pairs(
         return empty, empty, np.zeros(0, np.float32), kind
     if kind == "ivf":
         return (*partitioned_pairs(vecs, threshold, seed=seed, map=map), kind)
-    loaded = vecs.take()  # flat / hnsw: in memory
-    found = _search(_build(loaded, kind, k + 1, seed), kind, Vectors.of(loaded), threshold, k + 1)
-    q, b, s = found
+    base = vecs.take()  # flat / hnsw: in memory
+    q, b, s = _search(_build(base, kind, k + 1, seed), kind, Vectors.of(base), threshold, k + 1)
     lo, hi = np.minimum(q, b), np.maximum(q, b)
     pair = lo * n + hi
     pair, first = np.unique(pair[lo != hi], return_index=True)  # (i, j) and (j, i) are one

@@ -24,6 +24,7 @@ from curate.distill import DEFAULT_TEMPLATE
 from curate.errors import ConfigError, InputError, RunError
 from curate.export import FORMATS, export_run, json_schema, split_draw
 from curate.export.formats import FIELDS, MESSAGES, arrow_schema, fields_for, hub_features
+from curate.export.shards import build_splits
 from curate.generate import Sampling
 from curate.responses import read_responses
 
@@ -609,17 +610,18 @@ def test_rechunk_cuts_depend_on_the_rows_not_the_batches() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["sft", "verl"])
-def test_small_chunks_and_a_tight_sort_memory_give_the_same_rows(
+def test_small_chunks_and_small_ranges_give_the_same_rows(
     fmt: str, selected_run: curate.Run, big_run: curate.Run, tmp: Path, monkeypatch: Any
 ) -> None:
     """Rows go through shaping, validation and the writer a chunk at a time, and responses
-    through DuckDB's sort: tiny chunks change neither the rows nor their order."""
+    are sorted a range at a time: tiny chunks and ranges change neither the rows nor their
+    order."""
     from curate.export import shards, writer
 
     run = selected_run if fmt == "sft" else big_run
     whole = export_run(run, tmp / f"whole-{fmt}", format=fmt, test_fraction=0.25, shard_rows=7)  # type: ignore[arg-type]
     monkeypatch.setattr(writer, "CHUNK_BYTES", 300)
-    monkeypatch.setattr(shards, "SORT_MEMORY", "64MB")
+    monkeypatch.setattr(shards, "RANGE_BYTES", 500)  # many ranges
     small = export_run(run, tmp / f"small-{fmt}", format=fmt, test_fraction=0.25, shard_rows=7)  # type: ignore[arg-type]
     assert small.rows == whole.rows and whole.rows["train"] > 7
     for split in whole.files:
@@ -815,6 +817,41 @@ def test_the_responses_found_in_buckets_give_the_same_shards(
         shards._wanted_responses(run, parts, problems, export_options, buckets=b) for b in (1, 3)
     ]
     assert wanted[0].sort("_part", "_row").equals(wanted[1].sort("_part", "_row"))
+
+
+@pytest.mark.parametrize("order", ["id", "shuffle"])
+def test_completions_sorted_in_small_ranges_give_the_same_shards(
+    order: str, tmp: Path, monkeypatch: Any
+) -> None:
+    """`_Ranges` sorts the completions one range of the export order at a time (spilled to
+    disk first): a range per row gives the same bytes as one range, responses and solutions
+    mixed (``completions="both"``), in the order the module doc gives; `build_splits` (in
+    a folder of its own) gives the same rows."""
+    from curate.export import shards
+
+    rows = [{**r, "solution": f"It is {r['answer']}."} for r in _sums()]
+    pool = _jsonl(tmp / f"both-{order}.jsonl", rows)
+    source = curate.read(pool, solution="solution")
+    stages = [_distill(), curate.Grade()]
+    run = curate.Recipe("both", [source], stages).run(tmp / f"both-{order}", workers=1)
+    options: dict[str, Any] = {"format": "trl", "test_fraction": 0.3, "order": order}
+    options |= {"completions": "both"}
+    one = export_run(run, tmp / f"ranges-{order}-1", **options)
+    monkeypatch.setattr(shards, "RANGE_BYTES", 1)  # every completion a range of its own
+    many = export_run(run, tmp / f"ranges-{order}-n", **options)
+    assert one.rows == many.rows and one.rows["train"] > 10 and one.rows["test"] > 0
+    assert _shards(one.out) == _shards(many.out)
+    for split, table in build_splits(run, shards.ExportOptions(**options)).items():
+        read = pa.concat_tables([pq.read_table(p) for p in one.files[split]])
+        assert table.equals(read)
+        keys = table.select(["problem_id", "model", "sample"]).to_pylist()
+        keys = [(k["problem_id"], k["model"], k["sample"]) for k in keys]
+        assert "reference" in {m for _, m, _ in keys} and len(set(keys)) == len(keys)
+        if order == "id":
+            assert keys == sorted(keys)
+        else:
+            draws = [shards.order_draw(0, i) for i in table["id"].to_pylist()]
+            assert draws == sorted(draws)
 
 
 def test_first_seen_keeps_the_first_of_each_digest_across_chunks() -> None:

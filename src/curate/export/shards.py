@@ -3,8 +3,9 @@ r"""Export a run as training-ready Parquet shards: rows, split, shards, manifest
 `export_run` reads the run's final problems (and, for ``sft``/``trl``, its responses or
 the problems' reference solutions: ``completions=``), shapes them into one of the formats of
 `curate.export.formats` and validates every row, a chunk of about 64 MB of text at a time
-(memory stays bounded however many responses: the responses are sorted by DuckDB, which
-spills to disk), into a hidden folder that becomes ``OUT/data`` only once every row passed::
+(the responses are sorted a range of the export order at a time, each range spilled to
+disk first: memory holds one range's texts however many responses), into a hidden folder
+that becomes ``OUT/data`` only once every row passed::
 
     OUT/data/train-00000-of-00002.parquet   the Hub's shard naming: load_dataset finds the
     OUT/data/train-00001-of-00002.parquet   splits by file name
@@ -55,8 +56,10 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -268,9 +271,9 @@ class _Rows:
 
     Problems (``rl``/``verl``) are read whole (one row per problem); responses (``sft``/
     ``trl``, often long) are located by their keys first (`_wanted_responses`, in buckets),
-    then read, joined with their problem's columns (the only ones read) and, as
-    ``completions=`` says, the reference solutions, and sorted by DuckDB, which spills to
-    ``spill`` rather than hold every text in memory at once.
+    then, with the reference solutions as ``completions=`` says, sorted one range of the
+    order at a time (`_Ranges`: spilled to ``spill`` first) and joined with their problem's
+    columns (the only ones read), rather than hold every text in memory at once.
     """
 
     def __init__(self, run: Run, options: ExportOptions, spill: Path | None = None) -> None:
@@ -292,6 +295,8 @@ class _Rows:
         self.parts: list[Path] = []  # the responses table's files
         self.wanted: pl.DataFrame | None = None  # the responses to export: part, row, key
         self.solutions: pl.DataFrame | None = None  # the solutions to export: id, text
+        self._ranges: _Ranges | None = None  # the completions in order, once sorted
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.pairs:
             self.source, self.parts = _completion_source(run, self.problems, options)
             if self.source in ("responses", "both"):
@@ -302,6 +307,7 @@ class _Rows:
                 self.without_solution = self.problems.height - self.solutions.height
             if self.source == "both" and self.wanted is not None:
                 _no_reference_model(self.wanted)
+            self.problems = self.problems.drop("solution", strict=False)  # in solutions
         else:
             self.problems = self.problems.sort("id")
             if options.order == "shuffle":
@@ -361,81 +367,236 @@ class _Rows:
 
     def _pairs(self, split: str) -> Iterator[pl.DataFrame]:
         """The completions of ``split`` (selected responses, reference solutions) with their
-        problem's columns, ordered by problem, model, sample (DuckDB: the sort spills to disk
-        past its memory limit)."""
-        import duckdb
-
-        from curate.sql import sql_string  # imports duckdb: not before it is needed
-
-        wanted = solutions = None
-        if self.wanted is not None:
-            wanted = self.wanted.filter(pl.col("_split") == split).drop("_split")
-        if self.solutions is not None:
-            solutions = self.solutions.filter(pl.col("_split") == split).drop("_split")
-        if not (
-            (wanted is not None and wanted.height) or (solutions is not None and solutions.height)
-        ):
-            return
-        shuffle = self.options.order == "shuffle"
-        order = ", _order" if shuffle else ""  # the draws to sort by, when shuffled
-        w_order = ", w._order" if shuffle else ""
-        if shuffle and wanted is not None:
-            keys = pl.concat_str(
-                [pl.col("problem_id"), pl.col("model"), pl.col("sample").cast(pl.String)],
-                separator="/",
-            )
-            wanted = wanted.with_columns(
-                _order_column(wanted.select(keys).to_series(), self.options.seed)
-            )
-        if shuffle and solutions is not None:
-            ids = solutions["problem_id"] + f"/{REFERENCE}/0"  # the rows' ids
-            solutions = solutions.with_columns(_order_column(ids, self.options.seed))
+        problem's columns, ordered by problem, model, sample (or by their draws, shuffled):
+        one range of that order at a time (`_Ranges`)."""
+        if self._ranges is None:
+            self._ranges = _Ranges(self.wanted, self.solutions, self.parts, self.options)
+            if self.spill is None:  # `build_splits`: a folder of its own, gone with it
+                self._tmp = tempfile.TemporaryDirectory(prefix="curate-export-")
+                self.spill = Path(self._tmp.name)
+            self._ranges.distribute(self.spill)
+            self.wanted = self.solutions = None  # they are in the ranges now
         columns = [c for c in _PROBLEM_COLUMNS if c in self.problems.columns]
         problems = self.problems.select(columns)
-        con = duckdb.connect(":memory:")
+        for frame in self._ranges.read(split):
+            # inner, as a SQL join: every completion's problem is in the table
+            yield frame.join(problems, left_on="problem_id", right_on="id", maintain_order="left")
+
+
+RANGE_BYTES = 64 * 2**20
+"""About this much completion text (and prompt) is sorted in memory at a time: an export's
+completions are cut into ranges of their order, each spilled to its own file first."""
+
+
+class _Ranges:
+    """An export's completions, in export order, one range of it at a time.
+
+    The keys of the completions (`_wanted_responses`; the solutions) are sorted and cut
+    into consecutive ranges of about `RANGE_BYTES` (a response's size estimated from its
+    part's Parquet metadata); `distribute` reads each responses part once and appends its
+    wanted rows, each with its rank in the order, to its range's Arrow file; `read` sorts
+    one range (its file and its solutions) by rank at a time. Per response, memory holds
+    its part, row, rank and range (20 bytes) until the parts are read, not its key or text.
+    """
+
+    def __init__(
+        self,
+        wanted: pl.DataFrame | None,
+        solutions: pl.DataFrame | None,
+        parts: list[Path],
+        options: ExportOptions,
+    ) -> None:
+        self.parts = parts
+        self.folder: Path | None = None
+        self.ranges: dict[str, list[int]] = {s: [] for s in options.splits}
+        keys = _completion_keys(wanted, solutions, parts)
+        if not keys.height:
+            keys = keys.with_columns(_range=pl.lit(0, pl.Int32), _rank=pl.lit(0, pl.Int64))
+        else:
+            keys = self._ranked(keys, options)
+        solution = pl.col("_part").is_null()
+        self.solutions = keys.filter(solution).select(
+            "problem_id", "model", "sample", "text", "_rank", "_range"
+        )
+        self.where = (
+            keys.filter(~solution)
+            .select(  # sorted by part and row: read in turn
+                pl.col("_part", "_row").cast(pl.Int32), "_rank", pl.col("_range").cast(pl.Int32)
+            )
+            .sort("_part", "_row")
+        )
+
+    def _ranked(self, keys: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
+        """``keys`` in export order (the splits in turn) with their ``_rank`` in it and the
+        ``_range`` each falls in (numbered over every split)."""
+        by = ["problem_id", "model", "sample"]
+        if options.order == "shuffle":
+            ids = keys.select(pl.concat_str(pl.col(*by).cast(pl.String), separator="/"))
+            keys = keys.with_columns(_order_column(ids.to_series(), options.seed))
+            by = [_ORDER, *by]
+        ordered, first = [], 0
+        for split in options.splits:
+            mine = keys.filter(pl.col("_split") == split).sort(by)
+            size = mine["_size"]
+            cut = ((size.cum_sum() - size) // RANGE_BYTES + first).alias("_range")
+            self.ranges[split] = cut.unique(maintain_order=True).to_list()
+            first = self.ranges[split][-1] + 1 if self.ranges[split] else first
+            ordered.append(mine.drop(_ORDER, "_size", "_split", strict=False).with_columns(cut))
+        ranked = pl.concat(ordered, how="vertical").with_row_index("_rank")
+        return ranked.with_columns(pl.col("_rank").cast(pl.Int64))
+
+    def distribute(self, spill: Path) -> None:
+        """Read every part with wanted responses once, and append them to their ranges'
+        files in ``spill`` (text, prompt and tokens, under their rank)."""
+        import pyarrow.ipc as ipc
+        import pyarrow.parquet as pq
+
+        self.folder = spill
+        spill.mkdir(parents=True, exist_ok=True)
+        writers: dict[int, Any] = {}
         try:
-            con.execute(f"SET memory_limit = '{SORT_MEMORY}'")
-            con.execute("SET preserve_insertion_order = false")
-            con.execute("SET threads = 1")  # a sort on more threads needs more memory
-            if self.spill is not None:
-                con.execute(f"SET temp_directory = {sql_string(self.spill)}")
-            parts = []
-            if wanted is not None and wanted.height:
-                # absolute: read_parquet reads each path as a pattern ("~x/run" would expand)
-                paths = pl.Series([str(p.resolve()) for p in self.parts], dtype=pl.String)
-                wanted = wanted.with_columns(_file=paths.gather(wanted["_part"]))
-                files = ", ".join(sql_string(p) for p in paths.to_list())
-                con.register("wanted", wanted.to_arrow())
-                parts.append(f"""
-                    SELECT w.problem_id, w.model, w.sample, r.text, r.prompt,
-                           CAST(r.n_tokens AS BIGINT) AS n_tokens, false AS _solution{w_order}
-                    FROM read_parquet([{files}], filename = true, file_row_number = true,
-                                      union_by_name = true) AS r
-                    JOIN wanted AS w ON r.filename = w._file AND r.file_row_number = w._row
-                """)
-            if solutions is not None and solutions.height:
-                con.register("solutions", solutions.to_arrow())
-                parts.append(f"""
-                    SELECT problem_id, {sql_string(REFERENCE)} AS model,
-                           CAST(0 AS BIGINT) AS sample, text, CAST(NULL AS VARCHAR) AS prompt,
-                           CAST(NULL AS BIGINT) AS n_tokens, true AS _solution{order}
-                    FROM solutions
-                """)
-            # only the completions are sorted: rows that carry their problem's columns into
-            # the sort ran DuckDB out of its memory at 2M responses; each sorted batch gets
-            # them here (inner, as a SQL join: every completion's problem is in the table)
-            query = f"""
-                SELECT * FROM ({" UNION ALL ".join(parts)})
-                ORDER BY {"_order, " if shuffle else ""}problem_id, model, sample
-            """
-            for batch in con.sql(query).to_arrow_reader(4096):
-                frame = pl.from_arrow(batch)
-                assert isinstance(frame, pl.DataFrame)
-                yield frame.join(
-                    problems, left_on="problem_id", right_on="id", maintain_order="left"
-                )
+            parts = self.where["_part"].to_numpy()
+            for lo, hi in _runs(parts):
+                rows = self.where.slice(lo, hi - lo)
+                for table in _taken(pq.ParquetFile(self.parts[parts[lo]]), rows):
+                    for index, piece in _by_range(table):
+                        writer = writers.get(index)
+                        if writer is None:
+                            sink = pa.OSFile(str(spill / f"range-{index}.arrow"), "wb")
+                            writer = writers[index] = ipc.new_stream(sink, piece.schema)
+                        writer.write_table(piece)
         finally:
-            con.close()
+            for writer in writers.values():
+                writer.close()
+        self.where = self.where.clear()
+
+    def read(self, split: str) -> Iterator[pl.DataFrame]:
+        """``split``'s completions, in order: one range at a time, sorted by rank."""
+        import pyarrow.ipc as ipc
+
+        for index in self.ranges[split]:
+            frames = [
+                self.solutions.filter(pl.col("_range") == index).select(
+                    "problem_id",
+                    "model",
+                    "sample",
+                    "text",
+                    "_rank",
+                    prompt=pl.lit(None, pl.String),
+                    n_tokens=pl.lit(None, pl.Int64),
+                    _solution=pl.lit(True),
+                )
+            ]
+            path = None if self.folder is None else self.folder / f"range-{index}.arrow"
+            if path is not None and path.exists():
+                with pa.OSFile(str(path), "rb") as source:
+                    table = ipc.open_stream(source).read_all()
+                path.unlink()
+                frame = pl.from_arrow(table)
+                assert isinstance(frame, pl.DataFrame)
+                del table
+                frames.append(frame.with_columns(_solution=pl.lit(False)))
+            frame = pl.concat(frames, how="diagonal_relaxed").sort("_rank").drop("_rank")
+            del frames
+            yield frame
+
+
+def _completion_keys(
+    wanted: pl.DataFrame | None, solutions: pl.DataFrame | None, parts: list[Path]
+) -> pl.DataFrame:
+    """The keys of an export's completions, each with its split and an estimate of its
+    bytes: the wanted responses (with their part and row), the solutions (with text)."""
+    frames = []
+    if wanted is not None and wanted.height:
+        sizes = pl.Series(_row_bytes(parts), dtype=pl.Int64)
+        frames.append(
+            wanted.select(
+                "problem_id",
+                "model",
+                pl.col("sample").cast(pl.Int64),
+                "_split",
+                pl.col("_part").cast(pl.Int64),
+                pl.col("_row").cast(pl.Int64),
+                _size=sizes.gather(wanted["_part"]),
+            )
+        )
+    if solutions is not None and solutions.height:
+        frames.append(
+            solutions.select(
+                "problem_id",
+                "_split",
+                "text",
+                model=pl.lit(REFERENCE, pl.String),
+                sample=pl.lit(0, pl.Int64),
+                _size=pl.col("text").str.len_bytes().cast(pl.Int64) + 64,
+            )
+        )
+    schema = {"problem_id": pl.String, "model": pl.String, "sample": pl.Int64}
+    schema |= {"_split": pl.String, "_part": pl.Int64, "_row": pl.Int64, "text": pl.String}
+    empty = pl.DataFrame(schema=schema | {"_size": pl.Int64})
+    return pl.concat([empty, *frames], how="diagonal_relaxed")
+
+
+def _row_bytes(parts: list[Path]) -> list[int]:
+    """Per responses part, the bytes of a row's text and prompt, about (from the Parquet
+    metadata: uncompressed, at least 64): sizes the ranges of `_Ranges`."""
+    import pyarrow.parquet as pq
+
+    sizes = []
+    for path in parts:
+        meta = pq.read_metadata(path)
+        total = 0
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                column = group.column(c)
+                if column.path_in_schema in ("text", "prompt"):
+                    total += column.total_uncompressed_size
+        sizes.append(max(64, total // max(1, meta.num_rows)) + 64)
+    return sizes
+
+
+_TAKEN = ("problem_id", "model", "sample", "text", "prompt", "n_tokens")
+_TAKEN_TYPES = (pa.string(), pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64())
+
+
+def _taken(part: Any, rows: pl.DataFrame) -> Iterator[pa.Table]:
+    """The rows of Parquet file ``part`` that ``rows`` names (``_row``, sorted), a batch at
+    a time, as `_TAKEN` with their ``_rank`` and ``_range``."""
+    names = set(part.schema_arrow.names)
+    wanted, ranks, ranges = (rows[c].to_numpy() for c in ("_row", "_rank", "_range"))
+    start = 0
+    for batch in part.iter_batches(batch_size=8192, columns=[c for c in _TAKEN if c in names]):
+        lo, hi = np.searchsorted(wanted, [start, start + batch.num_rows])
+        if hi > lo:
+            taken = batch.take(pa.array(wanted[lo:hi] - start))
+            columns = [
+                taken.column(c).cast(t) if c in names else pa.nulls(hi - lo, t)
+                for c, t in zip(_TAKEN, _TAKEN_TYPES, strict=True)
+            ]
+            columns += [pa.array(ranks[lo:hi]), pa.array(ranges[lo:hi])]
+            yield pa.table(columns, names=[*_TAKEN, "_rank", "_range"])
+        start += batch.num_rows
+
+
+def _by_range(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """``table``'s rows grouped by ``_range`` (without it), in the order of the ranges."""
+    ranges = table.column("_range").to_numpy()
+    order = np.argsort(ranges, kind="stable")
+    ranges = ranges[order]
+    table = table.take(pa.array(order)).drop_columns(["_range"])
+    for lo, hi in _runs(ranges):
+        yield int(ranges[lo]), table.slice(lo, hi - lo)
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """The (start, end) of each run of equal ``values``.
+
+    >>> _runs(np.array([3, 3, 5, 7, 7])), _runs(np.array([]))
+    ([(0, 2), (2, 3), (3, 5)], [])
+    """
+    bounds = [0, *(np.flatnonzero(np.diff(values)) + 1).tolist(), len(values)]
+    return [(lo, hi) for lo, hi in pairwise(bounds) if hi > lo]
 
 
 def _first_seen(digests: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -457,10 +618,6 @@ def _first_seen(digests: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 _DIGEST = np.dtype("S16")  # a (prompt, completion) pair's BLAKE2b digest, as 16 raw bytes
-
-
-SORT_MEMORY = "1GB"
-"""DuckDB's memory limit for sorting an export's responses (more spills to disk)."""
 
 
 _ORDER = "_order"

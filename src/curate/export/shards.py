@@ -284,9 +284,9 @@ class _Rows:
         self.schema = arrow_schema(self.fields)
         self.expressions = _expressions(options)
         self.pairs = options.format in _PAIRS  # else one row per problem
-        if self.pairs:  # the columns a completion's row carries; samples are read by bucket
-            table = table.select(c for c in (*_PROBLEM_COLUMNS, "solution") if c in columns)
-        self.problems = table.collect()
+        self.problems = pl.DataFrame()
+        if not self.pairs:
+            self.problems = table.collect()
         self.source: str | None = None  # where the completions come from
         self.without_solution: int | None = None  # problems left out for want of one
         self.duplicates = 0  # (prompt, completion) pairs dropped as seen before
@@ -298,7 +298,13 @@ class _Rows:
         self._ranges: _Ranges | None = None  # the completions in order, once sorted
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.pairs:
-            self.source, self.parts = _completion_source(run, self.problems, options)
+            self.source, self.parts = _completion_source(run, table, options)
+            # the columns a completion's row carries (samples are read by bucket); the
+            # problem's text only where a prompt is built from it (solutions, template=)
+            texts = ["problem", "solution"] if self.source != "responses" else []
+            texts = texts or (["problem"] if options.template is not None else [])
+            read = [c for c in _PROBLEM_COLUMNS if c != "problem"] + texts
+            self.problems = table.select(c for c in read if c in columns).collect()
             if self.source in ("responses", "both"):
                 problems = run.table("problems")
                 self.wanted = _wanted_responses(run, self.parts, problems, options)
@@ -380,7 +386,10 @@ class _Rows:
         problems = self.problems.select(columns)
         for frame in self._ranges.read(split):
             # inner, as a SQL join: every completion's problem is in the table
-            yield frame.join(problems, left_on="problem_id", right_on="id", maintain_order="left")
+            frame = frame.join(problems, left_on="problem_id", right_on="id", maintain_order="left")
+            if "problem" not in frame.columns:  # not read: no prompt is built from it
+                frame = frame.with_columns(problem=pl.lit(None, pl.String))
+            yield frame
 
 
 RANGE_BYTES = 64 * 2**20
@@ -704,7 +713,7 @@ def _expressions(options: ExportOptions) -> dict[str, pl.Expr]:
 
 
 def _completion_source(
-    run: Run, problems: pl.DataFrame, options: ExportOptions
+    run: Run, problems: pl.LazyFrame, options: ExportOptions
 ) -> tuple[str, list[Path]]:
     """Where the completions come from (``options.completions``, ``auto`` resolved), and the
     responses parts; an error when the run cannot give what was asked for."""
@@ -720,17 +729,21 @@ def _completion_source(
             "completions='solutions' (curate export --completions solutions) to train on the "
             "problems' reference solutions, or export rl/verl"
         )
-    if source in ("solutions", "both") and problems.height and not _has_solution(problems).any():
+    count = any_solution = 0
+    if source in ("solutions", "both"):  # without holding the solutions
+        has = _solution_given(problems.collect_schema().names())
+        count, any_solution = problems.select(pl.len(), has.any()).collect().row(0)
+    if source in ("solutions", "both") and count and not any_solution:
         if asked == "auto":
             raise RunError(
                 f"{run.path} has neither responses ({folder} is missing or empty) nor "
-                f"reference solutions (none of its {problems.height:,} problems has one), and "
+                f"reference solutions (none of its {count:,} problems has one), and "
                 f"{fmt} rows are made of one or the other: run Distill first, read the "
                 "problems with their solutions (curate.read(..., solution=COLUMN)), or export "
                 "rl/verl"
             )
         raise RunError(
-            f"none of the {problems.height:,} problems of {run.path} has a reference solution "
+            f"none of the {count:,} problems of {run.path} has a reference solution "
             f"(the solution column is null or blank), and completions={asked!r} asks for "
             "them: read the problems with their solutions (curate.read(..., solution=COLUMN)), "
             "or export completions='responses' after Distill"
@@ -739,15 +752,21 @@ def _completion_source(
 
 
 def _has_solution(problems: pl.DataFrame) -> pl.Series:
-    if "solution" not in problems.columns:
-        return pl.Series([False] * problems.height, dtype=pl.Boolean)
-    solution = problems["solution"]
+    """Which ``problems`` have a reference solution (`_solution_given`)."""
+    return problems.with_columns(_solution_given(problems.columns).alias("_given"))["_given"]
+
+
+def _solution_given(columns: list[str]) -> pl.Expr:
+    """True for a problem whose reference solution is neither null nor blank."""
+    if "solution" not in columns:
+        return pl.lit(False)
+    solution = pl.col("solution")
     return (solution.is_not_null() & (solution.str.strip_chars() != "")).fill_null(False)
 
 
 def _solutions(problems: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
     """The problems' non-blank reference solutions: problem id, text, split."""
-    frame = problems.filter(_has_solution(problems)).select(
+    frame = problems.filter(_solution_given(problems.columns)).select(
         pl.col("id").alias("problem_id"), pl.col("solution").cast(pl.String).alias("text")
     )
     return frame.with_columns(_split_column(frame["problem_id"], options))

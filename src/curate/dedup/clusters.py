@@ -205,10 +205,12 @@ def mark_clusters(
     """
     n = frame.height
     roots = components(n, left, right, map=ctx.map)
+    # only the rows in a cluster of two or more are worked on; the others keep null columns
+    inside = np.flatnonzero(np.bincount(roots, minlength=n)[roots] > 1)
     order = _priority(frame, keep, source_order)
-    work = frame.with_columns(
-        pl.Series("__root", roots, pl.Int64),
-        pl.int_range(n, dtype=pl.Int64).alias("__pos"),
+    work = frame[inside].with_columns(
+        pl.Series("__root", roots[inside], pl.Int64),
+        pl.Series("__pos", inside, pl.Int64),
         pl.col("answer").cast(pl.String).alias("__answer"),
     )
     # Answers are normalized (Python, slow) only in clusters whose raw answers differ: where
@@ -220,41 +222,41 @@ def mark_clusters(
         normal = {a: normalize_answer(a) for a in set(raw)}
         fixed = work["__answer"].scatter(suspects, pl.Series([normal[a] for a in raw]))
         work = work.with_columns(fixed.alias("__answer"))
-    size = pl.len().over("__root").cast(pl.Int64)
     keeper = pl.col("id").sort_by(order).first().over("__root")
-    conflict = (pl.col("__answer").drop_nulls().n_unique().over("__root") > 1) & (size > 1)
-    work = work.with_columns(
-        pl.when(size > 1).then(keeper).alias(f"{prefix}_cluster"),
-        size.alias(f"{prefix}_cluster_size"),
-        conflict.alias(f"{prefix}_answer_conflict"),
+    work = work.select(
+        "__pos",
+        "__root",
+        keeper.alias("cluster"),
+        pl.len().over("__root").cast(pl.Int64).alias("size"),
+        (pl.col("__answer").drop_nulls().n_unique().over("__root") > 1).alias("conflict"),
+        (pl.col("id") != keeper).alias("dup"),
+        pl.col("__pos").sort_by(order).first().over("__root").alias("keeper_pos"),
     )
-    is_dup = pl.col(f"{prefix}_cluster").is_not_null() & (
-        pl.col("id") != pl.col(f"{prefix}_cluster")
-    )
-    work = work.with_columns(
-        pl.when(is_dup).then(pl.col(f"{prefix}_cluster")).alias(f"{prefix}_dup_of")
-    )
-    multi = work.filter(pl.col(f"{prefix}_cluster_size") > 1)
-    ctx.stats["clusters"] = multi.select(pl.col("__root").n_unique()).item()
-    ctx.stats["duplicates"] = int(work.select(is_dup.sum()).item())
-    ctx.stats["conflicting_clusters"] = (
-        multi.filter(f"{prefix}_answer_conflict").select(pl.col("__root").n_unique()).item()
-    )
-    detail = pl.col(f"{prefix}_cluster")
+    ctx.stats["clusters"] = work["__root"].n_unique()
+    ctx.stats["duplicates"] = int(work["dup"].sum())
+    ctx.stats["conflicting_clusters"] = work.filter("conflict")["__root"].n_unique()
+    dups = work.filter("dup")
+    detail = dups["cluster"]
     if similarity is not None:
-        keeper_pos = pl.col("__pos").sort_by(order).first().over("__root")
-        dups = work.select("__pos", keeper_pos.alias("__keeper"), detail, is_dup.alias("__dup"))
-        dups = dups.filter("__dup")
-        sims = np.asarray(
-            similarity(dups["__pos"].to_numpy(), dups["__keeper"].to_numpy()), dtype=np.float64
-        )
-        text = detail_text(dups[f"{prefix}_cluster"].to_list(), sims, measure)
-        column = pl.Series("__detail", [None] * n, pl.String)
-        column.scatter(dups["__pos"].to_numpy(), pl.Series(text, dtype=pl.String))
-        work = work.with_columns(column)
-        detail = pl.col("__detail")
-    marked = stage.mark(work.lazy(), is_dup, "duplicate", detail)
-    return marked.drop("__root", "__pos", "__answer", *(["__detail"] if similarity else []))
+        sims = similarity(dups["__pos"].to_numpy(), dups["keeper_pos"].to_numpy())
+        text = detail_text(detail.to_list(), np.asarray(sims, dtype=np.float64), measure)
+        detail = pl.Series(text, dtype=pl.String)
+
+    def spread(name: str, values: pl.Series, rows: pl.Series, default: Any) -> pl.Series:
+        full = pl.repeat(default, n, dtype=values.dtype, eager=True).alias(name)
+        return full.scatter(rows.to_numpy(), values) if len(rows) else full
+
+    pos = work["__pos"]
+    marked = frame.with_columns(
+        spread(f"{prefix}_cluster", work["cluster"], pos, None),
+        spread(f"{prefix}_cluster_size", work["size"], pos, 1),
+        spread(f"{prefix}_answer_conflict", work["conflict"], pos, False),
+        spread(f"{prefix}_dup_of", dups["cluster"], dups["__pos"], None),
+        spread("__detail", detail, dups["__pos"], None),
+        spread("__dup", work["dup"], pos, False),
+    )
+    out = stage.mark(marked.lazy(), pl.col("__dup"), "duplicate", pl.col("__detail"))
+    return out.drop("__detail", "__dup")
 
 
 def mark_reference(

@@ -247,9 +247,10 @@ class Stage:
     def arrays(self) -> tuple[str, ...]:
         """Columns ``map_batch`` adds that ``global_step`` reads as NumPy arrays instead of
         table columns: fixed-width numbers (MinHash signatures, embeddings), large per row.
-        The runner keeps each on disk, one ``.npy`` file in row order, and the step opens
-        it memory-mapped (`StageContext.array`), so its size does not count against the
-        step's memory; the step's tasks open it where they run (`open_array`)."""
+        The runner keeps each on disk, one ``.npy`` file in row order
+        (``ctx.arrays[name]``: its path), so its size does not count against the step's
+        memory: the step and its tasks read the rows they need where they run
+        (`curate.arrays.take`: plain reads), or map the whole file (`StageContext.array`)."""
         return ()
 
     def optional_reads(self) -> tuple[str, ...]:

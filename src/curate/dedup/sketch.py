@@ -20,9 +20,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import polars as pl
 
+from curate import arrays
 from curate.hashing import constants, fmix64
 from curate.shingles import shingles, text_series
-from curate.stage import TaskMap, open_array, run_here
+from curate.stage import TaskMap, run_here
 
 Sketch = Literal["oph", "classic"]
 
@@ -255,10 +256,10 @@ def content_keys(values: np.ndarray, numbers: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Stacked:
-    """Rows of several arrays one after another, each in memory or a ``.npy`` path that is
-    opened memory-mapped only while rows are taken (`curate.stage.open_array`), so reading
-    rows does not keep the file's pages resident. Plain data: a task on another machine
-    reads it there (the paths must be visible there: one machine, or shared storage).
+    """Rows of several arrays one after another, each in memory or the path of a ``.npy``
+    file whose rows are read when taken (`curate.arrays.take`: plain reads, nothing stays
+    resident). Plain data: a task on another machine reads it there (the paths must be
+    visible there: one machine, or shared storage).
 
     >>> s = Stacked((np.array([10, 11]), np.array([12, 13, 14])))
     >>> len(s), s.take(np.array([4, 0, 2])).tolist(), s.take().tolist()
@@ -268,22 +269,31 @@ class Stacked:
     pieces: tuple[Any, ...]
 
     def __len__(self) -> int:
-        return sum(len(open_array(p)) for p in self.pieces)
+        return sum(_rows(p) for p in self.pieces)
 
     def take(self, positions: np.ndarray | None = None) -> np.ndarray:
         """The rows at ``positions`` (all rows when None), in that order."""
-        arrays = [open_array(p) for p in self.pieces]
         if positions is None:
-            return np.concatenate(arrays) if len(arrays) > 1 else np.array(arrays[0])
-        sizes = np.array([len(a) for a in arrays], np.int64)
+            arrays = [_take(p, None) for p in self.pieces]
+            return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+        sizes = np.array([_rows(p) for p in self.pieces], np.int64)
         starts = np.cumsum(sizes) - sizes
         piece = np.searchsorted(starts, positions, side="right") - 1
-        out = np.empty((len(positions), *arrays[0].shape[1:]), arrays[0].dtype)
-        for k, array in enumerate(arrays):
-            mine = np.flatnonzero(piece == k)
-            if len(mine):
-                out[mine] = array[positions[mine] - starts[k]]
+        parts = [_take(p, positions[piece == k] - starts[k]) for k, p in enumerate(self.pieces)]
+        out = np.empty((len(positions), *parts[0].shape[1:]), parts[0].dtype)
+        for k, part in enumerate(parts):
+            out[piece == k] = part
         return out
+
+
+def _rows(piece: Any) -> int:
+    return arrays.shape(piece)[0] if isinstance(piece, str) else len(piece)
+
+
+def _take(piece: Any, positions: np.ndarray | None) -> np.ndarray:
+    if isinstance(piece, str):
+        return arrays.take(piece, positions)
+    return np.asarray(piece if positions is None else piece[positions])
 
 
 class Sketches(NamedTuple):

@@ -296,6 +296,7 @@ class _Rows:
         self.wanted: pl.DataFrame | None = None  # the responses to export: part, row, key
         self.solutions: pl.DataFrame | None = None  # the solutions to export: id, text
         self._ranges: _Ranges | None = None  # the completions in order, once sorted
+        self.index = pl.DataFrame()  # the problems' ids, sorted, and split (`_problem_index`)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if self.pairs:
             self.source, self.parts = _completion_source(run, table, options)
@@ -305,9 +306,12 @@ class _Rows:
             texts = texts or (["problem"] if options.template is not None else [])
             read = [c for c in _PROBLEM_COLUMNS if c != "problem"] + texts
             self.problems = table.select(c for c in read if c in columns).collect()
+            self.index = _problem_index(table, options)  # a completion's problem, by place
             if self.source in ("responses", "both"):
                 problems = run.table("problems")
-                self.wanted = _wanted_responses(run, self.parts, problems, options)
+                self.wanted = _wanted_responses(
+                    run, self.parts, problems, options, index=self.index
+                )
             if self.source in ("solutions", "both"):
                 self.solutions = _solutions(self.problems, options)
                 self.without_solution = self.problems.height - self.solutions.height
@@ -376,12 +380,15 @@ class _Rows:
         problem's columns, ordered by problem, model, sample (or by their draws, shuffled):
         one range of that order at a time (`_Ranges`)."""
         if self._ranges is None:
-            self._ranges = _Ranges(self.wanted, self.solutions, self.parts, self.options)
+            self._ranges = _Ranges(
+                self.wanted, self.solutions, self.parts, self.index, self.options
+            )
             if self.spill is None:  # `build_splits`: a folder of its own, gone with it
                 self._tmp = tempfile.TemporaryDirectory(prefix="curate-export-")
                 self.spill = Path(self._tmp.name)
             self._ranges.distribute(self.spill)
             self.wanted = self.solutions = None  # they are in the ranges now
+            self.index = pl.DataFrame()
         columns = [c for c in _PROBLEM_COLUMNS if c in self.problems.columns]
         problems = self.problems.select(columns)
         for frame in self._ranges.read(split):
@@ -413,20 +420,27 @@ class _Ranges:
         wanted: pl.DataFrame | None,
         solutions: pl.DataFrame | None,
         parts: list[Path],
+        index: pl.DataFrame,
         options: ExportOptions,
     ) -> None:
         self.parts = parts
         self.folder: Path | None = None
         self.ranges: dict[str, list[int]] = {s: [] for s in options.splits}
-        keys = _completion_keys(wanted, solutions, parts)
+        if solutions is not None:  # named by their problem's place, as the responses
+            solutions = solutions.join(_positions(index), on="problem_id")
+        keys = _completion_keys(wanted, solutions, parts, index, options)
         if not keys.height:
             keys = keys.with_columns(_range=pl.lit(0, pl.Int32), _rank=pl.lit(0, pl.Int64))
         else:
             keys = self._ranked(keys, options)
         solution = pl.col("_part").is_null()
-        self.solutions = keys.filter(solution).select(
-            "problem_id", "model", "sample", "text", "_rank", "_range"
-        )
+        self.solutions = pl.DataFrame()
+        if solutions is not None:
+            self.solutions = (
+                keys.filter(solution)
+                .select("_problem", "model", "sample", "_rank", "_range")
+                .join(solutions.select("_problem", "problem_id", "text"), on="_problem")
+            )
         self.where = (
             keys.filter(~solution)
             .select(  # sorted by part and row: read in turn
@@ -438,11 +452,8 @@ class _Ranges:
     def _ranked(self, keys: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
         """``keys`` in export order (the splits in turn) with their ``_rank`` in it and the
         ``_range`` each falls in (numbered over every split)."""
-        by = ["problem_id", "model", "sample"]
-        if options.order == "shuffle":
-            ids = keys.select(pl.concat_str(pl.col(*by).cast(pl.String), separator="/"))
-            keys = keys.with_columns(_order_column(ids.to_series(), options.seed))
-            by = [_ORDER, *by]
+        by = ["_problem", "model", "sample"]  # _problem sorts as the problem id
+        by = [_ORDER, *by] if options.order == "shuffle" else by
         ordered, first = [], 0
         for split in options.splits:
             mine = keys.filter(pl.col("_split") == split).sort(by)
@@ -450,7 +461,7 @@ class _Ranges:
             cut = ((size.cum_sum() - size) // RANGE_BYTES + first).alias("_range")
             self.ranges[split] = cut.unique(maintain_order=True).to_list()
             first = self.ranges[split][-1] + 1 if self.ranges[split] else first
-            ordered.append(mine.drop(_ORDER, "_size", "_split", strict=False).with_columns(cut))
+            ordered.append(mine.select("_problem", "model", "sample", "_part", "_row", cut))
         ranked = pl.concat(ordered, how="vertical").with_row_index("_rank")
         return ranked.with_columns(pl.col("_rank").cast(pl.Int64))
 
@@ -484,18 +495,21 @@ class _Ranges:
         import pyarrow.ipc as ipc
 
         for index in self.ranges[split]:
-            frames = [
-                self.solutions.filter(pl.col("_range") == index).select(
-                    "problem_id",
-                    "model",
-                    "sample",
-                    "text",
-                    "_rank",
-                    prompt=pl.lit(None, pl.String),
-                    n_tokens=pl.lit(None, pl.Int64),
-                    _solution=pl.lit(True),
+            frames = []
+            if self.solutions.height:
+                solutions = self.solutions.filter(pl.col("_range") == index)
+                frames.append(
+                    solutions.select(
+                        "problem_id",
+                        "model",
+                        "sample",
+                        "text",
+                        "_rank",
+                        prompt=pl.lit(None, pl.String),
+                        n_tokens=pl.lit(None, pl.Int64),
+                        _solution=pl.lit(True),
+                    )
                 )
-            ]
             path = None if self.folder is None else self.folder / f"range-{index}.arrow"
             if path is not None and path.exists():
                 with pa.OSFile(str(path), "rb") as source:
@@ -505,45 +519,71 @@ class _Ranges:
                 assert isinstance(frame, pl.DataFrame)
                 del table
                 frames.append(frame.with_columns(_solution=pl.lit(False)))
-            frame = pl.concat(frames, how="diagonal_relaxed").sort("_rank").drop("_rank")
+            frame = pl.concat(frames, how="diagonal_relaxed").sort("_rank")
             del frames
-            yield frame
+            yield frame.select(_COMPLETION)
+
+
+_COMPLETION = ["problem_id", "model", "sample", "text", "prompt", "n_tokens", "_solution"]
+"""The columns of a completion, in `_Ranges.read`'s frames (before its problem's)."""
 
 
 def _completion_keys(
-    wanted: pl.DataFrame | None, solutions: pl.DataFrame | None, parts: list[Path]
+    wanted: pl.DataFrame | None,
+    solutions: pl.DataFrame | None,
+    parts: list[Path],
+    index: pl.DataFrame,
+    options: ExportOptions,
 ) -> pl.DataFrame:
-    """The keys of an export's completions, each with its split and an estimate of its
-    bytes: the wanted responses (with their part and row), the solutions (with text)."""
+    """The keys of an export's completions (``_problem``, model, sample; ``_order`` when
+    shuffled), each with its split and an estimate of its bytes: the wanted responses
+    (with their part and row), then the solutions."""
     frames = []
+    split = index["_split"]
     if wanted is not None and wanted.height:
         sizes = pl.Series(_row_bytes(parts), dtype=pl.Int64)
         frames.append(
             wanted.select(
-                "problem_id",
+                "_problem",
                 "model",
                 pl.col("sample").cast(pl.Int64),
-                "_split",
-                pl.col("_part").cast(pl.Int64),
-                pl.col("_row").cast(pl.Int64),
+                pl.col("_part", "_row").cast(pl.Int64),
+                *([_ORDER] if options.order == "shuffle" else []),
+                _split=split.gather(wanted["_problem"]),
                 _size=sizes.gather(wanted["_part"]),
             )
         )
     if solutions is not None and solutions.height:
+        ids = solutions["problem_id"] + f"/{REFERENCE}/0"  # the rows' ids
+        order = [_order_column(ids, options.seed)] if options.order == "shuffle" else []
         frames.append(
             solutions.select(
-                "problem_id",
-                "_split",
-                "text",
+                "_problem",
+                *order,
                 model=pl.lit(REFERENCE, pl.String),
                 sample=pl.lit(0, pl.Int64),
+                _split=split.gather(solutions["_problem"]),
                 _size=pl.col("text").str.len_bytes().cast(pl.Int64) + 64,
             )
         )
-    schema = {"problem_id": pl.String, "model": pl.String, "sample": pl.Int64}
-    schema |= {"_split": pl.String, "_part": pl.Int64, "_row": pl.Int64, "text": pl.String}
-    empty = pl.DataFrame(schema=schema | {"_size": pl.Int64})
+    schema = {"_problem": pl.UInt32, "model": pl.String, "sample": pl.Int64}
+    schema |= {"_part": pl.Int64, "_row": pl.Int64, _ORDER: pl.Float64}
+    empty = pl.DataFrame(schema=schema | {"_split": pl.String, "_size": pl.Int64})
     return pl.concat([empty, *frames], how="diagonal_relaxed")
+
+
+def _problem_index(problems: pl.LazyFrame, options: ExportOptions) -> pl.DataFrame:
+    """The problems' ids, sorted, with their ``_split``: a completion names its problem by
+    its place here (``_problem``), which sorts as the id does, in 4 bytes."""
+    ids = problems.select("id").collect().sort("id")
+    return ids.with_columns(_split_column(ids["id"], options))
+
+
+def _positions(index: pl.DataFrame) -> pl.DataFrame:
+    """``problem_id`` -> ``_problem`` (its place in `_problem_index`)."""
+    return index.select(
+        pl.col("id").alias("problem_id"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("_problem")
+    )
 
 
 def _row_bytes(parts: list[Path]) -> list[int]:
@@ -788,8 +828,12 @@ def _wanted_responses(
     options: ExportOptions,
     *,
     buckets: int | None = None,
+    index: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Where in the responses ``parts`` the responses to export are: part, row, key, split.
+    """Where in the responses ``parts`` the responses to export are: ``_part``, ``_row``,
+    and their key: ``_problem`` (the problem's place in ``index``, `_problem_index`),
+    ``model``, ``sample``; and when shuffled, the ``_order`` they are sorted by: about 32
+    bytes per response (a model name of up to 12 bytes is held in place), no problem id.
 
     Read from the key columns only (no text): per (problem, model, sample), the response
     of the run's own settings (`_current`; where a key was stored twice, the copy
@@ -804,10 +848,11 @@ def _wanted_responses(
         buckets = max(1, -(-rows // EXPORT_BUCKET))
     if "samples" in columns and "gen_key" not in _sample_fields(problems.collect_schema()):
         buckets = 1  # runs of before ``gen_key``: `_current` votes over every key at once
+    positions = _positions(_problem_index(problems, options) if index is None else index)
     frames, missing = [], []
     for bucket in range(buckets):
         keys, absent = _wanted_in(run, parts, problems, _in_bucket(bucket, buckets))
-        frames.append(keys)
+        frames.append(_compact(keys, positions, options))
         missing.append(absent)
     gone = pl.concat(missing)
     if gone.height:
@@ -816,8 +861,22 @@ def _wanted_responses(
             f"table, e.g. {gone.row(0, named=True)}; the run is inconsistent: re-run "
             "the recipe to regenerate them"
         )
-    wanted = pl.concat(frames)
-    return wanted.with_columns(_split_column(wanted["problem_id"], options))
+    return pl.concat(frames)
+
+
+def _compact(keys: pl.DataFrame, positions: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
+    """`_wanted_in`'s ``keys`` as `_wanted_responses` keeps them (the problem id as its
+    place, the shuffle's draw computed while the id is at hand)."""
+    if options.order == "shuffle":
+        ids = keys.select(pl.concat_str(pl.col(*_KEYS).cast(pl.String), separator="/"))
+        keys = keys.with_columns(_order_column(ids.to_series(), options.seed))
+    return keys.join(positions, on="problem_id", maintain_order="left").select(
+        pl.col("_part", "_row").cast(pl.Int32),
+        "_problem",
+        "model",
+        pl.col("sample").cast(pl.Int32),
+        *([_ORDER] if options.order == "shuffle" else []),
+    )
 
 
 EXPORT_BUCKET = 250_000

@@ -554,3 +554,17 @@ def test_components_from_stars_made_in_tasks_are_the_same(monkeypatch: pytest.Mo
 
     assert np.array_equal(clusters.components(6_000, left, right, map=counted), plain)
     assert calls == [20] and plain[5_999] == 5_999  # a node with no edge is its own root
+
+
+def test_lsh_split_by_key_finds_the_same_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past `_SHARE_ROWS` rows a band's keys are split by key into several tasks (a
+    shuffle on band keys); the candidate pairs are the same."""
+    from curate.dedup import sketch
+
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 300, (4_000, 6)).astype(np.uint64)  # many shared buckets
+    order, side = rng.integers(0, 1 << 62, 4_000).astype(np.uint64), rng.random(4_000) < 0.9
+    whole = sketch.candidate_pairs(keys, order, side)
+    monkeypatch.setattr(sketch, "_SHARE_ROWS", 500)  # 8 shares per band
+    split = sketch.candidate_pairs(keys, order, side)
+    assert len(whole) > 1_000 and np.array_equal(whole, split)

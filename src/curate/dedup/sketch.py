@@ -363,36 +363,48 @@ def _candidates(
     of each (all when None), numbered 0.. in that order."""
     n = len(order)
     sort_key = (side.astype(np.uint64) << _U64(63)) | (order >> _U64(1))
-    # one band at a time: the (band, key, row) table of every band at once cost ~2.5 KB per
-    # row at 16 bands; one band's is a sixteenth of it
-    shared = (tuple(columns), select, sort_key, same)
-    codes = [np.zeros(0, np.int64), *map(_band_pairs, range(len(columns)), shared=shared)]
+    # One task per band and per share of its keys (a shuffle on band keys: a bucket is in
+    # one band and one share), so a task's table is at most about `_SHARE_ROWS` rows.
+    shares = -(-n // _SHARE_ROWS)
+    shared = (tuple(columns), select, sort_key, same, shares)
+    items = [(band, share) for band in range(len(columns)) for share in range(shares)]
+    codes = [np.zeros(0, np.int64), *map(_band_pairs, items, shared=shared)]
     code = pl.Series(np.concatenate(codes)).unique().sort().to_numpy()  # once each
     return np.stack(np.divmod(code, n), axis=1)
 
 
+_SHARE_ROWS = 1 << 20  # rows per LSH task (a band's keys are split by key beyond that)
+
+
 def _band_pairs(
-    shared: tuple[tuple[Stacked, ...], np.ndarray | None, np.ndarray, np.ndarray | None],
-    band: int,
+    shared: tuple[tuple[Stacked, ...], np.ndarray | None, np.ndarray, np.ndarray | None, int],
+    item: tuple[int, int],
 ) -> np.ndarray:
-    """One band's task of `candidate_pairs`: its bucket pairs as codes ``left * n + right``."""
-    columns, select, sort_key, same = shared
+    """One task of `candidate_pairs`: the bucket pairs of one band's keys whose hash falls
+    in share ``item[1]``, as codes ``left * n + right``."""
+    columns, select, sort_key, same, shares = shared
+    band, share = item
     keys = columns[band].take(select)
     salt = (np.arange(band + 1, dtype=np.uint64) * _U64(0x9E3779B97F4A7C15))[band]
-    return _bucket_pairs(keys ^ salt, sort_key, len(keys), same)
+    keys = keys ^ salt  # a new array: the column may be the caller's
+    if shares == 1:
+        return _bucket_pairs(keys, sort_key, np.arange(len(keys)), len(keys), same)
+    rows = np.flatnonzero(keys % _U64(shares) == _U64(share))  # keys are hashes: even shares
+    return _bucket_pairs(keys[rows], sort_key[rows], rows, len(keys), same)
 
 
 def _bucket_pairs(
-    bucket: np.ndarray, sort_key: np.ndarray, n: int, same: np.ndarray | None
+    bucket: np.ndarray, sort_key: np.ndarray, rows: np.ndarray, n: int, same: np.ndarray | None
 ) -> np.ndarray:
-    """`candidate_pairs` for the buckets of one band: pair codes ``left * n + right``."""
+    """`candidate_pairs` for the buckets of one band (of the rows ``rows``, of ``n`` in
+    all): pair codes ``left * n + right``."""
     table = (
         pl.DataFrame(
             {
                 "bucket": bucket,
                 # reference rows first, then by content (ties: identical texts, any order)
                 "order": sort_key,
-                "row": np.arange(n, dtype=np.int64),
+                "row": rows.astype(np.int64, copy=False),
             }
         )
         .lazy()

@@ -533,3 +533,29 @@ def test_a_batch_of_blank_texts_in_a_run(cache: Path, tmp_path: Path) -> None:
     )
     assert run.table("problems").collect().equals(kept) and rejects.height >= 1
     assert run.table("rejects").collect().drop("stage").equals(rejects.drop("stage"))
+
+
+def test_read_rows_of_npy_files(tmp_path: Path) -> None:
+    """`read_rows`: any rows, in any order and repeated, of a .npy file (format 1.0, as
+    np.save writes it, and 2.0, as the runner writes `Stage.arrays`)."""
+    from curate.dedup.ivf import Vectors, read_rows
+    from curate.dedup.sketch import Stacked
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5_000, 6)).astype(np.float32)
+    np.save(tmp_path / "v1.npy", a)
+    with (tmp_path / "v2.npy").open("wb") as f:
+        header = {"descr": "<f4", "fortran_order": False, "shape": a.shape}
+        np.lib.format.write_array_header_2_0(f, header)  # type: ignore[no-untyped-call]
+        f.write(a.tobytes())
+    picks = [
+        np.zeros(0, np.int64),
+        rng.integers(0, 5_000, 700),
+        np.arange(1_000, 3_000),
+        np.sort(rng.choice(5_000, 2_000, replace=False)),
+    ]
+    for name in ("v1.npy", "v2.npy"):
+        for rows in picks:
+            assert np.array_equal(read_rows(str(tmp_path / name), rows), a[rows])
+    two = Vectors(Stacked((str(tmp_path / "v1.npy"), a[:10])), np.array([5_003, 2, 4_999]))
+    assert np.array_equal(two.take(), a[[3, 2, 4_999]]) and len(two) == 3 and two.dim == 6

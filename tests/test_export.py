@@ -841,6 +841,12 @@ def test_completions_sorted_in_small_ranges_give_the_same_shards(
     many = export_run(run, tmp / f"ranges-{order}-n", **options)
     assert one.rows == many.rows and one.rows["train"] > 10 and one.rows["test"] > 0
     assert _shards(one.out) == _shards(many.out)
+    # a few rows per range, from both models' parts; one file open at a time: a range
+    # is written in several files
+    monkeypatch.setattr(shards, "RANGE_BYTES", 2000)
+    monkeypatch.setattr(shards, "OPEN_RANGES", 1)
+    few = export_run(run, tmp / f"ranges-{order}-f", **options)
+    assert _shards(one.out) == _shards(few.out)
     for split, table in build_splits(run, shards.ExportOptions(**options)).items():
         read = pa.concat_tables([pq.read_table(p) for p in one.files[split]])
         assert table.equals(read)

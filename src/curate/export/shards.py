@@ -403,6 +403,10 @@ RANGE_BYTES = 64 * 2**20
 """About this much completion text (and prompt) is sorted in memory at a time: an export's
 completions are cut into ranges of their order, each spilled to its own file first."""
 
+OPEN_RANGES = 64
+"""At most this many range files are open at once while the parts are read (a range whose
+file was closed goes on in another)."""
+
 
 class _Ranges:
     """An export's completions, in export order, one range of it at a time.
@@ -425,6 +429,7 @@ class _Ranges:
     ) -> None:
         self.parts = parts
         self.folder: Path | None = None
+        self.files: dict[int, int] = {}  # per range, its files in the folder
         self.ranges: dict[str, list[int]] = {s: [] for s in options.splits}
         if solutions is not None:  # named by their problem's place, as the responses
             solutions = solutions.join(_positions(index), on="problem_id")
@@ -468,27 +473,39 @@ class _Ranges:
     def distribute(self, spill: Path) -> None:
         """Read every part with wanted responses once, and append them to their ranges'
         files in ``spill`` (text, prompt and tokens, under their rank)."""
-        import pyarrow.ipc as ipc
         import pyarrow.parquet as pq
 
         self.folder = spill
         spill.mkdir(parents=True, exist_ok=True)
-        writers: dict[int, Any] = {}
+        writers: dict[int, Any] = {}  # the open files, least recently written first
         try:
             parts = self.where["_part"].to_numpy()
             for lo, hi in _runs(parts):
                 rows = self.where.slice(lo, hi - lo)
                 for table in _taken(pq.ParquetFile(self.parts[parts[lo]]), rows):
                     for index, piece in _by_range(table):
-                        writer = writers.get(index)
-                        if writer is None:
-                            sink = pa.OSFile(str(spill / f"range-{index}.arrow"), "wb")
-                            writer = writers[index] = ipc.new_stream(sink, piece.schema)
+                        writer = writers.pop(index, None) or self._open(index, piece, writers)
+                        writers[index] = writer  # now the most recently written
                         writer.write_table(piece)
         finally:
             for writer in writers.values():
                 writer.close()
         self.where = self.where.clear()
+
+    def _open(self, index: int, piece: pa.Table, writers: dict[int, Any]) -> Any:
+        """A new file for range ``index`` (its next), closing the least recently written
+        of ``writers`` if `OPEN_RANGES` are open (its range goes on in a new file)."""
+        import pyarrow.ipc as ipc
+
+        if len(writers) >= OPEN_RANGES:
+            writers.pop(next(iter(writers))).close()
+        count = self.files.get(index, 0)
+        self.files[index] = count + 1
+        return ipc.new_stream(pa.OSFile(str(self._file(index, count)), "wb"), piece.schema)
+
+    def _file(self, index: int, piece: int) -> Path:
+        assert self.folder is not None
+        return self.folder / f"range-{index}-{piece}.arrow"
 
     def read(self, split: str) -> Iterator[pl.DataFrame]:
         """``split``'s completions, in order: one range at a time, sorted by rank."""
@@ -510,8 +527,8 @@ class _Ranges:
                         _solution=pl.lit(True),
                     )
                 )
-            path = None if self.folder is None else self.folder / f"range-{index}.arrow"
-            if path is not None and path.exists():
+            for piece in range(self.files.get(index, 0)):
+                path = self._file(index, piece)
                 with pa.OSFile(str(path), "rb") as source:
                     table = ipc.open_stream(source).read_all()
                 path.unlink()

@@ -10,8 +10,8 @@ only the lists that vector probes (faiss' ``range_search_preassigned``). Togethe
 tasks find exactly the pairs faiss' own IVF range search finds with the same lists and
 ``nprobe``, with the same number of comparisons (about ``nprobe / nlist`` of all pairs).
 
-**Memory.** The vectors may stay on disk (`Vectors`: rows of a ``.npy`` file, opened
-memory-mapped only while a chunk is read). The quantizer is trained on the rows faiss
+**Memory.** The vectors may stay on disk (`Vectors`: rows of a ``.npy`` file, read
+with plain reads a chunk at a time). The quantizer is trained on the rows faiss
 itself would train on (`training_rows`: every row up to ``train_per_list`` per list,
 faiss' ``max_points_per_centroid``, else the seeded sample faiss draws), gathered from
 the file; every row is then assigned to its lists a chunk at a time. The tasks get the

@@ -230,7 +230,7 @@ class SemanticDedup(Filter):
     **Streaming.** Texts are embedded batch by batch (`batch_rows`; on Ray, on actors that
     load the model once); the global step sees only vectors, text keys and numbers keys,
     never the texts. The vectors (1.5 KB per row with MiniLM) are a `Stage.arrays` column:
-    on disk, memory-mapped, not in the step's table. IVF reads them there (training rows,
+    on disk, not in the step's table. IVF reads them there (training rows,
     then a chunk at a time; its partition tasks read their own rows where they run), the
     reference search and the reject details read the rows they need; a flat index (small
     tables: up to `FLAT_MAX` distinct texts with ``index="auto"``) loads them.

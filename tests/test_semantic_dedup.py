@@ -535,10 +535,10 @@ def test_a_batch_of_blank_texts_in_a_run(cache: Path, tmp_path: Path) -> None:
     assert run.table("rejects").collect().drop("stage").equals(rejects.drop("stage"))
 
 
-def test_read_rows_of_npy_files(tmp_path: Path) -> None:
-    """`read_rows`: any rows, in any order and repeated, of a .npy file (format 1.0, as
-    np.save writes it, and 2.0, as the runner writes `Stage.arrays`)."""
-    from curate.dedup.ivf import Vectors, read_rows
+def test_vectors_read_rows_of_npy_files(tmp_path: Path) -> None:
+    """`Vectors`: any rows, in any order and repeated, of .npy files (format 1.0, as
+    np.save writes it, and 2.0, as the runner writes `Stage.arrays`) and arrays."""
+    from curate.dedup.ivf import Vectors
     from curate.dedup.sketch import Stacked
 
     rng = np.random.default_rng(0)
@@ -555,7 +555,8 @@ def test_read_rows_of_npy_files(tmp_path: Path) -> None:
         np.sort(rng.choice(5_000, 2_000, replace=False)),
     ]
     for name in ("v1.npy", "v2.npy"):
+        vectors = Vectors(Stacked((str(tmp_path / name),)))
         for rows in picks:
-            assert np.array_equal(read_rows(str(tmp_path / name), rows), a[rows])
+            assert np.array_equal(vectors.take(rows), a[rows])
     two = Vectors(Stacked((str(tmp_path / "v1.npy"), a[:10])), np.array([5_003, 2, 4_999]))
     assert np.array_equal(two.take(), a[[3, 2, 4_999]]) and len(two) == 3 and two.dim == 6

@@ -34,12 +34,12 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from curate import arrays
 from curate.dedup.sketch import Stacked
 from curate.errors import MissingExtraError
 from curate.stage import TaskMap, run_here
@@ -52,7 +52,6 @@ TRAIN_PER_LIST = 256
 trains on a seeded sample; `training_rows` draws the same one)."""
 _BLOCK = 4096  # queries per range search (and faiss' own block of a flat search)
 _READ = 4 * _BLOCK  # rows read from disk at once (a multiple of _BLOCK: the same sums)
-_GAP = 8  # rows read and dropped rather than start another read
 _EPS = 1e-6
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -63,8 +62,8 @@ class Vectors:
     """Float32 vectors: the rows ``select`` of ``source`` (all of them when None),
     numbered 0.. in that order. ``source`` holds arrays in memory or ``.npy`` paths
     (`curate.dedup.sketch.Stacked`); rows of a file are read `_READ` at a time with
-    plain reads (`read_rows`), not through a memory map. Plain data: a task reads the
-    rows where it runs.
+    plain reads (`curate.arrays.take`: no memory map keeps pages resident). Plain data:
+    a task reads the rows where it runs.
 
     >>> v = Vectors.of(np.arange(12, dtype=np.float32).reshape(6, 2))
     >>> len(v), v.take(np.array([5, 0])).tolist()
@@ -81,17 +80,14 @@ class Vectors:
         """``vectors`` as `Vectors` (an array in memory: all its rows)."""
         return vectors if isinstance(vectors, Vectors) else cls(Stacked((vectors,)))
 
-    @functools.cached_property
-    def _shapes(self) -> list[tuple[int, ...]]:
-        return [_shape(piece) for piece in self.source.pieces]
-
     def __len__(self) -> int:
-        return sum(s[0] for s in self._shapes) if self.select is None else len(self.select)
+        return len(self.source) if self.select is None else len(self.select)
 
-    @property
+    @functools.cached_property
     def dim(self) -> int:
         """The width of a vector."""
-        return int(self._shapes[0][1])
+        first = self.source.pieces[0]
+        return int((arrays.shape(first) if isinstance(first, str) else first.shape)[1])
 
     def take(self, positions: np.ndarray | None = None) -> np.ndarray:
         """The vectors at ``positions`` (all when None), contiguous float32, read `_READ`
@@ -100,82 +96,14 @@ class Vectors:
             positions = np.arange(len(self), dtype=np.int64)
         rows = positions if self.select is None else self.select[positions]
         out = np.empty((len(rows), self.dim), np.float32)
-        sizes = np.array([s[0] for s in self._shapes], np.int64)
-        starts = np.cumsum(sizes) - sizes
         for lo in range(0, len(rows), _READ):
-            chunk = rows[lo : lo + _READ]
-            piece = np.searchsorted(starts, chunk, side="right") - 1
-            for k, source in enumerate(self.source.pieces):
-                mine = np.flatnonzero(piece == k)
-                if mine.size:
-                    out[lo + mine] = _rows(source, chunk[mine] - starts[k])
+            out[lo : lo + _READ] = self.source.take(rows[lo : lo + _READ])
         return out
 
     def chunks(self) -> Any:
         """``(start, vectors)`` for consecutive chunks of `_READ` rows."""
         for lo in range(0, len(self), _READ):
             yield lo, self.take(np.arange(lo, min(lo + _READ, len(self)), dtype=np.int64))
-
-
-def _shape(piece: Any) -> tuple[int, ...]:
-    if isinstance(piece, str):
-        with open(piece, "rb") as f:
-            return tuple(_header(f)[0])
-    return tuple(piece.shape)
-
-
-def _header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
-    """A ``.npy`` file's (shape, Fortran order, dtype); the file is left at its data."""
-    version = np.lib.format.read_magic(f)  # type: ignore[no-untyped-call]
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)  # type: ignore[no-untyped-call,no-any-return]
-    return np.lib.format.read_array_header_2_0(f)  # type: ignore[no-untyped-call,no-any-return]
-
-
-def _rows(piece: Any, rows: np.ndarray) -> np.ndarray:
-    if isinstance(piece, str):
-        return read_rows(piece, rows)
-    return np.asarray(piece[rows])
-
-
-def read_rows(path: str, rows: np.ndarray) -> np.ndarray:
-    """The rows ``rows`` (any order, repeats allowed) of a C-order ``.npy`` file, read with
-    ``pread``: sorted, runs of rows at most `_GAP` apart read at once. Taking scattered
-    rows through a memory map would map the pages around each (the kernel's fault-around:
-    4096 random rows of a 300 MB file put all 300 MB in the process's RSS until unmapped).
-
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.npy")
-    >>> np.save(path, np.arange(40).reshape(20, 2))
-    >>> read_rows(path, np.array([19, 0, 1, 0])).tolist()
-    [[38, 39], [0, 1], [2, 3], [0, 1]]
-    """
-    with open(path, "rb") as f:
-        shape, fortran, dtype = _header(f)
-        if fortran:
-            return np.asarray(np.load(path, mmap_mode="r")[rows])
-        start, fd = f.tell(), f.fileno()
-        size = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        order = np.argsort(rows, kind="stable")
-        wanted = rows[order]
-        new = np.ones(wanted.size, bool)  # where a read starts
-        new[1:] = np.diff(wanted) > _GAP
-        first = np.flatnonzero(new)
-        lo, hi = wanted[first], np.append(wanted[first[1:] - 1], wanted[-1:]) + 1
-        span = hi - lo
-        at = np.cumsum(span) - span  # each read's first row in the buffer
-        buffer = np.empty((int(span.sum()), *shape[1:]), dtype)
-        view = buffer.reshape(-1).view(np.uint8).data
-        reads = zip((at * size).tolist(), (span * size).tolist(), (lo * size).tolist(), strict=True)
-        for a, b, o in reads:
-            if os.preadv(fd, [view[a : a + b]], start + o) != b:
-                raise OSError(f"{path}: a short read (the file is cut)")
-    if np.all(np.diff(wanted) == 1) and np.all(np.diff(order) == 1):
-        return buffer  # consecutive rows in order: the buffer is the answer
-    run = np.cumsum(new) - 1
-    out = np.empty_like(buffer, shape=(rows.size, *shape[1:]))
-    out[order] = buffer[at[run] + wanted - lo[run]]
-    return out
 
 
 def faiss_module() -> Any:

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -71,6 +72,22 @@ def test_array_columns_reach_the_global_step_from_disk(
     path, array = VectorRank.seen
     assert isinstance(path, str) and path.endswith("vec.npy") and not Path(path).exists()
     assert not isinstance(array, str) and array.shape == (len(ROWS), 3)
+
+
+def test_array_parts_of_different_widths_are_refused(tmp_path: Path) -> None:
+    from curate.engines.batches import BatchPlan
+    from curate.errors import RunError
+
+    plan = BatchPlan(tmp_path / "in.parquet", ("id",), 4, 2, tmp_path / "parts")
+    plan.parts.mkdir()
+    for i, width in enumerate((3, 1)):
+        frame = pl.DataFrame({"id": ["a", "b"]}).with_columns(
+            pl.Series("vec", np.ones((2, width), np.float32))
+        )
+        frame.write_parquet(plan.part(i))
+    with pytest.raises(RunError, match=r"000001\.parquet: column vec has shape"):
+        plan.array("vec")
+    assert not list(plan.parts.glob("*.npy*")) and not list(plan.parts.glob(".vec*"))
 
 
 def test_prepared_state_is_built_once_per_run(source: curate.Source, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ file, and a batch retried after a worker died overwrites its file with the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -87,8 +89,9 @@ class BatchPlan:
 
     def array(self, column: str) -> Path:
         """The added ``column`` of every batch as one ``.npy`` file in row order (rows x
-        its width), for a global step to open memory-mapped (`curate.stage.Stage.arrays`);
-        written once, a batch at a time, atomically (its presence means it is whole)."""
+        its width), for a global step to read (`curate.stage.Stage.arrays`); written once,
+        a batch at a time, atomically (its presence means it is whole). Every batch must
+        give the same width."""
         import numpy as np
 
         self._check_done()
@@ -104,10 +107,16 @@ class BatchPlan:
             "shape": (self.rows, *first.shape[1:]),
         }
         tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as f:  # plain writes: a mapping would keep its pages resident
+        with _removed_on_error(tmp), tmp.open("wb") as f:  # plain writes, not a mapping
             np.lib.format.write_array_header_2_0(f, header)  # type: ignore[no-untyped-call]
             for i in range(self.count):
+                start, stop = self.bounds(i)
                 values = first if i == 0 else _numbers(self.part(i), column)
+                if values.shape[1:] != first.shape[1:] or len(values) != stop - start:
+                    raise RunError(
+                        f"{self.part(i)}: column {column} has shape {values.shape}, expected "
+                        f"{(stop - start, *first.shape[1:])} (every batch the same width)"
+                    )
                 f.write(np.ascontiguousarray(values, dtype=first.dtype).tobytes())
         tmp.replace(path)
         return path
@@ -154,6 +163,15 @@ def add_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         elif key not in total:
             total[key] = value
     return total
+
+
+@contextlib.contextmanager
+def _removed_on_error(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _numbers(part: Path, column: str) -> Any:

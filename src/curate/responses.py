@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,9 +72,12 @@ class ResponsesTable:
         return part.name.split("-", 1)[0]
 
     def clean(self) -> None:
-        """Remove the temporary files of parts being written when a run was killed."""
+        """Remove the temporary files of parts being written, and the bucket folders of
+        `routed`, when a run was killed."""
         for stale in self.path.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
+        for folder in self.path.glob(f"{BUCKETS_PREFIX}*"):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def write(self, rows: list[dict[str, Any]], path: Path) -> None:
         """Write response rows as one part, atomically (extra keys, such as the ``gold``
@@ -94,6 +101,35 @@ class ResponsesTable:
             parts, schema=RESPONSE_SCHEMA, missing_columns="insert", extra_columns="ignore"
         )
         return one_per_key(lazy.filter(*where) if where else lazy)
+
+    def frames(
+        self,
+        columns: Sequence[str],
+        *where: pl.Expr,
+        parts: Sequence[Path] | None = None,
+        located: bool = False,
+    ) -> Iterator[pl.DataFrame]:
+        """The stored rows that match ``where``, one part at a time, in order: their
+        ``columns`` (typed as `RESPONSE_SCHEMA`; null where a part lacks one) and, when
+        ``located``, each row's ``_part`` (its part's place in ``parts``) and ``_row`` (its
+        place in the part), both Int64. Every copy of a key is there (no `one_per_key`):
+        one pass over the table that holds one part's columns at a time, for `routed`."""
+        for index, path in enumerate(self.parts() if parts is None else parts):
+            lazy = pl.scan_parquet(
+                path, schema=RESPONSE_SCHEMA, missing_columns="insert", extra_columns="ignore"
+            )
+            kept = list(columns)
+            if located:
+                lazy = lazy.with_row_index("_row").with_columns(
+                    pl.col("_row").cast(pl.Int64), _part=pl.lit(index, pl.Int64)
+                )
+                kept += ["_part", "_row"]
+            yield (lazy.filter(*where) if where else lazy).select(kept).collect()
+
+    def frames_schema(self, columns: Sequence[str], *, located: bool = False) -> pl.Schema:
+        """The schema of `frames`' frames."""
+        schema = {name: RESPONSE_SCHEMA[name] for name in columns}
+        return pl.Schema(schema | ({"_part": pl.Int64, "_row": pl.Int64} if located else {}))
 
 
 def read_responses(directory: str | Path) -> pl.DataFrame:
@@ -134,3 +170,136 @@ def one_per_key(responses: FrameT) -> FrameT:
         .sort("_at")
         .drop("_at")
     )
+
+
+BUCKETS_PREFIX = ".buckets-"
+"""The name of `routed`'s temporary folders begins so (hidden: not a part)."""
+
+ROUTE_BYTES = 64 * 2**20
+"""About this much of the rows being routed is held in memory before it is appended to the
+bucket files."""
+
+OPEN_BUCKETS = 64
+"""At most this many bucket files are open at once while rows are routed (a bucket whose file
+was closed goes on in another)."""
+
+
+def bucket_of(column: str, count: int) -> pl.Expr:
+    """Which of ``count`` buckets a row falls in, by a hash of its id ``column`` (as a
+    string): a problem's rows share a bucket, in the responses (``problem_id``) and the
+    problems (``id``) alike.
+
+    >>> frame = pl.DataFrame({"problem_id": ["a", "b", "a"], "id": ["a", "b", "a"]})
+    >>> buckets = frame.select(bucket_of("problem_id", 5), bucket_of("id", 5).alias("b"))
+    >>> buckets["problem_id"].equals(buckets["b"]), buckets["b"][0] == buckets["b"][2]
+    (True, True)
+    """
+    return pl.col(column).cast(pl.String).hash() % count
+
+
+class Buckets:
+    """Rows routed by `bucket_of` their ``key`` column to ``count`` buckets, each a series of
+    Arrow IPC stream files in ``folder``, to be read back one bucket at a time (`routed`).
+
+    Rows are cast to ``schema`` and keep their order within a bucket. About `ROUTE_BYTES`
+    of rows are held before they are appended to their buckets' files, and at most
+    `OPEN_BUCKETS` files are open (the least recently written is closed first; its bucket
+    goes on in a new file).
+    """
+
+    def __init__(self, folder: Path, count: int, schema: Mapping[str, Any], *, key: str) -> None:
+        self.folder, self.count, self.key = folder, count, key
+        self.schema = pl.Schema(schema)
+        self.files = [0] * count  # per bucket, its files so far
+        self._held: list[list[pl.DataFrame]] = [[] for _ in range(count)]
+        self._bytes = 0
+        self._writers: dict[int, Any] = {}  # the open files, least recently written first
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Route ``frame``'s rows to their buckets."""
+        frame = frame.select(pl.col(name).cast(dtype) for name, dtype in self.schema.items())
+        if not frame.height:
+            return
+        routed = frame.with_columns(bucket_of(self.key, self.count).alias("_bucket"))
+        pieces = routed.partition_by("_bucket", include_key=False, as_dict=True)
+        for (bucket,), piece in pieces.items():
+            self._held[int(bucket)].append(piece)
+        self._bytes += int(frame.estimated_size())
+        if self._bytes >= ROUTE_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append the rows held to their buckets' files."""
+        for bucket, pieces in enumerate(self._held):
+            if pieces:
+                table = pl.concat(pieces).to_arrow()
+                pieces.clear()
+                self._writer(bucket, table.schema).write_table(table)
+        self._bytes = 0
+
+    def _writer(self, bucket: int, schema: Any) -> Any:
+        import pyarrow.ipc as ipc
+
+        writer = self._writers.pop(bucket, None)
+        if writer is None:
+            if len(self._writers) >= OPEN_BUCKETS:
+                self._writers.pop(next(iter(self._writers))).close()
+            writer = ipc.new_stream(str(self._file(bucket, self.files[bucket])), schema)
+            self.files[bucket] += 1
+        self._writers[bucket] = writer  # now the most recently written
+        return writer
+
+    def close(self) -> None:
+        """Append what is held and close the files (then `read` them)."""
+        try:
+            self.flush()
+        finally:
+            for writer in self._writers.values():
+                writer.close()
+            self._writers.clear()
+
+    def read(self, bucket: int) -> pl.DataFrame:
+        """``bucket``'s rows, in the order they were added (its files are removed)."""
+        frames = [pl.DataFrame(schema=self.schema)]
+        for piece in range(self.files[bucket]):
+            path = self._file(bucket, piece)
+            frames.append(pl.read_ipc_stream(path))
+            path.unlink()
+        self.files[bucket] = 0
+        return pl.concat(frames)
+
+    def _file(self, bucket: int, piece: int) -> Path:
+        return self.folder / f"{bucket}-{piece}.arrow"
+
+
+@contextmanager
+def routed(
+    frames: Iterable[pl.DataFrame],
+    *,
+    key: str,
+    count: int,
+    schema: Mapping[str, Any],
+    under: Path | None = None,
+) -> Iterator[Buckets]:
+    """``frames`` (a table read once, a piece at a time: `ResponsesTable.frames`) routed to
+    ``count`` `Buckets` by a hash of their ``key`` column, in a temporary folder in ``under``
+    (the system's temporary folder if None) that is removed afterwards, also on an error:
+    a step that works on one problem's rows at a time holds one bucket at a time, and the
+    table is read once however many buckets (not once per bucket).
+
+    >>> parts = [pl.DataFrame({"id": ["a", "b"], "n": [1, 2]}), pl.DataFrame({"id": "a", "n": [3]})]
+    >>> schema = {"id": pl.String, "n": pl.Int64}
+    >>> with routed(parts, key="id", count=2, schema=schema) as buckets:
+    ...     frames = [buckets.read(b) for b in range(2)]
+    >>> both = pl.concat(frames)
+    >>> both.height, both.filter(pl.col("id") == "a")["n"].to_list()  # in order
+    (3, [1, 3])
+    """
+    with tempfile.TemporaryDirectory(prefix=BUCKETS_PREFIX, dir=under) as folder:
+        buckets = Buckets(Path(folder), count, schema, key=key)
+        try:
+            for frame in frames:
+                buckets.add(frame)
+        finally:
+            buckets.close()
+        yield buckets

@@ -51,7 +51,7 @@ import polars as pl
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Prompt, Request, Sampling, framed
 from curate.generate.jobs import Task, done_keys, missing, run_tasks, settings_key
-from curate.responses import ResponsesTable
+from curate.responses import ResponsesTable, one_per_key, routed
 from curate.stage import Stage, StageContext
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
 from curate.verification.verdict import GRADER_VERSION
@@ -374,8 +374,8 @@ def _regrade(
 
 
 SAMPLES_BUCKET = 250_000
-"""Responses per bucket of `_samples` (each bucket scans every part's compact columns: fewer
-buckets read less, more hold less at once; 4 at 1M responses: 0.83 -> 0.66 GB)."""
+"""Responses per bucket of `_samples` (the table's compact columns are read once and routed
+to bucket files: more buckets hold less at once)."""
 
 
 def _buckets(out: ResponsesTable, keys: list[str]) -> int:
@@ -395,30 +395,38 @@ def _samples(
     buckets: int = 1,
 ) -> pl.Series:
     """The ``samples`` list column, in the order of ``ids``, from the stored responses of
-    ``keys`` (one per key: `ResponsesTable.scan`).
+    ``keys`` (one per key: `one_per_key`).
 
     Gathered in ``buckets`` buckets of a hash of the problem id, one at a time, so that
     memory holds one bucket's responses (and the structs gathered so far), not all of
-    them: a key's copies share its problem, so one row per key in each bucket is one row
-    per key overall, and each problem's structs come from one bucket; the column is the
-    same for any number of buckets.
+    them: the parts' compact columns are read once and routed to a temporary file per
+    bucket (`curate.responses.routed`, beside the parts). A key's copies share its
+    problem, so one row per key in each bucket is one row per key overall, and each
+    problem's structs come from one bucket; the column is the same for any number of
+    buckets.
     """
     order = pl.LazyFrame({"model": [m for m, _ in wanted], "gen_key": [k for _, k in wanted]})
     order = order.with_row_index("_model_order")
-    picked = []
-    for bucket in range(buckets):
-        where = [pl.col("gen_key").is_in(keys)]
-        if buckets > 1:
-            where.append(pl.col("problem_id").hash() % buckets == bucket)
-        picked.append(
-            out.scan(*where)
-            .select("problem_id", *_SAMPLE_FIELDS)
+
+    def gathered(responses: pl.LazyFrame) -> pl.DataFrame:
+        return (
+            responses.select("problem_id", *_SAMPLE_FIELDS)
             .join(order, on=["model", "gen_key"])
             .sort("problem_id", "_model_order", "sample")
             .group_by("problem_id", maintain_order=True)
             .agg(pl.struct(*_SAMPLE_FIELDS).alias("samples"))
             .collect()
         )
+
+    mine = pl.col("gen_key").is_in(keys)
+    if buckets == 1:
+        picked = [gathered(out.scan(mine))]
+    else:
+        columns = ["problem_id", *_SAMPLE_FIELDS]
+        frames = out.frames(columns, mine)
+        schema = out.frames_schema(columns)
+        with routed(frames, key="problem_id", count=buckets, schema=schema, under=out.path) as on:
+            picked = [gathered(one_per_key(on.read(b).lazy())) for b in range(buckets)]
     ordered = pl.DataFrame({"problem_id": ids})
     joined = ordered.join(pl.concat(picked), on="problem_id", how="left", maintain_order="left")
     return joined["samples"]

@@ -348,3 +348,33 @@ def test_samples_are_the_same_in_any_number_of_buckets(tmp_path: Path) -> None:
         assert _samples(table, keys, ids, wanted, buckets=buckets).equals(one)
     verdicts = one.explode().struct.field("verdict").to_list()
     assert "wrong" in verdicts and "copy" not in verdicts
+
+
+def test_samples_in_buckets_are_routed_beside_the_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more than one bucket, `_samples` reads the parts once and routes their compact
+    columns to bucket files in a hidden folder of the responses table, gone afterwards; few
+    open files and tiny writes (a bucket in many files) give the same column."""
+    from curate import responses
+    from curate.distill import _samples
+
+    rows = problems_frame(PROBLEMS)
+    stage = Distill(Scripted(), n=3, chunk=1)  # a part per problem
+    kept, _ = apply_stage(stage, rows, ctx_for(tmp_path))
+    table = responses.ResponsesTable(tmp_path / "responses")
+    wanted = [(Scripted().model, stage.gen_key(Scripted()))]
+    keys = [k for _, k in wanted]
+    monkeypatch.setattr(responses, "OPEN_BUCKETS", 1)
+    monkeypatch.setattr(responses, "ROUTE_BYTES", 1)
+    folders: list[Path] = []
+    read = responses.Buckets.read
+
+    def spy(self: responses.Buckets, bucket: int) -> pl.DataFrame:
+        folders.append(self.folder)
+        return read(self, bucket)
+
+    monkeypatch.setattr(responses.Buckets, "read", spy)
+    assert _samples(table, keys, rows["id"], wanted, buckets=3).equals(kept["samples"])
+    assert folders and {f.parent for f in folders} == {table.path}
+    assert sorted(p.name for p in table.path.iterdir()) == sorted(p.name for p in table.parts())

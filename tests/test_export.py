@@ -819,6 +819,46 @@ def test_the_responses_found_in_buckets_give_the_same_shards(
     assert wanted[0].sort("_part", "_row").equals(wanted[1].sort("_part", "_row"))
 
 
+def test_the_bucket_files_are_the_exports_own_and_none_is_left(
+    graded_run: curate.Run, tmp: Path, monkeypatch: Any
+) -> None:
+    """In buckets, the responses' key columns and the problems are read once and routed to
+    bucket files (`curate.responses.routed`) in the export's temporary folder (not the
+    run's), a bucket in several files when few may be open: the same bytes, and no file is
+    left behind, also when a bucket fails."""
+    from curate import responses
+    from curate.export import shards
+
+    run, options = graded_run, {"format": "sft", "test_fraction": 0.3}
+    one = export_run(run, tmp / "routed-1", **options)
+    monkeypatch.setattr(shards, "EXPORT_BUCKET", 7)
+    monkeypatch.setattr(responses, "OPEN_BUCKETS", 2)
+    monkeypatch.setattr(responses, "ROUTE_BYTES", 1)  # every part written out at once
+    folders: list[Path] = []
+    routed = responses.Buckets.read
+
+    def read(self: responses.Buckets, bucket: int) -> pl.DataFrame:
+        folders.append(self.folder)
+        if bucket == 0 and self.key == "problem_id":  # the responses: a part at a time
+            assert len(list(self.folder.iterdir())) > self.count
+        return routed(self, bucket)
+
+    monkeypatch.setattr(responses.Buckets, "read", read)
+    many = export_run(run, tmp / "routed-n", **options)
+    assert _shards(one.out) == _shards(many.out)
+    assert folders and all(f.parent.parent == many.out for f in folders)
+    assert sorted(p.name for p in many.out.iterdir()) == ["data", "export.json"]
+
+    def failing(keys: pl.DataFrame, mine: pl.DataFrame) -> Any:
+        raise RuntimeError("a bucket failed")
+
+    monkeypatch.setattr(shards, "_wanted_in", failing)
+    with pytest.raises(RuntimeError, match="a bucket failed"):
+        export_run(run, tmp / "routed-failed", **options)
+    assert not (tmp / "routed-failed").exists()
+    assert not list(run.path.rglob(f"{responses.BUCKETS_PREFIX}*"))
+
+
 @pytest.mark.parametrize("order", ["id", "shuffle"])
 def test_completions_sorted_in_small_ranges_give_the_same_shards(
     order: str, tmp: Path, monkeypatch: Any

@@ -85,7 +85,7 @@ from curate.export.formats import (
 )
 from curate.export.writer import ShardWriter, rechunk, swap_in
 from curate.io import write_json
-from curate.responses import RESPONSE_KEYS, ResponsesTable, one_per_key
+from curate.responses import RESPONSE_KEYS, ResponsesTable, one_per_key, routed
 from curate.run import Run
 
 EXPORT_MANIFEST = "export.json"
@@ -309,8 +309,10 @@ class _Rows:
             self.index = _problem_index(table, options)  # a completion's problem, by place
             if self.source in ("responses", "both"):
                 problems = run.table("problems")
+                # the bucket files (a large table) go in the export's temporary folder
+                under = None if spill is None else spill.parent
                 self.wanted = _wanted_responses(
-                    run, self.parts, problems, options, index=self.index
+                    run, self.parts, problems, options, index=self.index, under=under
                 )
             if self.source in ("solutions", "both"):
                 self.solutions = _solutions(self.problems, options)
@@ -846,6 +848,7 @@ def _wanted_responses(
     *,
     buckets: int | None = None,
     index: pl.DataFrame | None = None,
+    under: Path | None = None,
 ) -> pl.DataFrame:
     """Where in the responses ``parts`` the responses to export are: ``_part``, ``_row``,
     and their key: ``_problem`` (the problem's place in ``index``, `_problem_index`),
@@ -857,7 +860,9 @@ def _wanted_responses(
     `curate.distill.read_responses` keeps), and of those the ``selected`` ones, or else the
     correct, finished ones. Found in ``buckets`` (by default one per `EXPORT_BUCKET`
     stored responses) of a hash of the problem id, one at a time: a key's copies, and the
-    ``samples`` that describe it, share its problem, so each bucket decides alone.
+    ``samples`` that describe it, share its problem, so each bucket decides alone. With
+    more than one, the parts' key columns and the problems' ``samples`` are read once and
+    routed to a temporary file per bucket (`curate.responses.routed`, in ``under``).
     """
     columns = problems.collect_schema().names()
     if buckets is None:
@@ -866,19 +871,80 @@ def _wanted_responses(
     if "samples" in columns and "gen_key" not in _sample_fields(problems.collect_schema()):
         buckets = 1  # runs of before ``gen_key``: `_current` votes over every key at once
     positions = _positions(_problem_index(problems, options) if index is None else index)
-    frames, missing = [], []
-    for bucket in range(buckets):
-        keys, absent = _wanted_in(run, parts, problems, _in_bucket(bucket, buckets))
-        frames.append(_compact(keys, positions, options))
-        missing.append(absent)
-    gone = pl.concat(missing)
+    mine = problems.select(c for c in ("id", "samples", "selected") if c in columns)
+    if buckets == 1:  # a small table: read directly
+        keys, gone = _wanted_in(_keys_of(_scans(parts)), mine.collect())
+        wanted = _compact(keys, positions, options)
+    else:
+        wanted, gone = _wanted_routed(run, parts, mine, options, buckets, positions, under)
     if gone.height:
         raise RunError(
             f"{run.path}: {gone.height} selected response(s) are not in the responses "
             f"table, e.g. {gone.row(0, named=True)}; the run is inconsistent: re-run "
             "the recipe to regenerate them"
         )
-    return pl.concat(frames)
+    return wanted
+
+
+_READ = [*RESPONSE_KEYS, *_SAMPLE_MATCH, "correct"]
+"""The responses' columns `_wanted_responses` reads (with each row's part and place)."""
+
+
+def _scans(parts: list[Path]) -> pl.LazyFrame:
+    """The `_READ` columns of every part, with their ``_part`` and ``_row``."""
+    scans = [
+        pl.scan_parquet(p)
+        .select(_READ)
+        .with_row_index("_row")
+        .with_columns(pl.lit(i, pl.Int64).alias("_part"))
+        for i, p in enumerate(parts)
+    ]
+    return pl.concat(scans, how="diagonal_relaxed")
+
+
+def _keys_of(responses: pl.LazyFrame) -> pl.DataFrame:
+    """``responses`` (`_READ`, part and row), one per key (`one_per_key`)."""
+    casts = pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64)
+    return one_per_key(responses.with_columns(*casts)).collect()
+
+
+def _wanted_routed(
+    run: Run,
+    parts: list[Path],
+    mine: pl.LazyFrame,
+    options: ExportOptions,
+    buckets: int,
+    positions: pl.DataFrame,
+    under: Path | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_wanted_responses` in ``buckets``: the responses' key columns and the problems
+    (``mine``: id, samples, selected) each read once, routed to bucket files, and each
+    bucket decided in turn; and the selected responses the table lacks."""
+    table = ResponsesTable.of_run(run.path)
+    schema = table.frames_schema(_READ, located=True)
+    frames, missing = [], []
+    with (
+        routed(
+            table.frames(_READ, parts=parts, located=True),
+            key="problem_id",
+            count=buckets,
+            schema=schema,
+            under=under,
+        ) as responses,
+        routed(
+            mine.collect_batches(chunk_size=PROBLEM_BATCH),
+            key="id",
+            count=buckets,
+            schema=mine.collect_schema(),
+            under=under,
+        ) as problems,
+    ):
+        for bucket in range(buckets):
+            keys = _keys_of(responses.read(bucket).lazy())
+            keys, absent = _wanted_in(keys, problems.read(bucket))
+            frames.append(_compact(keys, positions, options))
+            missing.append(absent)
+    return pl.concat(frames), pl.concat(missing)
 
 
 def _compact(keys: pl.DataFrame, positions: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
@@ -898,43 +964,20 @@ def _compact(keys: pl.DataFrame, positions: pl.DataFrame, options: ExportOptions
 
 EXPORT_BUCKET = 250_000
 """Stored responses per bucket in which `_wanted_responses` finds the responses to export
-(each bucket scans every part's key columns: fewer read less, more hold less at once)."""
+(the parts' key columns are read once and routed to bucket files: more buckets hold less
+at once)."""
+
+PROBLEM_BATCH = 65_536
+"""Problems (id, samples, selected) read at a time while they are routed to buckets."""
 
 
-def _in_bucket(bucket: int, buckets: int) -> Callable[[str], pl.Expr]:
-    """A filter on an id column: its rows in ``bucket`` of ``buckets`` (all with one)."""
-
-    def where(column: str) -> pl.Expr:
-        if buckets == 1:
-            return pl.lit(True)
-        return pl.col(column).cast(pl.String).hash() % buckets == bucket
-
-    return where
-
-
-def _wanted_in(
-    run: Run, parts: list[Path], problems: pl.LazyFrame, where: Callable[[str], pl.Expr]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`_wanted_responses` of the problems ``where`` selects (``_split`` aside), and the
-    ``selected`` responses of those that the responses table lacks."""
-    columns = problems.collect_schema().names()
-    scans = [
-        pl.scan_parquet(p)
-        .select(*RESPONSE_KEYS, *_SAMPLE_MATCH, "correct")
-        .with_row_index("_row")
-        .with_columns(pl.lit(i, pl.Int64).alias("_part"))
-        for i, p in enumerate(parts)
-    ]
-    keys = one_per_key(
-        pl.concat(scans, how="diagonal_relaxed")
-        .filter(where("problem_id"))
-        .with_columns(pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64))
-    ).collect()
-    read = [c for c in ("id", "samples", "selected") if c in columns]
-    mine = problems.select(read).filter(where("id")).collect()
+def _wanted_in(keys: pl.DataFrame, mine: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_wanted_responses` of the problems ``mine`` (id, samples, selected) among the
+    responses ``keys`` (`_keys_of`: every stored key of those problems, and maybe more),
+    and the ``selected`` responses of those that the responses table lacks."""
     keys = _current(keys, mine)
     missing = pl.DataFrame()
-    if "selected" in columns:
+    if "selected" in mine.columns:
         chosen = _per_sample(mine, "selected")
         missing = chosen.join(keys, on=_KEYS, how="anti")
         keys = keys.join(chosen, on=_KEYS, how="semi")

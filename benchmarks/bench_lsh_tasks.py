@@ -3,7 +3,7 @@ pairs of a pool computed band after band here, and as Ray tasks on a local clust
 
 Data: bench_minhash.py's pool (the problems of MATH train, DAPO-17k, GSM8K train and
 rllm's AIME, then perturbed copies up to each size). Signatures are computed once per
-size (not timed); then `duplicate_pairs` runs here and with `RayEngine.map_tasks`, and
+size (not timed); then `find_duplicates` runs here and with `RayEngine.map_tasks`, and
 the pairs are compared.
 
     .venv/bin/python benchmarks/bench_lsh_tasks.py --sizes 250000 1000000 [--data ../shared/data]
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_minhash import build  # noqa: E402
 
 from curate.dedup.minhash import MinHashDedup  # noqa: E402
-from curate.dedup.sketch import duplicate_pairs, signatures  # noqa: E402
+from curate.dedup.sketch import Sketches, find_duplicates, signatures  # noqa: E402
 
 
 def main() -> None:
@@ -49,13 +49,12 @@ def main() -> None:
             path = Path(tmp) / "pool.parquet"
             build(args.data, size, path)
             texts = pl.read_parquet(path)["problem"]
-        sig = signatures(texts, num_perm=128)
-        options = {"threshold": 0.7, "bands": bands, "rows": rows}
+        sketches = Sketches.of(signatures(texts, num_perm=128), bands, rows)
         t = time.perf_counter()
-        here, _ = duplicate_pairs(None, sig, **options)  # type: ignore[arg-type]
+        here, _ = find_duplicates(None, sketches, threshold=0.7)
         t_here = time.perf_counter() - t
         t = time.perf_counter()
-        there, _ = duplicate_pairs(None, sig, map=engine.map_tasks, **options)  # type: ignore[arg-type]
+        there, _ = find_duplicates(None, sketches, threshold=0.7, map=engine.map_tasks)
         t_ray = time.perf_counter() - t
         same = np.array_equal(here, there)
         print(f"| {size:,} | {t_here:.1f} | {t_ray:.1f} | {same} | {len(here):,} |", flush=True)

@@ -3,7 +3,7 @@
 `signatures` turns texts into MinHash signatures (``"oph"``: densified one-permutation
 hashing, `oph`; ``"classic"``: ``num_perm`` hashes per shingle, `classic`), `optimal_bands`
 picks LSH bands and rows as datasketch does, `candidate_pairs` finds the texts that share an
-LSH bucket, and `duplicate_pairs` verifies the candidates. The module docstring of
+LSH bucket, and `find_duplicates` verifies the candidates. The module docstring of
 `curate.dedup.minhash` says how each works and why.
 """
 
@@ -514,41 +514,6 @@ def _exact(
     return out
 
 
-def duplicate_pairs(
-    texts: pl.Series | None,
-    sig: Signatures,
-    *,
-    threshold: float,
-    bands: int,
-    rows: int,
-    n_ref: int = 0,
-    verify: Literal["estimate", "exact"] = "estimate",
-    numbers: Literal["match", "ignore"] = "match",
-    ngram: int = 3,
-    shingle: Literal["word", "char"] = "word",
-    map: TaskMap | None = None,
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Verified duplicate pairs of positions in ``texts`` (shape (pairs, 2)), and counts
-    (`find_duplicates` over signatures in memory).
-
-    >>> texts = pl.Series(["What is $1+1$?", "what is 1 + 1 ?", "What is 1+2?"])
-    >>> pairs, counts = duplicate_pairs(texts, signatures(texts), threshold=0.7, bands=16, rows=8)
-    >>> pairs.tolist(), counts["verified_pairs"]
-    ([[0, 1]], 1)
-    """
-    return find_duplicates(
-        texts,
-        Sketches.of(sig, bands, rows),
-        threshold=threshold,
-        n_ref=n_ref,
-        verify=verify,
-        numbers=numbers,
-        ngram=ngram,
-        shingle=shingle,
-        map=map,
-    )
-
-
 def find_duplicates(
     texts: pl.Series | None,
     sketches: Sketches,
@@ -572,6 +537,12 @@ def find_duplicates(
     (`curate.stage.StageContext.map`), each reading the band keys or signature rows it
     needs where it runs: here, only the compact columns (``numbers``, ``empty``,
     ``content``: 17 bytes per text) and the pairs are in memory.
+
+    >>> texts = pl.Series(["What is $1+1$?", "what is 1 + 1 ?", "What is 1+2?"])
+    >>> sketches = Sketches.of(signatures(texts), bands=16, rows=8)
+    >>> pairs, counts = find_duplicates(texts, sketches, threshold=0.7)
+    >>> pairs.tolist(), counts["verified_pairs"]
+    ([[0, 1]], 1)
     """
     run = map or run_here
     live = np.flatnonzero(~sketches.empty)

@@ -12,7 +12,8 @@ import numpy as np
 import polars as pl
 
 import curate
-from curate.stage import Filter, StageContext, open_array
+from curate.arrays import stacked
+from curate.stage import Filter, StageContext
 
 CRASH_AT: list[int] = []  # row numbers whose batch raises KeyboardInterrupt (not config)
 
@@ -104,7 +105,7 @@ class VectorRank(curate.Stage):
 
 
 def _vector_sums(vec: object, bounds: tuple[int, int]) -> np.ndarray:
-    rows = open_array(vec)[bounds[0] : bounds[1]]
+    rows = stacked(vec).take(np.arange(bounds[0], bounds[1]))
     return np.asarray(rows, np.int64).sum(axis=1)
 
 

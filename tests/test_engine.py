@@ -17,6 +17,7 @@ import pytest
 from _stages import CRASH_AT, CountWords, EvenDigits, VectorRank, WithState
 
 import curate
+from curate.arrays import Stacked
 from curate.engines import execute as execute_mod
 from curate.io import ParquetSink
 from curate.run import apply_stage
@@ -61,33 +62,31 @@ def test_batched_stages_match_the_in_memory_result(
 def test_array_columns_reach_the_global_step_from_disk(
     source: curate.Source, tmp_path: Path
 ) -> None:
-    """`Stage.arrays`: kept out of the global step's table, given as .npy files opened
-    memory-mapped (the array itself in memory), and the result is the same."""
+    """`Stage.arrays`: kept out of the parts and the global step's table, given as one .npy
+    file per batch (the array itself in memory), and the result is the same."""
     VectorRank.seen.clear()
     stage = VectorRank()
     run = curate.Recipe("r", [source], [stage]).run(tmp_path / "run", progress=False)
     on_disk = pl.read_parquet(run.path / run.manifest["stages"][1]["dir"] / "kept.parquet")
     kept, _ = apply_stage(stage, source.frame())
     assert on_disk.equals(kept) and "vec" not in kept.columns
-    path, array = VectorRank.seen
-    assert isinstance(path, str) and path.endswith("vec.npy") and not Path(path).exists()
-    assert not isinstance(array, str) and array.shape == (len(ROWS), 3)
+    files, memory = VectorRank.seen
+    assert isinstance(files, Stacked) and len(files.pieces) == 9  # 43 rows, 5 per batch
+    assert all(str(p).endswith(".vec.npy") and not Path(p).exists() for p in files.pieces)
+    assert isinstance(memory, Stacked) and memory.take().shape == (len(ROWS), 3)
 
 
-def test_array_parts_of_different_widths_are_refused(tmp_path: Path) -> None:
+def test_array_batches_of_different_widths_are_refused(tmp_path: Path) -> None:
     from curate.engines.batches import BatchPlan
     from curate.errors import RunError
 
     plan = BatchPlan(tmp_path / "in.parquet", ("id",), 4, 2, tmp_path / "parts")
     plan.parts.mkdir()
     for i, width in enumerate((3, 1)):
-        frame = pl.DataFrame({"id": ["a", "b"]}).with_columns(
-            pl.Series("vec", np.ones((2, width), np.float32))
-        )
-        frame.write_parquet(plan.part(i))
-    with pytest.raises(RunError, match=r"000001\.parquet: column vec has shape"):
+        pl.DataFrame({"id": ["a", "b"]}).write_parquet(plan.part(i))
+        np.save(plan.array_file(i, "vec"), np.ones((2, width), np.float32))
+    with pytest.raises(RunError, match=r"000001\.vec\.npy: rows of shape \(1,\)"):
         plan.array("vec")
-    assert not list(plan.parts.glob("*.npy*")) and not list(plan.parts.glob(".vec*"))
 
 
 def test_prepared_state_is_built_once_per_run(source: curate.Source, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
-"""Rows of ``.npy`` files read with plain file reads: what a global step's tasks use to read
-the `curate.Stage.arrays` columns (MinHash signatures, embeddings) they need.
+"""Rows of ``.npy`` files read with plain file reads: how a global step and its tasks read
+the `curate.Stage.arrays` columns (MinHash signatures, embeddings) they need. `Stacked` is
+such a column: the rows of several arrays (one ``.npy`` file per batch, or arrays in
+memory) one after another.
 
 Why not a memory map: reading scattered rows through one maps their neighbours too (the
 kernel's fault-around maps up to 64 KB around each page it faults in), so gathering 16,384
@@ -25,6 +27,7 @@ least one row in 16 is wanted it reads the file in 64 MB blocks instead.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -87,3 +90,65 @@ def take(path: str, positions: np.ndarray | None = None) -> np.ndarray:
             if got != size:
                 raise OSError(f"{path}: short read at byte {at} ({got} of {size})")
         return rows[inverse.ravel()]
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """Rows of several arrays one after another, each in memory or the path of a ``.npy``
+    file whose rows are read when taken (`take`: plain reads, nothing stays resident).
+    Plain data: a task on another machine reads it there (the paths must be visible there:
+    one machine, or shared storage). Every piece has the same width (checked).
+
+    >>> s = Stacked((np.array([10, 11]), np.array([12, 13, 14])))
+    >>> len(s), s.take(np.array([4, 0, 2])).tolist(), s.take().tolist()
+    (5, [14, 10, 12], [10, 11, 12, 13, 14])
+    """
+
+    pieces: tuple[Any, ...]
+    sizes: tuple[int, ...] = ()
+    """Rows per piece (read from the pieces when not given)."""
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) != len(self.pieces):
+            shapes = [shape(p) if isinstance(p, str) else np.shape(p) for p in self.pieces]
+            for piece, dims in zip(self.pieces, shapes, strict=True):
+                if dims[1:] != shapes[0][1:]:
+                    name = piece if isinstance(piece, str) else "an array"
+                    raise ValueError(f"{name}: rows of shape {dims[1:]}, expected {shapes[0][1:]}")
+            object.__setattr__(self, "sizes", tuple(int(d[0]) for d in shapes))
+
+    def __len__(self) -> int:
+        return sum(self.sizes)
+
+    def take(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """The rows at ``positions`` (all rows when None), in that order."""
+        if positions is None:
+            parts = [_take(p, None) for p in self.pieces]
+            return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        positions = np.asarray(positions, np.int64)
+        starts = np.cumsum(self.sizes) - np.asarray(self.sizes, np.int64)
+        piece = np.searchsorted(starts, positions, side="right") - 1
+        order = np.argsort(piece, kind="stable")  # the positions of each piece together
+        bounds = np.searchsorted(piece[order], np.arange(len(self.pieces) + 1))
+        out: np.ndarray | None = None
+        for k in np.flatnonzero(np.diff(bounds)).tolist():  # only the pieces wanted
+            mine = order[bounds[k] : bounds[k + 1]]
+            rows = _take(self.pieces[k], positions[mine] - starts[k])
+            if out is None:
+                out = np.empty((len(positions), *rows.shape[1:]), rows.dtype)
+            out[mine] = rows
+        if out is None:  # no positions
+            first = _take(self.pieces[0], np.zeros(0, np.int64)) if self.pieces else np.zeros(0)
+            return first[:0]
+        return out
+
+
+def stacked(ref: Any) -> Stacked:
+    """``ref`` as a `Stacked`: itself, or one piece (a ``.npy`` path or an array)."""
+    return ref if isinstance(ref, Stacked) else Stacked((ref,))
+
+
+def _take(piece: Any, positions: np.ndarray | None) -> np.ndarray:
+    if isinstance(piece, str):
+        return take(piece, positions)
+    return np.asarray(piece if positions is None else piece[positions])

@@ -89,16 +89,6 @@ def run_here(fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = 
     return [fn(shared, item) for item in items]
 
 
-def open_array(ref: Any) -> Any:
-    """An array handed over as ``StageContext.arrays[name]``: a ``.npy`` path is opened
-    memory-mapped (read-only), an array is returned as it is."""
-    if isinstance(ref, str):
-        import numpy as np
-
-        return np.load(ref, mmap_mode="r")
-    return ref
-
-
 class TaskRunner(Protocol):
     """Runs a global step's independent tasks (`StageContext.map`): an engine."""
 
@@ -134,14 +124,16 @@ class StageContext:
     state: Any = None
     """What `Stage.prepare` built for this run of the stage (None if nothing)."""
     arrays: dict[str, Any] = field(default_factory=dict)
-    """The global step's `Stage.arrays`: name -> the path of a ``.npy`` file (from the
-    runner) or the array itself (`Stage.apply`); `array` opens either."""
+    """The global step's `Stage.arrays`: name -> a `curate.arrays.Stacked` (the rows of
+    one ``.npy`` file per batch, from the runner; the array itself in `Stage.apply`)."""
 
     def array(self, name: str) -> Any:
-        """The `Stage.arrays` column ``name`` as a NumPy array (memory-mapped when it is on
-        disk: rows are read when touched). A task of `map` takes ``ctx.arrays[name]``
-        instead and opens it with `open_array`: a path travels, a mapping does not."""
-        return open_array(self.arrays[name])
+        """The `Stage.arrays` column ``name``, every row, as one NumPy array in memory (a
+        step that needs only some rows takes ``ctx.arrays[name].take(positions)``; a task
+        of `map` gets ``ctx.arrays[name]``: plain data, it reads its rows where it runs)."""
+        from curate.arrays import stacked
+
+        return stacked(self.arrays[name]).take()
 
     def map(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], *, shared: Any = None
@@ -247,10 +239,10 @@ class Stage:
     def arrays(self) -> tuple[str, ...]:
         """Columns ``map_batch`` adds that ``global_step`` reads as NumPy arrays instead of
         table columns: fixed-width numbers (MinHash signatures, embeddings), large per row.
-        The runner keeps each on disk, one ``.npy`` file in row order
-        (``ctx.arrays[name]``: its path), so its size does not count against the step's
-        memory: the step and its tasks read the rows they need where they run
-        (`curate.arrays.take`: plain reads), or map the whole file (`StageContext.array`)."""
+        The per-row step writes each batch's as a ``.npy`` file beside its part, and the
+        global step gets ``ctx.arrays[name]``, a `curate.arrays.Stacked` of those files: it
+        and its tasks read the rows they need where they run (plain reads), so the column's
+        size does not count against the step's memory (`StageContext.array`: all of it)."""
         return ()
 
     def optional_reads(self) -> tuple[str, ...]:
@@ -291,7 +283,9 @@ class Stage:
             out = self.map_batch(table, ctx)
             out = out.collect() if isinstance(out, pl.LazyFrame) else out
             if self.arrays() and step:
-                arrays = {c: out[c].to_numpy() for c in self.arrays()}
+                from curate.arrays import Stacked
+
+                arrays = {c: Stacked((out[c].to_numpy(),)) for c in self.arrays()}
                 ctx = dataclasses.replace(ctx, arrays={**ctx.arrays, **arrays})
                 out = out.drop(*arrays)
             added = self.added_by(out)

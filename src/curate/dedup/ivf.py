@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from curate import arrays
-from curate.dedup.sketch import Stacked
+from curate.arrays import Stacked
 from curate.errors import MissingExtraError
 from curate.stage import TaskMap, run_here
 
@@ -61,7 +61,7 @@ Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
 class Vectors:
     """Float32 vectors: the rows ``select`` of ``source`` (all of them when None),
     numbered 0.. in that order. ``source`` holds arrays in memory or ``.npy`` paths
-    (`curate.dedup.sketch.Stacked`); rows of a file are read `_READ` at a time with
+    (`curate.arrays.Stacked`); rows of a file are read `_READ` at a time with
     plain reads (`curate.arrays.take`: no memory map keeps pages resident). Plain data:
     a task reads the rows where it runs.
 

@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from curate._progress import progress_bar
+from curate.arrays import Stacked, stacked
 from curate.dedup.clusters import (
     KeepRule,
     Reference,
@@ -57,7 +58,6 @@ from curate.dedup.sketch import (
     Signatures,
     Sketch,
     Sketches,
-    Stacked,
     band_keys,
     content_keys,
     find_duplicates,
@@ -260,8 +260,8 @@ class MinHashDedup(Filter):
         n = table.height
         compact = (_NUM, _EMPTY, _CONTENT)
         sketches = Sketches(
-            Stacked((ctx.arrays[_SIG],)),
-            [Stacked((ctx.arrays[f"{_BAND}{b}"],)) for b in range(self.lsh_params()[0])],
+            stacked(ctx.arrays[_SIG]),
+            [stacked(ctx.arrays[f"{_BAND}{b}"]) for b in range(self.lsh_params()[0])],
             *(table[c].to_numpy() for c in compact),
         )
         texts = table[self.column].cast(pl.String) if self.verify == "exact" else None

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 
+from curate.arrays import Stacked, stacked
 from curate.dedup.clusters import (
     KeepRule,
     Reference,
@@ -32,7 +33,6 @@ from curate.dedup.clusters import (
     reference_digest,
 )
 from curate.dedup.ivf import Vectors, faiss_module, nlist_for, partitioned_pairs
-from curate.dedup.sketch import Stacked
 from curate.embed import (
     DEFAULT_MODEL,
     Backend,
@@ -360,7 +360,7 @@ class SemanticDedup(Filter):
         key = table[_KEY]
         first = (key.is_first_distinct() & key.is_not_null()).to_numpy()
         first_row = np.flatnonzero(first)  # each distinct text's first row, in row order
-        vectors = Vectors(Stacked((self._vectors(table, ctx),)), first_row)  # distinct texts
+        vectors = Vectors(self._vectors(table, ctx), first_row)  # distinct texts
         numbers = table[_NUM].to_numpy()[first_row]
         position = pl.DataFrame({_KEY: key.gather(first_row), "__text": np.arange(first_row.size)})
         row_text = (
@@ -421,15 +421,15 @@ class SemanticDedup(Filter):
             measure="cosine",
         )
 
-    def _vectors(self, table: pl.DataFrame, ctx: StageContext) -> Any:
-        """Every row's vector: the `arrays` file (or array) the step was given; a table that
-        still has the column (a caller of ``global_step`` outside the runner) gives it."""
+    def _vectors(self, table: pl.DataFrame, ctx: StageContext) -> Stacked:
+        """Every row's vector: the `arrays` column the step was given; a table that still
+        has the column (a caller of ``global_step`` outside the runner) gives it."""
         if _VEC in ctx.arrays:
-            return ctx.arrays[_VEC]
+            return stacked(ctx.arrays[_VEC])
         if _VEC not in table.columns:
             raise ConfigError(f"stage {self.name}: no {_VEC} array (Stage.arrays) given")
         dim = table.schema[_VEC].shape[0] if table.height else 1  # type: ignore[attr-defined]
-        return table[_VEC].to_numpy().reshape(table.height, dim)
+        return Stacked((table[_VEC].to_numpy().reshape(table.height, dim),))
 
     def _reference_matches(
         self,

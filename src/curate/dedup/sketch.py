@@ -14,13 +14,12 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
 
-from curate import arrays
+from curate.arrays import Stacked
 from curate.hashing import constants, fmix64
 from curate.shingles import shingles, text_series
 from curate.stage import TaskMap, run_here
@@ -252,48 +251,6 @@ def content_keys(values: np.ndarray, numbers: np.ndarray) -> np.ndarray:
         chunk = np.asarray(values[lo : lo + BATCH]).astype(np.uint64)
         out[lo : lo + BATCH] = chunk @ _MIX[: chunk.shape[1]] ^ numbers[lo : lo + BATCH]
     return fmix64(out)
-
-
-@dataclass(frozen=True)
-class Stacked:
-    """Rows of several arrays one after another, each in memory or the path of a ``.npy``
-    file whose rows are read when taken (`curate.arrays.take`: plain reads, nothing stays
-    resident). Plain data: a task on another machine reads it there (the paths must be
-    visible there: one machine, or shared storage).
-
-    >>> s = Stacked((np.array([10, 11]), np.array([12, 13, 14])))
-    >>> len(s), s.take(np.array([4, 0, 2])).tolist(), s.take().tolist()
-    (5, [14, 10, 12], [10, 11, 12, 13, 14])
-    """
-
-    pieces: tuple[Any, ...]
-
-    def __len__(self) -> int:
-        return sum(_rows(p) for p in self.pieces)
-
-    def take(self, positions: np.ndarray | None = None) -> np.ndarray:
-        """The rows at ``positions`` (all rows when None), in that order."""
-        if positions is None:
-            arrays = [_take(p, None) for p in self.pieces]
-            return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-        sizes = np.array([_rows(p) for p in self.pieces], np.int64)
-        starts = np.cumsum(sizes) - sizes
-        piece = np.searchsorted(starts, positions, side="right") - 1
-        parts = [_take(p, positions[piece == k] - starts[k]) for k, p in enumerate(self.pieces)]
-        out = np.empty((len(positions), *parts[0].shape[1:]), parts[0].dtype)
-        for k, part in enumerate(parts):
-            out[piece == k] = part
-        return out
-
-
-def _rows(piece: Any) -> int:
-    return arrays.shape(piece)[0] if isinstance(piece, str) else len(piece)
-
-
-def _take(piece: Any, positions: np.ndarray | None) -> np.ndarray:
-    if isinstance(piece, str):
-        return arrays.take(piece, positions)
-    return np.asarray(piece if positions is None else piece[positions])
 
 
 class Sketches(NamedTuple):

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.arrays import Stacked
 from curate.errors import RunError
 from curate.io import write_json, write_parquet
 from curate.stage import Stage, StageContext, merge_added
@@ -53,7 +54,12 @@ class BatchPlan:
     def prepare(self) -> list[int]:
         """Create the parts folder (emptied if an earlier attempt cut the input another
         way) and return the batches still to do."""
-        meta = {"source": str(self.source), "rows": self.rows, "batch_rows": self.batch_rows}
+        meta = {
+            "source": str(self.source),
+            "rows": self.rows,
+            "batch_rows": self.batch_rows,
+            "layout": 2,  # 2: Stage.arrays columns in .npy files beside the parts
+        }
         path = self.parts / PLAN
         if path.exists() and json.loads(path.read_text()) != meta:
             shutil.rmtree(self.parts)
@@ -87,39 +93,22 @@ class BatchPlan:
         frames = [pl.read_parquet(self.part(i), columns=names) for i in range(self.count)]
         return pl.concat(frames, how="vertical_relaxed", rechunk=True)  # contiguous: numpy views
 
-    def array(self, column: str) -> Path:
-        """The added ``column`` of every batch as one ``.npy`` file in row order (rows x
-        its width), for a global step to read (`curate.stage.Stage.arrays`); written once,
-        a batch at a time, atomically (its presence means it is whole). Every batch must
-        give the same width."""
-        import numpy as np
+    def array_file(self, index: int, column: str) -> Path:
+        return self.parts / f"{index:06d}.{column}.npy"
 
+    def array(self, column: str) -> Stacked:
+        """The `curate.stage.Stage.arrays` column ``column`` of every batch, in row order:
+        one ``.npy`` file per batch, read where the rows are needed. Every batch must give
+        the same width (checked)."""
         self._check_done()
-        path = self.parts / f"{column}.npy"
-        if path.exists():
-            return path
-        if self.count == 0:
-            raise RunError(f"{self.parts}: no batches to make {column}.npy from")
-        first = _numbers(self.part(0), column)
-        header = {
-            "descr": np.lib.format.dtype_to_descr(first.dtype),  # type: ignore[no-untyped-call]
-            "fortran_order": False,
-            "shape": (self.rows, *first.shape[1:]),
-        }
-        tmp = path.with_name(f".{path.name}.tmp")
-        with _removed_on_error(tmp), tmp.open("wb") as f:  # plain writes, not a mapping
-            np.lib.format.write_array_header_2_0(f, header)  # type: ignore[no-untyped-call]
-            for i in range(self.count):
-                start, stop = self.bounds(i)
-                values = first if i == 0 else _numbers(self.part(i), column)
-                if values.shape[1:] != first.shape[1:] or len(values) != stop - start:
-                    raise RunError(
-                        f"{self.part(i)}: column {column} has shape {values.shape}, expected "
-                        f"{(stop - start, *first.shape[1:])} (every batch the same width)"
-                    )
-                f.write(np.ascontiguousarray(values, dtype=first.dtype).tobytes())
-        tmp.replace(path)
-        return path
+        files = [str(self.array_file(i, column)) for i in range(self.count)]
+        missing = [f for f in files if not Path(f).exists()]
+        if missing:
+            raise RunError(f"{missing[0]}: missing (the stage did not return {column}?)")
+        try:
+            return Stacked(tuple(files))
+        except ValueError as e:
+            raise RunError(f"column {column}: {e} (every batch must give the same width)") from None
 
     def _check_done(self) -> None:
         missing = [i for i in range(self.count) if not self.part(i).exists()]
@@ -141,6 +130,9 @@ def run_batch(stage: Stage, plan: BatchPlan, index: int, ctx: StageContext) -> i
         final=not stage.steps[1],
         rows=f"the {batch.height} rows {start}-{stop - 1}",
     )
+    for column in stage.arrays() if stage.steps[1] else ():  # before the part, as the stats
+        _save(_numbers(added, column, f"{plan.part(index)}"), plan.array_file(index, column))
+        added = added.drop(column)
     if own.stats:  # before the part: the part's presence says the batch is done
         write_json(own.stats, plan.stats_file(index))
     write_parquet(added, plan.part(index))  # ids: checked again at the merge
@@ -174,17 +166,29 @@ def _removed_on_error(path: Path) -> Iterator[None]:
         raise
 
 
-def _numbers(part: Path, column: str) -> Any:
-    """One part's ``column`` as a NumPy array (a fixed-size list column: rows x width)."""
-    series = pl.read_parquet(part, columns=[column]).to_series()
-    if series.dtype == pl.List:  # a part written by a list column: widths must agree
+def _numbers(frame: pl.DataFrame, column: str, where: str) -> Any:
+    """``frame[column]`` as a NumPy array (a fixed-size list column: rows x width)."""
+    if column not in frame.columns:
+        raise RunError(f"{where}: the stage declares array {column} but did not return it")
+    series = frame[column]
+    if series.dtype == pl.List:  # lists: one width for the batch
         widths = series.list.len().unique()
         if len(widths) > 1:
-            raise RunError(f"{part}: column {column} has lists of lengths {widths.to_list()}")
+            raise RunError(f"{where}: column {column} has lists of lengths {widths.to_list()}")
         series = series.list.to_array(int(widths[0]) if len(widths) else 0)
     if series.null_count():
-        raise RunError(f"{part}: column {column} has nulls; an array column needs a value per row")
+        raise RunError(f"{where}: column {column} has nulls; an array column needs a value per row")
     return series.to_numpy()
+
+
+def _save(values: Any, path: Path) -> None:
+    """``values`` as the ``.npy`` file ``path``, atomically (a temp file, then renamed)."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with _removed_on_error(tmp), tmp.open("wb") as f:
+        np.save(f, np.ascontiguousarray(values))
+    tmp.replace(path)
 
 
 def _number(value: Any) -> bool:

@@ -88,8 +88,8 @@ def _added(
         engine.map_batches(stage, plan, plan.prepare(), ctx)
         add_stats(ctx.stats, plan.stats())  # what the batches counted, summed
         arrays = stage.arrays() if step else ()
-        if arrays:  # on disk, memory-mapped by the global step
-            ctx = replace(ctx, arrays={c: str(plan.array(c)) for c in arrays})
+        if arrays:  # on disk: the global step reads the rows it needs
+            ctx = replace(ctx, arrays={c: plan.array(c) for c in arrays})
         table = plan.added(without=arrays)
     if step:
         base = pl.read_parquet(source, columns=stage.columns(available, step="global"))

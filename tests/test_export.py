@@ -616,12 +616,12 @@ def test_small_chunks_and_small_ranges_give_the_same_rows(
     """Rows go through shaping, validation and the writer a chunk at a time, and responses
     are sorted a range at a time: tiny chunks and ranges change neither the rows nor their
     order."""
-    from curate.export import shards, writer
+    from curate.export import ranges, writer
 
     run = selected_run if fmt == "sft" else big_run
     whole = export_run(run, tmp / f"whole-{fmt}", format=fmt, test_fraction=0.25, shard_rows=7)  # type: ignore[arg-type]
     monkeypatch.setattr(writer, "CHUNK_BYTES", 300)
-    monkeypatch.setattr(shards, "RANGE_BYTES", 500)  # many ranges
+    monkeypatch.setattr(ranges, "RANGE_BYTES", 500)  # many ranges
     small = export_run(run, tmp / f"small-{fmt}", format=fmt, test_fraction=0.25, shard_rows=7)  # type: ignore[arg-type]
     assert small.rows == whole.rows and whole.rows["train"] > 7
     for split in whole.files:
@@ -800,12 +800,12 @@ def test_the_responses_found_in_buckets_give_the_same_shards(
 ) -> None:
     """`_wanted_responses` finds the responses in buckets of a hash of the problem id (one
     per `EXPORT_BUCKET` stored responses): any number of buckets gives the same bytes."""
-    from curate.export import shards
+    from curate.export import shards, wanted
 
     run: curate.Run = request.getfixturevalue(name)
     options: dict[str, Any] = {"format": "sft", "test_fraction": 0.3, "order": order}
     one = export_run(run, tmp / f"buckets-{name}-{order}-1", **options)
-    monkeypatch.setattr(shards, "EXPORT_BUCKET", 7)  # 96 or more responses: 14+ buckets
+    monkeypatch.setattr(wanted, "EXPORT_BUCKET", 7)  # 96 or more responses: 14+ buckets
     many = export_run(run, tmp / f"buckets-{name}-{order}-n", **options)
     assert sum(one.rows.values()) > 0 and one.rows == many.rows
     assert one.duplicates == many.duplicates
@@ -814,7 +814,7 @@ def test_the_responses_found_in_buckets_give_the_same_shards(
     export_options = shards.ExportOptions(**options)
     problems = run.table("problems")
     wanted = [
-        shards._wanted_responses(run, parts, problems, export_options, buckets=b) for b in (1, 3)
+        wanted._wanted_responses(run, parts, problems, export_options, buckets=b) for b in (1, 3)
     ]
     assert wanted[0].sort("_part", "_row").equals(wanted[1].sort("_part", "_row"))
 
@@ -827,11 +827,11 @@ def test_the_bucket_files_are_the_exports_own_and_none_is_left(
     run's), a bucket in several files when few may be open: the same bytes, and no file is
     left behind, also when a bucket fails."""
     from curate import responses
-    from curate.export import shards
+    from curate.export import wanted
 
     run, options = graded_run, {"format": "sft", "test_fraction": 0.3}
     one = export_run(run, tmp / "routed-1", **options)
-    monkeypatch.setattr(shards, "EXPORT_BUCKET", 7)
+    monkeypatch.setattr(wanted, "EXPORT_BUCKET", 7)
     monkeypatch.setattr(responses, "OPEN_BUCKETS", 2)
     monkeypatch.setattr(responses, "ROUTE_BYTES", 1)  # every part written out at once
     folders: list[Path] = []
@@ -852,7 +852,7 @@ def test_the_bucket_files_are_the_exports_own_and_none_is_left(
     def failing(keys: pl.DataFrame, mine: pl.DataFrame) -> Any:
         raise RuntimeError("a bucket failed")
 
-    monkeypatch.setattr(shards, "_wanted_in", failing)
+    monkeypatch.setattr(wanted, "_wanted_in", failing)
     with pytest.raises(RuntimeError, match="a bucket failed"):
         export_run(run, tmp / "routed-failed", **options)
     assert not (tmp / "routed-failed").exists()
@@ -867,7 +867,7 @@ def test_completions_sorted_in_small_ranges_give_the_same_shards(
     disk first): a range per row gives the same bytes as one range, responses and solutions
     mixed (``completions="both"``), in the order the module doc gives; `build_splits` (in
     a folder of its own) gives the same rows."""
-    from curate.export import shards
+    from curate.export import ranges, shards
 
     rows = [{**r, "solution": f"It is {r['answer']}."} for r in _sums()]
     pool = _jsonl(tmp / f"both-{order}.jsonl", rows)
@@ -877,14 +877,14 @@ def test_completions_sorted_in_small_ranges_give_the_same_shards(
     options: dict[str, Any] = {"format": "trl", "test_fraction": 0.3, "order": order}
     options |= {"completions": "both"}
     one = export_run(run, tmp / f"ranges-{order}-1", **options)
-    monkeypatch.setattr(shards, "RANGE_BYTES", 1)  # every completion a range of its own
+    monkeypatch.setattr(ranges, "RANGE_BYTES", 1)  # every completion a range of its own
     many = export_run(run, tmp / f"ranges-{order}-n", **options)
     assert one.rows == many.rows and one.rows["train"] > 10 and one.rows["test"] > 0
     assert _shards(one.out) == _shards(many.out)
     # a few rows per range, from both models' parts; one file open at a time: a range
     # is written in several files
-    monkeypatch.setattr(shards, "RANGE_BYTES", 2000)
-    monkeypatch.setattr(shards, "OPEN_RANGES", 1)
+    monkeypatch.setattr(ranges, "RANGE_BYTES", 2000)
+    monkeypatch.setattr(ranges, "OPEN_RANGES", 1)
     few = export_run(run, tmp / f"ranges-{order}-f", **options)
     assert _shards(one.out) == _shards(few.out)
     for split, table in build_splits(run, shards.ExportOptions(**options)).items():
@@ -896,7 +896,7 @@ def test_completions_sorted_in_small_ranges_give_the_same_shards(
         if order == "id":
             assert keys == sorted(keys)
         else:
-            draws = [shards.order_draw(0, i) for i in table["id"].to_pylist()]
+            draws = [ranges.order_draw(0, i) for i in table["id"].to_pylist()]
             assert draws == sorted(draws)
 
 

@@ -18,8 +18,8 @@ _EXPORTS: dict[str, str] = {
     "export_run": "curate.export.shards",
     "build_splits": "curate.export.shards",
     "previous_export": "curate.export.shards",
-    "split_draw": "curate.export.shards",
-    "order_draw": "curate.export.shards",
+    "split_draw": "curate.export.ranges",
+    "order_draw": "curate.export.ranges",
     "ExportOptions": "curate.export.shards",
     "ExportResult": "curate.export.shards",
     "EXPORT_MANIFEST": "curate.export.shards",
@@ -56,15 +56,14 @@ if TYPE_CHECKING:
     from curate.export.card import write_card
     from curate.export.formats import FORMATS, Format, json_schema, validate, write_json_schemas
     from curate.export.hub import PublishResult, publish
+    from curate.export.ranges import order_draw, split_draw
     from curate.export.shards import (
         EXPORT_MANIFEST,
         ExportOptions,
         ExportResult,
         build_splits,
         export_run,
-        order_draw,
         previous_export,
-        split_draw,
     )
 
 

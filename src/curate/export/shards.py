@@ -45,6 +45,7 @@ that becomes ``OUT/data`` only once every row passed::
   zero-row split beside others), except that an export with no rows at all writes one
   zero-row shard per split, so its schema is still on disk.
 
+>>> from curate.export.ranges import split_draw
 >>> split_draw(0, "math:0:1a2b3c4d") == split_draw(0, "math:0:1a2b3c4d")
 True
 """
@@ -59,7 +60,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -72,7 +72,6 @@ from curate.distill import DEFAULT_TEMPLATE
 from curate.errors import ConfigError, InputError, RunError
 from curate.export.formats import (
     FORMATS,
-    REFERENCE,
     THINK_END,
     THINK_START,
     Format,
@@ -83,9 +82,17 @@ from curate.export.formats import (
     select,
     to_arrow,
 )
+from curate.export.ranges import (
+    _ORDER,
+    _order_column,
+    _problem_index,
+    _Ranges,
+    _split_column,
+)
+from curate.export.wanted import _no_reference_model, _wanted_responses
 from curate.export.writer import ShardWriter, rechunk, swap_in
 from curate.io import write_json
-from curate.responses import RESPONSE_KEYS, ResponsesTable, one_per_key, routed
+from curate.responses import ResponsesTable
 from curate.run import Run
 
 EXPORT_MANIFEST = "export.json"
@@ -96,7 +103,6 @@ _KEYS = ["problem_id", "model", "sample"]
 # the problem columns a response row carries (the last three only when graded)
 _PROBLEM_COLUMNS: tuple[str, ...] = ("id", "problem", "answer", "source", "level", "subject")
 _PROBLEM_COLUMNS += ("pass_rate", "cv", "difficulty")
-_SAMPLE_MATCH = ["finish_reason", "n_tokens", "extracted_answer", "verdict"]
 Completions = Literal["auto", "responses", "solutions", "both"]
 COMPLETIONS: tuple[Completions, ...] = get_args(Completions)
 Order = Literal["id", "shuffle"]
@@ -184,24 +190,6 @@ class ExportResult:
     @property
     def manifest(self) -> Path:
         return self.out / EXPORT_MANIFEST
-
-
-def split_draw(seed: int, key: str) -> float:
-    """A number in [0, 1) from ``seed`` and ``key``: a row is ``test`` when it is below the
-    test fraction (BLAKE2b, so the same on every machine and Python)."""
-    digest = hashlib.blake2b(f"curate-split\x00{seed}\x00{key}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "little") / 2**64
-
-
-def order_draw(seed: int, key: str) -> float:
-    """A number in [0, 1) from ``seed`` and ``key`` (an exported row's id): the rows of a
-    ``order="shuffle"`` export are sorted by it (BLAKE2b, the same on every machine).
-
-    >>> order_draw(0, "math:0:1a2b3c4d") == order_draw(0, "math:0:1a2b3c4d")
-    True
-    """
-    digest = hashlib.blake2b(f"curate-order\x00{seed}\x00{key}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "little") / 2**64
 
 
 def export_run(
@@ -401,272 +389,6 @@ class _Rows:
             yield frame
 
 
-RANGE_BYTES = 64 * 2**20
-"""About this much completion text (and prompt) is sorted in memory at a time: an export's
-completions are cut into ranges of their order, each spilled to its own file first."""
-
-OPEN_RANGES = 64
-"""At most this many range files are open at once while the parts are read (a range whose
-file was closed goes on in another)."""
-
-
-class _Ranges:
-    """An export's completions, in export order, one range of it at a time.
-
-    The keys of the completions (`_wanted_responses`; the solutions) are sorted and cut
-    into consecutive ranges of about `RANGE_BYTES` (a response's size estimated from its
-    part's Parquet metadata); `distribute` reads each responses part once and appends its
-    wanted rows, each with its rank in the order, to its range's Arrow file; `read` sorts
-    one range (its file and its solutions) by rank at a time. Per response, memory holds
-    its part, row, rank and range (20 bytes) until the parts are read, not its key or text.
-    """
-
-    def __init__(
-        self,
-        wanted: pl.DataFrame | None,
-        solutions: pl.DataFrame | None,
-        parts: list[Path],
-        index: pl.DataFrame,
-        options: ExportOptions,
-    ) -> None:
-        self.parts = parts
-        self.folder: Path | None = None
-        self.files: dict[int, int] = {}  # per range, its files in the folder
-        self.ranges: dict[str, list[int]] = {s: [] for s in options.splits}
-        if solutions is not None:  # named by their problem's place, as the responses
-            solutions = solutions.join(_positions(index), on="problem_id")
-        keys = _completion_keys(wanted, solutions, parts, index, options)
-        if not keys.height:
-            keys = keys.with_columns(_range=pl.lit(0, pl.Int32), _rank=pl.lit(0, pl.Int64))
-        else:
-            keys = self._ranked(keys, options)
-        solution = pl.col("_part").is_null()
-        self.solutions = pl.DataFrame()
-        if solutions is not None:
-            self.solutions = (
-                keys.filter(solution)
-                .select("_problem", "model", "sample", "_rank", "_range")
-                .join(solutions.select("_problem", "problem_id", "text"), on="_problem")
-            )
-        self.where = (
-            keys.filter(~solution)
-            .select(  # sorted by part and row: read in turn
-                pl.col("_part", "_row").cast(pl.Int32), "_rank", pl.col("_range").cast(pl.Int32)
-            )
-            .sort("_part", "_row")
-        )
-
-    def _ranked(self, keys: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
-        """``keys`` in export order (the splits in turn) with their ``_rank`` in it and the
-        ``_range`` each falls in (numbered over every split)."""
-        by = ["_problem", "model", "sample"]  # _problem sorts as the problem id
-        by = [_ORDER, *by] if options.order == "shuffle" else by
-        ordered, first = [], 0
-        for split in options.splits:
-            mine = keys.filter(pl.col("_split") == split).sort(by)
-            size = mine["_size"]
-            cut = ((size.cum_sum() - size) // RANGE_BYTES + first).alias("_range")
-            self.ranges[split] = cut.unique(maintain_order=True).to_list()
-            first = self.ranges[split][-1] + 1 if self.ranges[split] else first
-            ordered.append(mine.select("_problem", "model", "sample", "_part", "_row", cut))
-        ranked = pl.concat(ordered, how="vertical").with_row_index("_rank")
-        return ranked.with_columns(pl.col("_rank").cast(pl.Int64))
-
-    def distribute(self, spill: Path) -> None:
-        """Read every part with wanted responses once, and append them to their ranges'
-        files in ``spill`` (text, prompt and tokens, under their rank)."""
-        import pyarrow.parquet as pq
-
-        self.folder = spill
-        spill.mkdir(parents=True, exist_ok=True)
-        writers: dict[int, Any] = {}  # the open files, least recently written first
-        try:
-            parts = self.where["_part"].to_numpy()
-            for lo, hi in _runs(parts):
-                rows = self.where.slice(lo, hi - lo)
-                for table in _taken(pq.ParquetFile(self.parts[parts[lo]]), rows):
-                    for index, piece in _by_range(table):
-                        writer = writers.pop(index, None) or self._open(index, piece, writers)
-                        writers[index] = writer  # now the most recently written
-                        writer.write_table(piece)
-        finally:
-            for writer in writers.values():
-                writer.close()
-        self.where = self.where.clear()
-
-    def _open(self, index: int, piece: pa.Table, writers: dict[int, Any]) -> Any:
-        """A new file for range ``index`` (its next), closing the least recently written
-        of ``writers`` if `OPEN_RANGES` are open (its range goes on in a new file)."""
-        import pyarrow.ipc as ipc
-
-        if len(writers) >= OPEN_RANGES:
-            writers.pop(next(iter(writers))).close()
-        count = self.files.get(index, 0)
-        self.files[index] = count + 1
-        return ipc.new_stream(pa.OSFile(str(self._file(index, count)), "wb"), piece.schema)
-
-    def _file(self, index: int, piece: int) -> Path:
-        assert self.folder is not None
-        return self.folder / f"range-{index}-{piece}.arrow"
-
-    def read(self, split: str) -> Iterator[pl.DataFrame]:
-        """``split``'s completions, in order: one range at a time, sorted by rank."""
-        import pyarrow.ipc as ipc
-
-        for index in self.ranges[split]:
-            frames = []
-            if self.solutions.height:
-                solutions = self.solutions.filter(pl.col("_range") == index)
-                frames.append(
-                    solutions.select(
-                        "problem_id",
-                        "model",
-                        "sample",
-                        "text",
-                        "_rank",
-                        prompt=pl.lit(None, pl.String),
-                        n_tokens=pl.lit(None, pl.Int64),
-                        _solution=pl.lit(True),
-                    )
-                )
-            for piece in range(self.files.get(index, 0)):
-                path = self._file(index, piece)
-                with pa.OSFile(str(path), "rb") as source:
-                    table = ipc.open_stream(source).read_all()
-                path.unlink()
-                frame = pl.from_arrow(table)
-                assert isinstance(frame, pl.DataFrame)
-                del table
-                frames.append(frame.with_columns(_solution=pl.lit(False)))
-            frame = pl.concat(frames, how="diagonal_relaxed").sort("_rank")
-            del frames
-            yield frame.select(_COMPLETION)
-
-
-_COMPLETION = ["problem_id", "model", "sample", "text", "prompt", "n_tokens", "_solution"]
-"""The columns of a completion, in `_Ranges.read`'s frames (before its problem's)."""
-
-
-def _completion_keys(
-    wanted: pl.DataFrame | None,
-    solutions: pl.DataFrame | None,
-    parts: list[Path],
-    index: pl.DataFrame,
-    options: ExportOptions,
-) -> pl.DataFrame:
-    """The keys of an export's completions (``_problem``, model, sample; ``_order`` when
-    shuffled), each with its split and an estimate of its bytes: the wanted responses
-    (with their part and row), then the solutions."""
-    frames = []
-    split = index["_split"]
-    if wanted is not None and wanted.height:
-        sizes = pl.Series(_row_bytes(parts), dtype=pl.Int64)
-        frames.append(
-            wanted.select(
-                "_problem",
-                "model",
-                pl.col("sample").cast(pl.Int64),
-                pl.col("_part", "_row").cast(pl.Int64),
-                *([_ORDER] if options.order == "shuffle" else []),
-                _split=split.gather(wanted["_problem"]),
-                _size=sizes.gather(wanted["_part"]),
-            )
-        )
-    if solutions is not None and solutions.height:
-        ids = solutions["problem_id"] + f"/{REFERENCE}/0"  # the rows' ids
-        order = [_order_column(ids, options.seed)] if options.order == "shuffle" else []
-        frames.append(
-            solutions.select(
-                "_problem",
-                *order,
-                model=pl.lit(REFERENCE, pl.String),
-                sample=pl.lit(0, pl.Int64),
-                _split=split.gather(solutions["_problem"]),
-                _size=pl.col("text").str.len_bytes().cast(pl.Int64) + 64,
-            )
-        )
-    schema = {"_problem": pl.UInt32, "model": pl.String, "sample": pl.Int64}
-    schema |= {"_part": pl.Int64, "_row": pl.Int64, _ORDER: pl.Float64}
-    empty = pl.DataFrame(schema=schema | {"_split": pl.String, "_size": pl.Int64})
-    return pl.concat([empty, *frames], how="diagonal_relaxed")
-
-
-def _problem_index(problems: pl.LazyFrame, options: ExportOptions) -> pl.DataFrame:
-    """The problems' ids, sorted, with their ``_split``: a completion names its problem by
-    its place here (``_problem``), which sorts as the id does, in 4 bytes."""
-    ids = problems.select("id").collect().sort("id")
-    return ids.with_columns(_split_column(ids["id"], options))
-
-
-def _positions(index: pl.DataFrame) -> pl.DataFrame:
-    """``problem_id`` -> ``_problem`` (its place in `_problem_index`)."""
-    return index.select(
-        pl.col("id").alias("problem_id"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("_problem")
-    )
-
-
-def _row_bytes(parts: list[Path]) -> list[int]:
-    """Per responses part, the bytes of a row's text and prompt, about (from the Parquet
-    metadata: uncompressed, at least 64): sizes the ranges of `_Ranges`."""
-    import pyarrow.parquet as pq
-
-    sizes = []
-    for path in parts:
-        meta = pq.read_metadata(path)
-        total = 0
-        for g in range(meta.num_row_groups):
-            group = meta.row_group(g)
-            for c in range(group.num_columns):
-                column = group.column(c)
-                if column.path_in_schema in ("text", "prompt"):
-                    total += column.total_uncompressed_size
-        sizes.append(max(64, total // max(1, meta.num_rows)) + 64)
-    return sizes
-
-
-_TAKEN = ("problem_id", "model", "sample", "text", "prompt", "n_tokens")
-_TAKEN_TYPES = (pa.string(), pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64())
-
-
-def _taken(part: Any, rows: pl.DataFrame) -> Iterator[pa.Table]:
-    """The rows of Parquet file ``part`` that ``rows`` names (``_row``, sorted), a batch at
-    a time, as `_TAKEN` with their ``_rank`` and ``_range``."""
-    names = set(part.schema_arrow.names)
-    wanted, ranks, ranges = (rows[c].to_numpy() for c in ("_row", "_rank", "_range"))
-    start = 0
-    for batch in part.iter_batches(batch_size=8192, columns=[c for c in _TAKEN if c in names]):
-        lo, hi = np.searchsorted(wanted, [start, start + batch.num_rows])
-        if hi > lo:
-            taken = batch.take(pa.array(wanted[lo:hi] - start))
-            columns = [
-                taken.column(c).cast(t) if c in names else pa.nulls(hi - lo, t)
-                for c, t in zip(_TAKEN, _TAKEN_TYPES, strict=True)
-            ]
-            columns += [pa.array(ranks[lo:hi]), pa.array(ranges[lo:hi])]
-            yield pa.table(columns, names=[*_TAKEN, "_rank", "_range"])
-        start += batch.num_rows
-
-
-def _by_range(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
-    """``table``'s rows grouped by ``_range`` (without it), in the order of the ranges."""
-    ranges = table.column("_range").to_numpy()
-    order = np.argsort(ranges, kind="stable")
-    ranges = ranges[order]
-    table = table.take(pa.array(order)).drop_columns(["_range"])
-    for lo, hi in _runs(ranges):
-        yield int(ranges[lo]), table.slice(lo, hi - lo)
-
-
-def _runs(values: np.ndarray) -> list[tuple[int, int]]:
-    """The (start, end) of each run of equal ``values``.
-
-    >>> _runs(np.array([3, 3, 5, 7, 7])), _runs(np.array([]))
-    ([(0, 2), (2, 3), (3, 5)], [])
-    """
-    bounds = [0, *(np.flatnonzero(np.diff(values)) + 1).tolist(), len(values)]
-    return [(lo, hi) for lo, hi in pairwise(bounds) if hi > lo]
-
-
 def _first_seen(digests: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which ``digests`` are neither in the sorted array ``seen`` nor earlier in
     ``digests``, and ``seen`` with them merged in (still sorted): 16 bytes per pair kept.
@@ -686,25 +408,6 @@ def _first_seen(digests: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 _DIGEST = np.dtype("S16")  # a (prompt, completion) pair's BLAKE2b digest, as 16 raw bytes
-
-
-_ORDER = "_order"
-
-
-def _order_column(keys: pl.Series, seed: int) -> pl.Series:
-    """`order_draw` of each key, as the ``_order`` column a shuffled export is sorted by."""
-    return pl.Series(_ORDER, [order_draw(seed, k) for k in keys.to_list()], dtype=pl.Float64)
-
-
-def _split_column(keys: pl.Series, options: ExportOptions) -> pl.Expr:
-    """``train`` or ``test`` per row, drawn once per distinct key (a problem id)."""
-    if options.test_fraction == 0:
-        return pl.lit("train", pl.String).alias("_split")
-    test = [
-        k for k in keys.unique().to_list() if split_draw(options.seed, k) < options.test_fraction
-    ]
-    is_test = pl.col(keys.name).is_in(pl.Series(test, dtype=pl.String).implode())
-    return pl.when(is_test).then(pl.lit("test")).otherwise(pl.lit("train")).alias("_split")
 
 
 def _user_prompt(options: ExportOptions) -> pl.Expr:
@@ -829,211 +532,6 @@ def _solutions(problems: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
         pl.col("id").alias("problem_id"), pl.col("solution").cast(pl.String).alias("text")
     )
     return frame.with_columns(_split_column(frame["problem_id"], options))
-
-
-def _no_reference_model(wanted: pl.DataFrame) -> None:
-    if wanted.filter(pl.col("model") == REFERENCE).height:
-        raise ConfigError(
-            f"a model of the run is labelled {REFERENCE!r}, the label of the reference "
-            "solutions in completions='both', so their rows would share ids: export "
-            "completions='responses' and completions='solutions' separately"
-        )
-
-
-def _wanted_responses(
-    run: Run,
-    parts: list[Path],
-    problems: pl.LazyFrame,
-    options: ExportOptions,
-    *,
-    buckets: int | None = None,
-    index: pl.DataFrame | None = None,
-    under: Path | None = None,
-) -> pl.DataFrame:
-    """Where in the responses ``parts`` the responses to export are: ``_part``, ``_row``,
-    and their key: ``_problem`` (the problem's place in ``index``, `_problem_index`),
-    ``model``, ``sample``; and when shuffled, the ``_order`` they are sorted by: about 32
-    bytes per response (a model name of up to 12 bytes is held in place), no problem id.
-
-    Read from the key columns only (no text): per (problem, model, sample), the response
-    of the run's own settings (`_current`; where a key was stored twice, the copy
-    `curate.distill.read_responses` keeps), and of those the ``selected`` ones, or else the
-    correct, finished ones. Found in ``buckets`` (by default one per `EXPORT_BUCKET`
-    stored responses) of a hash of the problem id, one at a time: a key's copies, and the
-    ``samples`` that describe it, share its problem, so each bucket decides alone. With
-    more than one, the parts' key columns and the problems' ``samples`` are read once and
-    routed to a temporary file per bucket (`curate.responses.routed`, in ``under``).
-    """
-    columns = problems.collect_schema().names()
-    if buckets is None:
-        rows = pl.scan_parquet(parts).select(pl.len()).collect().item() if parts else 0
-        buckets = max(1, -(-rows // EXPORT_BUCKET))
-    if "samples" in columns and "gen_key" not in _sample_fields(problems.collect_schema()):
-        buckets = 1  # runs of before ``gen_key``: `_current` votes over every key at once
-    positions = _positions(_problem_index(problems, options) if index is None else index)
-    mine = problems.select(c for c in ("id", "samples", "selected") if c in columns)
-    if buckets == 1:  # a small table: read directly
-        keys, gone = _wanted_in(_keys_of(_scans(parts)), mine.collect())
-        wanted = _compact(keys, positions, options)
-    else:
-        wanted, gone = _wanted_routed(run, parts, mine, options, buckets, positions, under)
-    if gone.height:
-        raise RunError(
-            f"{run.path}: {gone.height} selected response(s) are not in the responses "
-            f"table, e.g. {gone.row(0, named=True)}; the run is inconsistent: re-run "
-            "the recipe to regenerate them"
-        )
-    return wanted
-
-
-_READ = [*RESPONSE_KEYS, *_SAMPLE_MATCH, "correct"]
-"""The responses' columns `_wanted_responses` reads (with each row's part and place)."""
-
-
-def _scans(parts: list[Path]) -> pl.LazyFrame:
-    """The `_READ` columns of every part, with their ``_part`` and ``_row``."""
-    scans = [
-        pl.scan_parquet(p)
-        .select(_READ)
-        .with_row_index("_row")
-        .with_columns(pl.lit(i, pl.Int64).alias("_part"))
-        for i, p in enumerate(parts)
-    ]
-    return pl.concat(scans, how="diagonal_relaxed")
-
-
-def _keys_of(responses: pl.LazyFrame) -> pl.DataFrame:
-    """``responses`` (`_READ`, part and row), one per key (`one_per_key`)."""
-    casts = pl.col("sample", "n_tokens").cast(pl.Int64), pl.col("_row").cast(pl.Int64)
-    return one_per_key(responses.with_columns(*casts)).collect()
-
-
-def _wanted_routed(
-    run: Run,
-    parts: list[Path],
-    mine: pl.LazyFrame,
-    options: ExportOptions,
-    buckets: int,
-    positions: pl.DataFrame,
-    under: Path | None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`_wanted_responses` in ``buckets``: the responses' key columns and the problems
-    (``mine``: id, samples, selected) each read once, routed to bucket files, and each
-    bucket decided in turn; and the selected responses the table lacks."""
-    table = ResponsesTable.of_run(run.path)
-    schema = table.frames_schema(_READ, located=True)
-    frames, missing = [], []
-    with (
-        routed(
-            table.frames(_READ, parts=parts, located=True),
-            key="problem_id",
-            count=buckets,
-            schema=schema,
-            under=under,
-        ) as responses,
-        routed(
-            mine.collect_batches(chunk_size=PROBLEM_BATCH),
-            key="id",
-            count=buckets,
-            schema=mine.collect_schema(),
-            under=under,
-        ) as problems,
-    ):
-        for bucket in range(buckets):
-            keys = _keys_of(responses.read(bucket).lazy())
-            keys, absent = _wanted_in(keys, problems.read(bucket))
-            frames.append(_compact(keys, positions, options))
-            missing.append(absent)
-    return pl.concat(frames), pl.concat(missing)
-
-
-def _compact(keys: pl.DataFrame, positions: pl.DataFrame, options: ExportOptions) -> pl.DataFrame:
-    """`_wanted_in`'s ``keys`` as `_wanted_responses` keeps them (the problem id as its
-    place, the shuffle's draw computed while the id is at hand)."""
-    if options.order == "shuffle":
-        ids = keys.select(pl.concat_str(pl.col(*_KEYS).cast(pl.String), separator="/"))
-        keys = keys.with_columns(_order_column(ids.to_series(), options.seed))
-    return keys.join(positions, on="problem_id", maintain_order="left").select(
-        pl.col("_part", "_row").cast(pl.Int32),
-        "_problem",
-        "model",
-        pl.col("sample").cast(pl.Int32),
-        *([_ORDER] if options.order == "shuffle" else []),
-    )
-
-
-EXPORT_BUCKET = 250_000
-"""Stored responses per bucket in which `_wanted_responses` finds the responses to export
-(the parts' key columns are read once and routed to bucket files: more buckets hold less
-at once)."""
-
-PROBLEM_BATCH = 65_536
-"""Problems (id, samples, selected) read at a time while they are routed to buckets."""
-
-
-def _wanted_in(keys: pl.DataFrame, mine: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`_wanted_responses` of the problems ``mine`` (id, samples, selected) among the
-    responses ``keys`` (`_keys_of`: every stored key of those problems, and maybe more),
-    and the ``selected`` responses of those that the responses table lacks."""
-    keys = _current(keys, mine)
-    missing = pl.DataFrame()
-    if "selected" in mine.columns:
-        chosen = _per_sample(mine, "selected")
-        missing = chosen.join(keys, on=_KEYS, how="anti")
-        keys = keys.join(chosen, on=_KEYS, how="semi")
-    else:
-        keys = keys.filter(pl.col("correct").fill_null(False), pl.col("finish_reason") == "stop")
-    keys = keys.join(mine.select(pl.col("id").alias("problem_id")), on="problem_id", how="semi")
-    return keys.select("_part", "_row", *_KEYS), missing
-
-
-def _per_sample(problems: pl.DataFrame, column: str) -> pl.DataFrame:
-    """One row per entry of the problems' list-of-structs ``column`` (``samples``,
-    ``selected``): its fields, under the problem's id as ``problem_id``."""
-    return (
-        problems.select(pl.col("id").alias("problem_id"), column)
-        .explode(column)
-        .drop_nulls(column)
-        .unnest(column)
-        .with_columns(pl.col("sample").cast(pl.Int64))
-    )
-
-
-def _sample_fields(schema: pl.Schema) -> list[str]:
-    dtype = schema["samples"]
-    inner = dtype.inner if isinstance(dtype, pl.List) else None
-    return [f.name for f in inner.fields] if isinstance(inner, pl.Struct) else []
-
-
-def _current(keys: pl.DataFrame, problems: pl.DataFrame) -> pl.DataFrame:
-    """One response per (problem, model, sample): the ones the run's ``samples`` describe.
-
-    The responses cache outlives settings: a model re-run with other sampling settings has
-    two responses per key under two ``gen_key``\\ s. Each entry of ``samples`` names its
-    ``gen_key``: the response with that exact key is the run's own. (Runs of curate before
-    that: per model, the ``gen_key`` whose responses match the problems' ``samples``
-    (finish reason, tokens, answer, verdict) most often.)
-    """
-    exact = "samples" in problems.columns and "gen_key" in _sample_fields(problems.schema)
-    if exact:
-        described = _per_sample(problems, "samples").select(RESPONSE_KEYS)
-        keys = keys.join(described, on=list(RESPONSE_KEYS), how="semi")
-    elif "samples" in problems.columns:
-        described = (
-            _per_sample(problems, "samples")
-            .select(*_KEYS, *_SAMPLE_MATCH)
-            .with_columns(pl.col("n_tokens").cast(pl.Int64))
-        )
-        keys = keys.join(described.select(_KEYS).unique(), on=_KEYS, how="semi")
-        votes = (
-            keys.join(described, on=[*_KEYS, *_SAMPLE_MATCH], how="semi", nulls_equal=True)
-            .group_by("model", "gen_key")
-            .len()
-            .sort(["model", "len", "gen_key"], descending=[False, True, False])
-            .unique("model", keep="first", maintain_order=True)
-        )
-        keys = keys.join(votes.select("model", "gen_key"), on=["model", "gen_key"], how="semi")
-    return keys.sort(RESPONSE_KEYS).unique(_KEYS, keep="first", maintain_order=True)
 
 
 def _parse_prompts(prompts: pl.Series, system: str | None) -> pl.DataFrame:

@@ -64,9 +64,14 @@ def take(path: str, positions: np.ndarray | None = None) -> np.ndarray:
         width = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
         if positions is None:
             return np.fromfile(f, dtype=dtype, count=int(np.prod(dims))).reshape(dims)
-        wanted, inverse = np.unique(np.asarray(positions, np.int64), return_inverse=True)
-        if len(wanted) and (wanted[0] < 0 or wanted[-1] >= dims[0]):
+        positions = np.asarray(positions, np.int64)
+        if len(positions) and (positions.min() < 0 or positions.max() >= dims[0]):
             raise IndexError(f"{path}: rows outside 0..{dims[0] - 1}")
+        if len(positions) * _DENSE > dims[0] and dims[0] * width <= _BLOCK:  # read it all
+            whole = np.fromfile(f, dtype=dtype, count=int(np.prod(dims))).reshape(dims)
+            picked: np.ndarray = whole[positions]
+            return picked
+        wanted, inverse = np.unique(positions, return_inverse=True)
         rows = np.empty((len(wanted), *dims[1:]), dtype)
         if rows.size == 0:
             return rows[inverse.ravel()]
@@ -128,6 +133,8 @@ class Stacked:
         positions = np.asarray(positions, np.int64)
         starts = np.cumsum(self.sizes) - np.asarray(self.sizes, np.int64)
         piece = np.searchsorted(starts, positions, side="right") - 1
+        if len(self.pieces) < 1 << 15:  # a 16-bit key: numpy's stable sort is a radix sort
+            piece = piece.astype(np.int16)
         order = np.argsort(piece, kind="stable")  # the positions of each piece together
         bounds = np.searchsorted(piece[order], np.arange(len(self.pieces) + 1))
         out: np.ndarray | None = None

@@ -99,7 +99,6 @@ EXPORT_MANIFEST = "export.json"
 EXPORT_VERSION = 1
 DATA_DIR = "data"
 _MSG = pl.Struct({"role": pl.String, "content": pl.String})
-_KEYS = ["problem_id", "model", "sample"]
 # the problem columns a response row carries (the last three only when graded)
 _PROBLEM_COLUMNS: tuple[str, ...] = ("id", "problem", "answer", "source", "level", "subject")
 _PROBLEM_COLUMNS += ("pass_rate", "cv", "difficulty")

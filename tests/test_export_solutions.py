@@ -161,11 +161,14 @@ def test_trl_of_solutions_with_a_template_and_a_test_split(
 
 
 def test_has_solution_counts_blank_as_missing() -> None:
-    from curate.export.shards import _has_solution
+    from curate.export.shards import _solution_given
+
+    def given(frame: pl.DataFrame) -> list[bool]:
+        return frame.select(_solution_given(frame.columns)).to_series().to_list()
 
     frame = pl.DataFrame({"solution": ["x", " \n", None, ""]}, schema={"solution": pl.String})
-    assert _has_solution(frame).to_list() == [True, False, False, False]
-    assert _has_solution(pl.DataFrame({"id": ["a"]})).to_list() == [False]
+    assert given(frame) == [True, False, False, False]
+    assert given(pl.DataFrame({"id": ["a"]})) == [False]
 
 
 # --- choices the run cannot satisfy ----------------------------------------------------------

@@ -512,11 +512,6 @@ def _completion_source(
     return source, parts
 
 
-def _has_solution(problems: pl.DataFrame) -> pl.Series:
-    """Which ``problems`` have a reference solution (`_solution_given`)."""
-    return problems.with_columns(_solution_given(problems.columns).alias("_given"))["_given"]
-
-
 def _solution_given(columns: list[str]) -> pl.Expr:
     """True for a problem whose reference solution is neither null nor blank."""
     if "solution" not in columns:

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
+
+from curate.errors import RunError
 
 _DENSE = 16  # at least one row in 16 wanted: read the whole file, a block at a time
 _BLOCK = 64 << 20  # bytes per block
@@ -148,6 +151,22 @@ class Stacked:
             first = _take(self.pieces[0], np.zeros(0, np.int64)) if self.pieces else np.zeros(0)
             return first[:0]
         return out
+
+
+def column_rows(frame: pl.DataFrame, column: str, where: str) -> np.ndarray:
+    """A `curate.Stage.arrays` column of ``frame`` as a NumPy array, one row per row (lists
+    of one length, or fixed-size arrays: rows x width); ``where`` names the batch in errors."""
+    if column not in frame.columns:
+        raise RunError(f"{where}: the stage declares array {column} but did not return it")
+    series = frame[column]
+    if series.dtype == pl.List:  # lists: one width for the batch
+        widths = series.list.len().unique()
+        if len(widths) > 1:
+            raise RunError(f"{where}: column {column} has lists of lengths {widths.to_list()}")
+        series = series.list.to_array(int(widths[0]) if len(widths) else 0)
+    if series.null_count():
+        raise RunError(f"{where}: column {column} has nulls; an array column needs a value per row")
+    return series.to_numpy()
 
 
 def stacked(ref: Any) -> Stacked:

@@ -283,9 +283,10 @@ class Stage:
             out = self.map_batch(table, ctx)
             out = out.collect() if isinstance(out, pl.LazyFrame) else out
             if self.arrays() and step:
-                from curate.arrays import Stacked
+                from curate.arrays import Stacked, column_rows
 
-                arrays = {c: Stacked((out[c].to_numpy(),)) for c in self.arrays()}
+                where = f"stage {self.name}"
+                arrays = {c: Stacked((column_rows(out, c, where),)) for c in self.arrays()}
                 ctx = dataclasses.replace(ctx, arrays={**ctx.arrays, **arrays})
                 out = out.drop(*arrays)
             added = self.added_by(out)

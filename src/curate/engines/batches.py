@@ -9,19 +9,17 @@ file, and a batch retried after a worker died overwrites its file with the same 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from curate.arrays import Stacked
+from curate.arrays import Stacked, column_rows
 from curate.errors import RunError
-from curate.io import write_json, write_parquet
+from curate.io import write_json, write_npy, write_parquet
 from curate.stage import Stage, StageContext, merge_added
 
 PLAN = "plan.json"
@@ -131,7 +129,7 @@ def run_batch(stage: Stage, plan: BatchPlan, index: int, ctx: StageContext) -> i
         rows=f"the {batch.height} rows {start}-{stop - 1}",
     )
     for column in stage.arrays() if stage.steps[1] else ():  # before the part, as the stats
-        _save(_numbers(added, column, f"{plan.part(index)}"), plan.array_file(index, column))
+        write_npy(column_rows(added, column, f"{plan.part(index)}"), plan.array_file(index, column))
         added = added.drop(column)
     if own.stats:  # before the part: the part's presence says the batch is done
         write_json(own.stats, plan.stats_file(index))
@@ -155,40 +153,6 @@ def add_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
         elif key not in total:
             total[key] = value
     return total
-
-
-@contextlib.contextmanager
-def _removed_on_error(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _numbers(frame: pl.DataFrame, column: str, where: str) -> Any:
-    """``frame[column]`` as a NumPy array (a fixed-size list column: rows x width)."""
-    if column not in frame.columns:
-        raise RunError(f"{where}: the stage declares array {column} but did not return it")
-    series = frame[column]
-    if series.dtype == pl.List:  # lists: one width for the batch
-        widths = series.list.len().unique()
-        if len(widths) > 1:
-            raise RunError(f"{where}: column {column} has lists of lengths {widths.to_list()}")
-        series = series.list.to_array(int(widths[0]) if len(widths) else 0)
-    if series.null_count():
-        raise RunError(f"{where}: column {column} has nulls; an array column needs a value per row")
-    return series.to_numpy()
-
-
-def _save(values: Any, path: Path) -> None:
-    """``values`` as the ``.npy`` file ``path``, atomically (a temp file, then renamed)."""
-    import numpy as np
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    with _removed_on_error(tmp), tmp.open("wb") as f:
-        np.save(f, np.ascontiguousarray(values))
-    tmp.replace(path)
 
 
 def _number(value: Any) -> bool:

@@ -29,7 +29,7 @@ Rules where formats differ:
 ('toy:0:...', '1+1?', '2')
 """
 
-from curate.io.atomic import ParquetSink, write_json, write_jsonl, write_parquet
+from curate.io.atomic import ParquetSink, write_json, write_jsonl, write_npy, write_parquet
 from curate.io.canon import INSTRUCTION_PREFIXES, INSTRUCTION_SUFFIXES, strip_instructions
 from curate.io.formats import BATCH_SIZE
 from curate.io.source import READER_VERSION, Format, Source, read
@@ -46,5 +46,6 @@ __all__ = [
     "strip_instructions",
     "write_json",
     "write_jsonl",
+    "write_npy",
     "write_parquet",
 ]

@@ -66,6 +66,20 @@ def write_json(obj: Any, path: str | Path) -> None:
     _atomic_write(path, lambda f: f.write(data + b"\n"))
 
 
+def write_npy(values: Any, path: str | Path) -> None:
+    """Write ``values`` (an array) as the ``.npy`` file ``path``, atomically.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "v.npy"
+    >>> write_npy(np.arange(4).reshape(2, 2), p)
+    >>> np.load(p).tolist()
+    [[0, 1], [2, 3]]
+    """
+    import numpy as np
+
+    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(values)))
+
+
 def write_jsonl(rows: Iterable[Any], path: str | Path) -> Path:
     r"""Write ``rows`` as JSON Lines (one object per line), atomically; returns ``path``.
 

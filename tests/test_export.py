@@ -867,6 +867,7 @@ def test_completions_sorted_in_small_ranges_give_the_same_shards(
     disk first): a range per row gives the same bytes as one range, responses and solutions
     mixed (``completions="both"``), in the order the module doc gives; `build_splits` (in
     a folder of its own) gives the same rows."""
+    from curate import responses
     from curate.export import ranges, shards
 
     rows = [{**r, "solution": f"It is {r['answer']}."} for r in _sums()]
@@ -884,7 +885,8 @@ def test_completions_sorted_in_small_ranges_give_the_same_shards(
     # a few rows per range, from both models' parts; one file open at a time: a range
     # is written in several files
     monkeypatch.setattr(ranges, "RANGE_BYTES", 2000)
-    monkeypatch.setattr(ranges, "OPEN_RANGES", 1)
+    monkeypatch.setattr(responses, "OPEN_BUCKETS", 1)
+    monkeypatch.setattr(responses, "ROUTE_BYTES", 1)  # each part's rows written at once
     few = export_run(run, tmp / f"ranges-{order}-f", **options)
     assert _shards(one.out) == _shards(few.out)
     for split, table in build_splits(run, shards.ExportOptions(**options)).items():

@@ -198,8 +198,9 @@ def bucket_of(column: str, count: int) -> pl.Expr:
 
 
 class Buckets:
-    """Rows routed by `bucket_of` their ``key`` column to ``count`` buckets, each a series of
-    Arrow IPC stream files in ``folder``, to be read back one bucket at a time (`routed`).
+    """Rows routed by `bucket_of` their ``key`` column (or, ``numbered``, by the bucket
+    number the ``key`` column holds) to ``count`` buckets, each a series of Arrow IPC stream
+    files in ``folder``, to be read back one bucket at a time (`routed`; the export's ranges).
 
     Rows are cast to ``schema`` and keep their order within a bucket. About `ROUTE_BYTES`
     of rows are held before they are appended to their buckets' files, and at most
@@ -207,8 +208,17 @@ class Buckets:
     goes on in a new file).
     """
 
-    def __init__(self, folder: Path, count: int, schema: Mapping[str, Any], *, key: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        count: int,
+        schema: Mapping[str, Any],
+        *,
+        key: str,
+        numbered: bool = False,
+    ) -> None:
         self.folder, self.count, self.key = folder, count, key
+        self._bucket = pl.col(key) if numbered else bucket_of(key, count)
         self.schema = pl.Schema(schema)
         self.files = [0] * count  # per bucket, its files so far
         self._held: list[pl.DataFrame] = []  # rows not written yet, with their ``_bucket``
@@ -220,7 +230,7 @@ class Buckets:
         frame = frame.select(pl.col(name).cast(dtype) for name, dtype in self.schema.items())
         if not frame.height:
             return
-        self._held.append(frame.with_columns(bucket_of(self.key, self.count).alias("_bucket")))
+        self._held.append(frame.with_columns(self._bucket.alias("_bucket")))
         self._bytes += int(frame.estimated_size())
         if self._bytes >= ROUTE_BYTES:
             self.flush()

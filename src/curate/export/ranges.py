@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.export.formats import REFERENCE
+from curate.responses import Buckets
 
 if TYPE_CHECKING:
     from curate.export.shards import ExportOptions
@@ -69,10 +70,6 @@ RANGE_BYTES = 64 * 2**20
 """About this much completion text (and prompt) is sorted in memory at a time: an export's
 completions are cut into ranges of their order, each spilled to its own file first."""
 
-OPEN_RANGES = 64
-"""At most this many range files are open at once while the parts are read (a range whose
-file was closed goes on in another)."""
-
 
 class _Ranges:
     """An export's completions, in export order, one range of it at a time.
@@ -94,8 +91,7 @@ class _Ranges:
         options: ExportOptions,
     ) -> None:
         self.parts = parts
-        self.folder: Path | None = None
-        self.files: dict[int, int] = {}  # per range, its files in the folder
+        self.buckets: Buckets | None = None  # the ranges' files, once distributed
         self.ranges: dict[str, list[int]] = {s: [] for s in options.splits}
         if solutions is not None:  # named by their problem's place, as the responses
             solutions = solutions.join(_positions(index), on="problem_id")
@@ -138,45 +134,27 @@ class _Ranges:
 
     def distribute(self, spill: Path) -> None:
         """Read every part with wanted responses once, and append them to their ranges'
-        files in ``spill`` (text, prompt and tokens, under their rank)."""
+        files in ``spill`` (text, prompt and tokens, under their rank): `Buckets` numbered
+        by range, at most `curate.responses.OPEN_BUCKETS` files open at once."""
         import pyarrow.parquet as pq
 
-        self.folder = spill
         spill.mkdir(parents=True, exist_ok=True)
-        writers: dict[int, Any] = {}  # the open files, least recently written first
+        count = 1 + max((r for ranges in self.ranges.values() for r in ranges), default=0)
+        self.buckets = Buckets(spill, count, _SPILLED, key="_range", numbered=True)
         try:
             parts = self.where["_part"].to_numpy()
             for lo, hi in _runs(parts):
                 rows = self.where.slice(lo, hi - lo)
                 for table in _taken(pq.ParquetFile(self.parts[parts[lo]]), rows):
-                    for index, piece in _by_range(table):
-                        writer = writers.pop(index, None) or self._open(index, piece, writers)
-                        writers[index] = writer  # now the most recently written
-                        writer.write_table(piece)
+                    frame = pl.from_arrow(table)
+                    assert isinstance(frame, pl.DataFrame)
+                    self.buckets.add(frame)
         finally:
-            for writer in writers.values():
-                writer.close()
+            self.buckets.close()
         self.where = self.where.clear()
-
-    def _open(self, index: int, piece: pa.Table, writers: dict[int, Any]) -> Any:
-        """A new file for range ``index`` (its next), closing the least recently written
-        of ``writers`` if `OPEN_RANGES` are open (its range goes on in a new file)."""
-        import pyarrow.ipc as ipc
-
-        if len(writers) >= OPEN_RANGES:
-            writers.pop(next(iter(writers))).close()
-        count = self.files.get(index, 0)
-        self.files[index] = count + 1
-        return ipc.new_stream(pa.OSFile(str(self._file(index, count)), "wb"), piece.schema)
-
-    def _file(self, index: int, piece: int) -> Path:
-        assert self.folder is not None
-        return self.folder / f"range-{index}-{piece}.arrow"
 
     def read(self, split: str) -> Iterator[pl.DataFrame]:
         """``split``'s completions, in order: one range at a time, sorted by rank."""
-        import pyarrow.ipc as ipc
-
         for index in self.ranges[split]:
             frames = []
             if self.solutions.height:
@@ -193,15 +171,8 @@ class _Ranges:
                         _solution=pl.lit(True),
                     )
                 )
-            for piece in range(self.files.get(index, 0)):
-                path = self._file(index, piece)
-                with pa.OSFile(str(path), "rb") as source:
-                    table = ipc.open_stream(source).read_all()
-                path.unlink()
-                frame = pl.from_arrow(table)
-                assert isinstance(frame, pl.DataFrame)
-                del table
-                frames.append(frame.with_columns(_solution=pl.lit(False)))
+            if self.buckets is not None:
+                frames.append(self.buckets.read(index).with_columns(_solution=pl.lit(False)))
             frame = pl.concat(frames, how="diagonal_relaxed").sort("_rank")
             del frames
             yield frame.select(_COMPLETION)
@@ -290,6 +261,14 @@ def _row_bytes(parts: list[Path]) -> list[int]:
 
 _TAKEN = ("problem_id", "model", "sample", "text", "prompt", "n_tokens")
 _TAKEN_TYPES = (pa.string(), pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64())
+_SPILLED = {
+    **dict(
+        zip(_TAKEN, (pl.String, pl.String, pl.Int64, pl.String, pl.String, pl.Int64), strict=True)
+    ),
+    "_rank": pl.Int64,
+    "_range": pl.Int32,
+}
+"""The columns of a range's files (`_taken`'s)."""
 
 
 def _taken(part: Any, rows: pl.DataFrame) -> Iterator[pa.Table]:
@@ -309,16 +288,6 @@ def _taken(part: Any, rows: pl.DataFrame) -> Iterator[pa.Table]:
             columns += [pa.array(ranks[lo:hi]), pa.array(ranges[lo:hi])]
             yield pa.table(columns, names=[*_TAKEN, "_rank", "_range"])
         start += batch.num_rows
-
-
-def _by_range(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
-    """``table``'s rows grouped by ``_range`` (without it), in the order of the ranges."""
-    ranges = table.column("_range").to_numpy()
-    order = np.argsort(ranges, kind="stable")
-    ranges = ranges[order]
-    table = table.take(pa.array(order)).drop_columns(["_range"])
-    for lo, hi in _runs(ranges):
-        yield int(ranges[lo]), table.slice(lo, hi - lo)
 
 
 def _runs(values: np.ndarray) -> list[tuple[int, int]]:

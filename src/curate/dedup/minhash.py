@@ -60,13 +60,13 @@ from curate.dedup.sketch import (
     Sketches,
     band_keys,
     content_keys,
+    exact_overlap,
     find_duplicates,
     optimal_bands,
     pair_similarity,
     signatures,
 )
 from curate.errors import ConfigError
-from curate.shingles import shingles
 from curate.stage import Filter, StageContext
 
 # the per-row step's columns for the global step (not kept): signatures and band keys
@@ -92,14 +92,9 @@ def exact_jaccard(
     >>> exact_jaccard(t, np.array([0, 0]), np.array([1, 2]), 3, "word").round(2).tolist()
     [1.0, 0.43]
     """
-    rows, inverse = np.unique(np.concatenate((a, b)), return_inverse=True)
-    sh = shingles(texts.gather(rows), ngram, kind)
-    sets = [set(sh.hashes[sh.offsets[i] : sh.offsets[i + 1]].tolist()) for i in range(len(rows))]
-    out = np.zeros(len(a), np.float64)
-    for k, (i, j) in enumerate(zip(inverse[: len(a)], inverse[len(a) :], strict=True)):
-        x, y = sets[i], sets[j]
-        out[k] = len(x & y) / len(x | y) if x or y else 0.0
-    return out
+    inter, union = exact_overlap(texts, np.stack((a, b), axis=1), ngram, kind)
+    similarity: np.ndarray = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return similarity
 
 
 @dataclass(frozen=True)

@@ -440,6 +440,16 @@ def _exact(
     texts: pl.Series, pairs: np.ndarray, threshold: float, ngram: int, kind: str
 ) -> np.ndarray:
     """Exact Jaccard of the shingle sets of each pair, >= threshold."""
+    inter, union = exact_overlap(texts, pairs, ngram, kind)
+    good: np.ndarray = inter >= threshold * np.maximum(union, 1) - 1e-9
+    return good
+
+
+def exact_overlap(
+    texts: pl.Series, pairs: np.ndarray, ngram: int, kind: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sizes of the intersection and of the union of the shingle sets of each pair of
+    rows ``pairs[i]`` of ``texts`` (vectorized, 8,192 pairs at a time)."""
     rows, inverse = np.unique(pairs, return_inverse=True)
     sh = shingles(texts.gather(rows), ngram, kind)  # type: ignore[arg-type]
     owner = np.repeat(np.arange(len(rows)), np.diff(sh.offsets))
@@ -451,7 +461,7 @@ def _exact(
     size = np.bincount(owner, minlength=len(rows))
     start = np.cumsum(size) - size
     local = inverse.reshape(-1, 2)
-    out = np.zeros(len(pairs), bool)
+    inters, unions = np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
     for lo in range(0, len(pairs), 8192):
         a, b = local[lo : lo + 8192].T
         k = np.arange(len(a))
@@ -466,9 +476,8 @@ def _exact(
         both = np.lexsort((h[idx], tag))
         same = (h[idx][both][1:] == h[idx][both][:-1]) & (tag[both][1:] == tag[both][:-1])
         inter = np.bincount(tag[both][1:][same], minlength=len(a))
-        union = size[a] + size[b] - inter
-        out[lo : lo + 8192] = inter >= threshold * np.maximum(union, 1) - 1e-9
-    return out
+        inters[lo : lo + 8192], unions[lo : lo + 8192] = inter, size[a] + size[b] - inter
+    return inters, unions
 
 
 def find_duplicates(

@@ -69,7 +69,11 @@ def detail_text(ids: Sequence[str], sims: np.ndarray | None, measure: str) -> li
     """
     if sims is None:
         return list(ids)
-    return [f"{i} ({measure} {s:.2f})" for i, s in zip(ids, sims.tolist(), strict=True)]
+    return [_detail(i, s, measure) for i, s in zip(ids, sims.tolist(), strict=True)]
+
+
+def _detail(keeper: str, similarity: float, measure: str) -> str:
+    return f"{keeper} ({measure} {similarity:.2f})"  # `keeper_of` reads the id back
 
 
 _SIMILARITY = re.compile(r" \([a-z]+ -?[0-9]+\.[0-9]+\)$")
@@ -281,7 +285,7 @@ def mark_reference(
     detail = pl.col(column)
     if sims is not None:
         text = [
-            None if m is None or s is None else f"{m} ({measure} {s:.2f})"
+            None if m is None or s is None else _detail(m, s, measure)
             for m, s in zip(matches, sims, strict=True)
         ]
         rows = rows.with_columns(pl.Series("__detail", text, pl.String))

@@ -51,7 +51,7 @@ import polars as pl
 from curate.errors import ConfigError
 from curate.generate.base import Completion, Generator, Prompt, Request, Sampling, framed
 from curate.generate.jobs import Task, done_keys, missing, run_tasks, settings_key
-from curate.responses import ResponsesTable, one_per_key, routed
+from curate.responses import ResponsesTable, bucket_count, one_per_key, routed
 from curate.stage import Stage, StageContext
 from curate.verification import DEFAULT_TIMEOUT, VerifyOptions, verify_many
 from curate.verification.verdict import GRADER_VERSION
@@ -381,9 +381,7 @@ to bucket files: more buckets hold less at once)."""
 def _buckets(out: ResponsesTable, keys: list[str]) -> int:
     """How many buckets `_samples` gathers the responses of ``keys`` in: one per
     `SAMPLES_BUCKET` stored rows (from the parts' metadata), at least one."""
-    parts = [p for p in out.parts() if out.gen_key_of(p) in keys]
-    rows = pl.scan_parquet(parts).select(pl.len()).collect().item() if parts else 0
-    return max(1, -(-rows // SAMPLES_BUCKET))
+    return bucket_count([p for p in out.parts() if out.gen_key_of(p) in keys], SAMPLES_BUCKET)
 
 
 def _samples(

@@ -184,6 +184,13 @@ OPEN_BUCKETS = 64
 was closed goes on in another)."""
 
 
+def bucket_count(parts: Sequence[Path], rows_per_bucket: int) -> int:
+    """How many buckets to route the rows of ``parts`` to: one per ``rows_per_bucket``
+    stored rows (counted from the Parquet metadata), at least one."""
+    rows = pl.scan_parquet(list(parts)).select(pl.len()).collect().item() if parts else 0
+    return max(1, -(-rows // rows_per_bucket))
+
+
 def bucket_of(column: str, count: int) -> pl.Expr:
     """Which of ``count`` buckets a row falls in, by a hash of its id ``column`` (as a
     string): a problem's rows share a bucket, in the responses (``problem_id``) and the

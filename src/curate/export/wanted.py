@@ -12,7 +12,7 @@ import polars as pl
 
 from curate.errors import ConfigError, RunError
 from curate.export.formats import REFERENCE
-from curate.responses import RESPONSE_KEYS, ResponsesTable, one_per_key, routed
+from curate.responses import RESPONSE_KEYS, ResponsesTable, bucket_count, one_per_key, routed
 
 if TYPE_CHECKING:
     from curate.export.shards import ExportOptions
@@ -58,8 +58,7 @@ def _wanted_responses(
     """
     columns = problems.collect_schema().names()
     if buckets is None:
-        rows = pl.scan_parquet(parts).select(pl.len()).collect().item() if parts else 0
-        buckets = max(1, -(-rows // EXPORT_BUCKET))
+        buckets = bucket_count(parts, EXPORT_BUCKET)
     if "samples" in columns and "gen_key" not in _sample_fields(problems.collect_schema()):
         buckets = 1  # runs of before ``gen_key``: `_current` votes over every key at once
     positions = _positions(_problem_index(problems, options) if index is None else index)
